@@ -1,0 +1,259 @@
+"""Bounded XDR encoding and decoding on xdrlib3 (RFC 4506).
+
+Every decode names what it decodes: a short buffer, a length larger than what remains
+or larger than the protocol allows, or an unknown union discriminant raises
+``XdrError(type_name, offset, detail)``.  Enum values the client does not know are kept
+as pseudo-members of an ``OpenEnum`` (HOUSE_STYLE.md: dnspython), never crashed on.
+
+Conventions used by every type in ``session.xdr``:
+
+* a struct is a ``@dataclass(slots=True)`` with ``pack(self, enc: Encoder) -> None``
+  and ``@classmethod unpack(cls, dec: Decoder) -> Self``;
+* field names and type names are the RFC 5662 names.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, Self, TypeVar
+
+import xdrlib3
+
+from session.errors import XdrError
+
+T = TypeVar("T")
+
+_UINT32 = struct.Struct(">I")
+_INT32 = struct.Struct(">i")
+_UINT64 = struct.Struct(">Q")
+_INT64 = struct.Struct(">q")
+
+UINT32_MAX = 0xFFFFFFFF
+UINT64_MAX = 0xFFFFFFFFFFFFFFFF
+
+
+class OpenEnum(enum.IntEnum):
+    """An IntEnum that keeps values it does not know as pseudo-members.
+
+    ``nfsstat4(99999)`` gives a member named ``nfsstat4_99999`` instead of raising,
+    so a reply from a newer server decodes and can be reported.
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if not isinstance(value, int):
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = f"{cls.__name__}_{value}"
+        member._value_ = value
+        return member
+
+
+class Packable(Protocol):
+    """Anything with an XDR encoder."""
+
+    def pack(self, enc: Encoder) -> None: ...
+
+
+class Encoder(xdrlib3.Packer):
+    """xdrlib3's Packer plus the typed helpers the NFS codecs use."""
+
+    def uint32(self, value: int) -> None:
+        self.pack_uint(value)
+
+    def int32(self, value: int) -> None:
+        self.pack_int(value)
+
+    def uint64(self, value: int) -> None:
+        self.pack_uhyper(value)
+
+    def int64(self, value: int) -> None:
+        self.pack_uhyper(value & UINT64_MAX)
+
+    def boolean(self, value: bool) -> None:
+        self.pack_bool(value)
+
+    def opaque(self, value: bytes) -> None:
+        """Variable-length opaque<>: length word, bytes, zero padding to 4."""
+        self.pack_opaque(value)
+
+    def fixed_opaque(self, size: int, value: bytes) -> None:
+        """Fixed-length opaque[size]; ``value`` must be exactly ``size`` bytes."""
+        if len(value) != size:
+            raise ValueError(f"fixed opaque[{size}] given {len(value)} bytes")
+        self.pack_fopaque(size, value)
+
+    def string(self, value: str | bytes) -> None:
+        """utf8string / component4 / linktext4: UTF-8 bytes with a length word."""
+        self.pack_opaque(value.encode() if isinstance(value, str) else value)
+
+    def array(self, items: Sequence[T], pack_item: Callable[[T], None]) -> None:
+        """Counted array<>: count word then each item."""
+        self.pack_array(items, pack_item)
+
+    def struct_array(self, items: Sequence[Packable]) -> None:
+        self.uint32(len(items))
+        for item in items:
+            item.pack(self)
+
+    def optional(self, item: Packable | None) -> None:
+        """XDR optional-data (``T *``): a bool then the item if present."""
+        if item is None:
+            self.pack_bool(False)
+        else:
+            self.pack_bool(True)
+            item.pack(self)
+
+    def getvalue(self) -> bytes:
+        return self.get_buffer()
+
+
+class Decoder(xdrlib3.Unpacker):
+    """xdrlib3's Unpacker with bounds: every read checks what remains first.
+
+    Args:
+        data: the bytes to decode (a whole RPC record body, or a slice of it).
+
+    Raises (from every method):
+        XdrError: naming ``what`` (the XDR type or field) and the offset in bytes.
+    """
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        buf = bytes(data) if not isinstance(data, bytes) else data
+        super().__init__(buf)
+        self._data = buf
+
+    # -- bounds ---------------------------------------------------------------------
+    @property
+    def offset(self) -> int:
+        """Current position, bytes from the start (an index)."""
+        return int(self.get_position())
+
+    def remaining(self) -> int:
+        """Bytes not yet decoded (a count)."""
+        return len(self._data) - self.offset
+
+    def error(self, what: str, detail: str) -> XdrError:
+        return XdrError(what, self.offset, detail)
+
+    def _need(self, n: int, what: str) -> int:
+        pos = self.offset
+        if n > len(self._data) - pos:
+            raise XdrError(what, pos, f"needs {n} bytes, {len(self._data) - pos} remain")
+        return pos
+
+    def done_or_raise(self, what: str) -> None:
+        """Raise if bytes remain: a sub-decoder must consume exactly its slice."""
+        if self.remaining():
+            raise self.error(what, f"{self.remaining()} trailing bytes")
+
+    # -- scalars --------------------------------------------------------------------
+    def uint32(self, what: str = "uint32") -> int:
+        pos = self._need(4, what)
+        self.set_position(pos + 4)
+        return int(_UINT32.unpack_from(self._data, pos)[0])
+
+    def int32(self, what: str = "int32") -> int:
+        pos = self._need(4, what)
+        self.set_position(pos + 4)
+        return int(_INT32.unpack_from(self._data, pos)[0])
+
+    def uint64(self, what: str = "uint64") -> int:
+        pos = self._need(8, what)
+        self.set_position(pos + 8)
+        return int(_UINT64.unpack_from(self._data, pos)[0])
+
+    def int64(self, what: str = "int64") -> int:
+        pos = self._need(8, what)
+        self.set_position(pos + 8)
+        return int(_INT64.unpack_from(self._data, pos)[0])
+
+    def boolean(self, what: str = "bool") -> bool:
+        pos = self.offset
+        value = self.uint32(what)
+        if value > 1:
+            raise XdrError(what, pos, f"bool must be 0 or 1, got {value}")
+        return value == 1
+
+    def enum(self, cls: type[T], what: str | None = None) -> T:
+        """An enum word; unknown values become ``OpenEnum`` pseudo-members."""
+        return cls(self.int32(what or cls.__name__))  # type: ignore[call-arg]
+
+    # -- opaque data ----------------------------------------------------------------
+    def fixed_opaque(self, size: int, what: str = "opaque") -> bytes:
+        padded = (size + 3) & ~3
+        pos = self._need(padded, what)
+        self.set_position(pos + padded)
+        return self._data[pos : pos + size]
+
+    def opaque(self, what: str = "opaque", limit: int | None = None) -> bytes:
+        """opaque<limit>: length word checked against ``limit`` and what remains."""
+        pos = self.offset
+        size = self.uint32(what)
+        if limit is not None and size > limit:
+            raise XdrError(what, pos, f"length {size} exceeds the maximum {limit}")
+        if size > self.remaining():
+            raise XdrError(what, pos, f"length {size} exceeds the {self.remaining()} bytes left")
+        return self.fixed_opaque(size, what)
+
+    def string(self, what: str = "utf8string", limit: int | None = None) -> str:
+        """A UTF-8 string; invalid UTF-8 is kept with surrogate escapes, not crashed on."""
+        return self.opaque(what, limit).decode("utf-8", "surrogateescape")
+
+    def string_bytes(self, what: str = "component4", limit: int | None = None) -> bytes:
+        """A name as raw bytes (FUSE names are bytes)."""
+        return self.opaque(what, limit)
+
+    # -- composites -----------------------------------------------------------------
+    def array(
+        self, unpack_item: Callable[[], T], what: str, limit: int | None = None, min_item: int = 4
+    ) -> list[T]:
+        """Counted array<limit>; the count is checked before any item is read.
+
+        ``min_item`` is the smallest encoding of one item in bytes, so a hostile count
+        cannot make the decoder allocate more than the buffer could hold.
+        """
+        pos = self.offset
+        count = self.uint32(what)
+        if limit is not None and count > limit:
+            raise XdrError(what, pos, f"count {count} exceeds the maximum {limit}")
+        if count * min_item > self.remaining():
+            raise XdrError(what, pos, f"count {count} cannot fit in {self.remaining()} bytes")
+        return [unpack_item() for _ in range(count)]
+
+    def struct_array(self, cls: type[_U], limit: int | None = None, min_item: int = 4) -> list[_U]:
+        return self.array(lambda: cls.unpack(self), cls.__name__, limit, min_item)
+
+    def optional(self, cls: type[_U]) -> _U | None:
+        """XDR optional-data (``T *``)."""
+        if self.boolean(cls.__name__ + "*"):
+            return cls.unpack(self)
+        return None
+
+    def uint32_array(self, what: str, limit: int | None = None) -> list[int]:
+        return self.array(lambda: self.uint32(what), what, limit)
+
+
+class Unpackable(Protocol):
+    @classmethod
+    def unpack(cls, dec: Decoder) -> Self: ...
+
+
+_U = TypeVar("_U", bound=Unpackable)
+
+
+def encode(value: Packable) -> bytes:
+    """Encode one value to bytes."""
+    enc = Encoder()
+    value.pack(enc)
+    return enc.getvalue()
+
+
+def decode(cls: type[_U], data: bytes) -> _U:
+    """Decode exactly one ``cls`` from ``data``; trailing bytes are an error."""
+    dec = Decoder(data)
+    value = cls.unpack(dec)
+    dec.done_or_raise(cls.__name__)
+    return value
