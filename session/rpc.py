@@ -1,0 +1,877 @@
+"""ONC RPC version 2 messages and TCP record marking (RFC 5531), sans-I/O.
+
+Nothing here touches a socket or trio: bytes go in, records, messages and exceptions
+come out.  ``session.transport`` is the I/O shell around it.
+
+* Record marking, RFC 5531 section 11: :class:`RecordReader` (bytes in, whole records
+  out) and :func:`frame_record` (a record out, framed pieces to send).
+* Messages, RFC 5531 section 9: :func:`encode_call` / :func:`decode_call`,
+  :func:`encode_accepted_reply` / :func:`encode_rejected_reply` / :func:`decode_reply`,
+  and :func:`peek_xid_and_type` for demultiplexing replies from backchannel calls.
+* Authentication, RFC 5531 section 8.2 and appendix A: :class:`opaque_auth`,
+  :class:`authsys_parms`, and the :class:`Credential` protocol with :class:`AuthNone`
+  and :class:`AuthSys`.
+
+A reply that is not an accepted SUCCESS is raised as an :class:`~session.errors.RpcError`
+subclass naming the condition (:class:`ProgMismatch`, :class:`AuthError`, ...).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import functools
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol, Self
+
+from session.errors import RpcError, TransportError, XdrError
+from session.xdr.codec import Decoder, Encoder, OpenEnum
+
+__all__ = [
+    "LAST_FRAGMENT",
+    "MAX_AUTH_BYTES",
+    "MAX_FRAGMENT",
+    "MAX_MACHINE_NAME",
+    "MAX_RECORD_DEFAULT",
+    "NGRPS",
+    "NULL_AUTH",
+    "RPC_VERSION",
+    "AuthError",
+    "AuthNone",
+    "AuthSys",
+    "Credential",
+    "GarbageArgs",
+    "ProcUnavail",
+    "ProgMismatch",
+    "ProgUnavail",
+    "RecordReader",
+    "RecordTooLarge",
+    "RpcCall",
+    "RpcMismatch",
+    "RpcReply",
+    "SystemErr",
+    "UnsupportedRpcVersion",
+    "accept_stat",
+    "auth_flavor",
+    "auth_stat",
+    "authsys_parms",
+    "decode_call",
+    "decode_reply",
+    "encode_accepted_reply",
+    "encode_call",
+    "encode_call_header",
+    "encode_rejected_reply",
+    "frame_record",
+    "msg_type",
+    "opaque_auth",
+    "peek_xid_and_type",
+    "reject_stat",
+    "reply_stat",
+]
+
+RPC_VERSION: Final = 2
+"""``rpcvers`` of every call (RFC 5531 section 9: "MUST be equal to 2")."""
+
+MAX_AUTH_BYTES: Final = 400
+"""Largest ``opaque_auth`` body in bytes (RFC 5531 section 8.2)."""
+
+MAX_MACHINE_NAME: Final = 255
+"""Largest ``authsys_parms.machinename`` in bytes (RFC 5531 appendix A)."""
+
+NGRPS: Final = 16
+"""Largest ``authsys_parms.gids`` array, a count (RFC 5531 appendix A)."""
+
+LAST_FRAGMENT: Final = 0x80000000
+"""Record mark bit saying "this fragment ends the record" (RFC 5531 section 11)."""
+
+MAX_FRAGMENT: Final = 0x7FFFFFFF
+"""Largest fragment length the 31-bit record mark can express, in bytes."""
+
+MAX_RECORD_DEFAULT: Final = 64 * 1024 * 1024 + 64 * 1024
+"""Default record bound in bytes: a 64 MiB READ/WRITE payload plus 64 KiB for headers."""
+
+_SMALL_PIECE: Final = 4096
+"""Fragment pieces shorter than this (bytes) are copied into a shared bytearray."""
+
+_MARK = struct.Struct(">I")
+_TWO_UINT32 = struct.Struct(">II")
+
+
+# --------------------------------------------------------------------------------------
+# Protocol enums, RFC 5531 section 9 (messages) and section 8.2 (authentication)
+# --------------------------------------------------------------------------------------
+
+
+class msg_type(OpenEnum):
+    """enum msg_type, RFC 5531 section 9."""
+
+    CALL = 0
+    REPLY = 1
+
+
+class reply_stat(OpenEnum):
+    """enum reply_stat, RFC 5531 section 9."""
+
+    MSG_ACCEPTED = 0
+    MSG_DENIED = 1
+
+
+class accept_stat(OpenEnum):
+    """enum accept_stat, RFC 5531 section 9: why an accepted call did or did not run."""
+
+    SUCCESS = 0
+    PROG_UNAVAIL = 1
+    PROG_MISMATCH = 2
+    PROC_UNAVAIL = 3
+    GARBAGE_ARGS = 4
+    SYSTEM_ERR = 5
+
+
+class reject_stat(OpenEnum):
+    """enum reject_stat, RFC 5531 section 9: why a call was rejected outright."""
+
+    RPC_MISMATCH = 0
+    AUTH_ERROR = 1
+
+
+class auth_flavor(OpenEnum):
+    """enum auth_flavor, RFC 5531 section 8.2 (RPCSEC_GSS: RFC 2203)."""
+
+    AUTH_NONE = 0
+    AUTH_SYS = 1
+    AUTH_SHORT = 2
+    AUTH_DH = 3
+    RPCSEC_GSS = 6
+
+
+class auth_stat(OpenEnum):
+    """enum auth_stat, RFC 5531 section 9 (13 and 14 from RFC 2203 section 5.3.3.3)."""
+
+    AUTH_OK = 0
+    AUTH_BADCRED = 1
+    AUTH_REJECTEDCRED = 2
+    AUTH_BADVERF = 3
+    AUTH_REJECTEDVERF = 4
+    AUTH_TOOWEAK = 5
+    AUTH_INVALIDRESP = 6
+    AUTH_FAILED = 7
+    AUTH_KERB_GENERIC = 8
+    AUTH_TIMEEXPIRE = 9
+    AUTH_TKT_FILE = 10
+    AUTH_DECODE = 11
+    AUTH_NET_ADDR = 12
+    RPCSEC_GSS_CREDPROBLEM = 13
+    RPCSEC_GSS_CTXPROBLEM = 14
+
+
+_AUTH_STAT_TEXT: Final[dict[int, str]] = {
+    auth_stat.AUTH_OK: "success",
+    auth_stat.AUTH_BADCRED: "bad credential (seal broken)",
+    auth_stat.AUTH_REJECTEDCRED: "client must begin a new session",
+    auth_stat.AUTH_BADVERF: "bad verifier (seal broken)",
+    auth_stat.AUTH_REJECTEDVERF: "verifier expired or replayed",
+    auth_stat.AUTH_TOOWEAK: "rejected for security reasons",
+    auth_stat.AUTH_INVALIDRESP: "bogus response verifier",
+    auth_stat.AUTH_FAILED: "reason unknown",
+    auth_stat.AUTH_KERB_GENERIC: "kerberos generic error",
+    auth_stat.AUTH_TIMEEXPIRE: "time of credential expired",
+    auth_stat.AUTH_TKT_FILE: "problem with ticket file",
+    auth_stat.AUTH_DECODE: "can't decode authenticator",
+    auth_stat.AUTH_NET_ADDR: "wrong net address in ticket",
+    auth_stat.RPCSEC_GSS_CREDPROBLEM: "no credentials for user",
+    auth_stat.RPCSEC_GSS_CTXPROBLEM: "problem with GSS context",
+}
+
+
+# --------------------------------------------------------------------------------------
+# Exceptions: one RpcError subclass per reply condition (RFC 5531 section 9)
+# --------------------------------------------------------------------------------------
+
+
+class RecordTooLarge(TransportError):
+    """A record mark announced more bytes than the reader accepts (RFC 5531 section 11).
+
+    The stream cannot be resynchronised after this, so the connection must be dropped.
+
+    Attributes:
+        length: the record length in bytes the peer announced (fragments so far plus
+            the offending fragment).
+        limit: the bound in bytes (``RecordReader.max_record``).
+    """
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(
+            f"RPC record of {length} bytes announced, larger than the {limit}-byte limit"
+        )
+        self.length = length
+        self.limit = limit
+
+
+class ProgUnavail(RpcError):
+    """accept_stat PROG_UNAVAIL: the server does not export the program."""
+
+    errno = _errno.EPFNOSUPPORT
+
+    def __init__(self) -> None:
+        super().__init__("RPC PROG_UNAVAIL: the server does not offer this program")
+
+
+class ProgMismatch(RpcError):
+    """accept_stat PROG_MISMATCH: the program version is not supported.
+
+    Attributes:
+        low: lowest version the server supports.
+        high: highest version the server supports.
+    """
+
+    errno = _errno.EPROTONOSUPPORT
+
+    def __init__(self, low: int, high: int) -> None:
+        super().__init__(f"RPC PROG_MISMATCH: server supports versions {low}..{high}")
+        self.low = low
+        self.high = high
+
+
+class ProcUnavail(RpcError):
+    """accept_stat PROC_UNAVAIL: the program has no such procedure."""
+
+    errno = _errno.EOPNOTSUPP
+
+    def __init__(self) -> None:
+        super().__init__("RPC PROC_UNAVAIL: the server does not support this procedure")
+
+
+class GarbageArgs(RpcError):
+    """accept_stat GARBAGE_ARGS: the server could not decode the arguments."""
+
+    def __init__(self) -> None:
+        super().__init__("RPC GARBAGE_ARGS: the server could not decode the call arguments")
+
+
+class SystemErr(RpcError):
+    """accept_stat SYSTEM_ERR: a server-side failure such as memory allocation."""
+
+    def __init__(self) -> None:
+        super().__init__("RPC SYSTEM_ERR: the server failed to process the call")
+
+
+class RpcMismatch(RpcError):
+    """reject_stat RPC_MISMATCH: the server does not speak RPC version 2.
+
+    Attributes:
+        low: lowest RPC version the server supports.
+        high: highest RPC version the server supports.
+    """
+
+    errno = _errno.EPROTONOSUPPORT
+
+    def __init__(self, low: int, high: int) -> None:
+        super().__init__(f"RPC RPC_MISMATCH: server supports RPC versions {low}..{high}")
+        self.low = low
+        self.high = high
+
+
+class AuthError(RpcError):
+    """reject_stat AUTH_ERROR: the server refused the credential or verifier.
+
+    Attributes:
+        stat: the ``auth_stat`` the server gave (unknown values kept).
+    """
+
+    errno = _errno.EACCES
+
+    def __init__(self, stat: auth_stat) -> None:
+        text = _AUTH_STAT_TEXT.get(stat, "unknown auth_stat")
+        super().__init__(f"RPC AUTH_ERROR: {stat.name} ({text})")
+        self.stat = stat
+
+
+class UnsupportedRpcVersion(RpcError):
+    """A received call has ``rpcvers`` other than 2 (server side, RFC 5531 section 9).
+
+    The receiver should answer ``encode_rejected_reply(xid, RPC_MISMATCH, mismatch=(2, 2))``.
+
+    Attributes:
+        xid: the call's transaction id, for the rejection.
+        rpcvers: the version the peer sent.
+    """
+
+    def __init__(self, xid: int, rpcvers: int) -> None:
+        super().__init__(f"RPC call xid=0x{xid:08x} has rpcvers {rpcvers}, only 2 is supported")
+        self.xid = xid
+        self.rpcvers = rpcvers
+
+
+# --------------------------------------------------------------------------------------
+# Record marking, RFC 5531 section 11
+# --------------------------------------------------------------------------------------
+
+
+class RecordReader:
+    """Reassembles RPC records from a TCP byte stream (RFC 5531 section 11).
+
+    Each fragment is a 4-byte big-endian mark (top bit: last fragment of the record;
+    low 31 bits: fragment length in bytes) followed by that many bytes.  Zero-length
+    fragments are allowed.  Fragment payloads are kept as views of the fed chunks and
+    joined once when the record completes, so a record costs one copy however it was
+    split: no quadratic behaviour for a 1 MiB record arriving in 64 KiB pieces.  Pieces
+    under 4 KiB are coalesced into a bytearray, so a peer sending many tiny fragments
+    cannot make the bookkeeping outgrow the ``max_record`` bound.
+
+    Args:
+        max_record: largest record accepted, in bytes (sum of its fragments).
+
+    ``feed`` raises :class:`RecordTooLarge` when a mark announces more than
+    ``max_record`` bytes; the reader is then unusable (the stream cannot be resynced).
+    """
+
+    def __init__(self, max_record: int = MAX_RECORD_DEFAULT) -> None:
+        if max_record < 0:
+            raise ValueError(f"max_record must be >= 0, got {max_record}")
+        self.max_record = max_record
+        self._mark = bytearray()  # partial record mark, 0..3 bytes
+        self._frag_left = -1  # bytes left in the current fragment; -1: reading a mark
+        self._last = False  # the current fragment ends its record
+        self._pieces: list[memoryview | bytearray] = []  # payload of the current record
+        self._record_len = 0  # bytes of the current record announced so far
+        self._failed: RecordTooLarge | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete record (payload only, a count)."""
+        return sum(len(p) for p in self._pieces)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Consume ``data`` (any split of the stream) and return the records it completed.
+
+        Args:
+            data: the next bytes received.  A ``bytes`` object is referenced without
+                copying until its record completes; other buffers are copied first.
+
+        Returns:
+            complete record bodies (record marks stripped, fragments joined), in order;
+            often empty.
+
+        Raises:
+            RecordTooLarge: a mark announced a record larger than ``max_record``.
+        """
+        if self._failed is not None:
+            raise self._failed
+        buf = memoryview(data if isinstance(data, bytes) else bytes(data))
+        records: list[bytes] = []
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            if self._frag_left < 0:
+                take = min(4 - len(self._mark), end - pos)
+                if take == 4:
+                    (mark,) = _MARK.unpack_from(buf, pos)
+                else:
+                    self._mark += buf[pos : pos + take]
+                    if len(self._mark) < 4:
+                        pos += take
+                        break
+                    (mark,) = _MARK.unpack_from(self._mark)
+                    self._mark.clear()
+                pos += take
+                self._start_fragment(mark)
+                if self._frag_left == 0 and self._last:
+                    records.append(self._finish_record())
+                    continue
+                if self._frag_left == 0:
+                    self._frag_left = -1
+                continue
+            take = min(self._frag_left, end - pos)
+            piece = buf[pos : pos + take]
+            if take >= _SMALL_PIECE:
+                self._pieces.append(piece)
+            elif self._pieces and isinstance(self._pieces[-1], bytearray):
+                self._pieces[-1] += piece
+            else:
+                self._pieces.append(bytearray(piece))
+            pos += take
+            self._frag_left -= take
+            if self._frag_left == 0:
+                if self._last:
+                    records.append(self._finish_record())
+                else:
+                    self._frag_left = -1
+        return records
+
+    def _start_fragment(self, mark: int) -> None:
+        length = mark & MAX_FRAGMENT
+        total = self._record_len + length
+        if total > self.max_record:
+            self._failed = RecordTooLarge(total, self.max_record)
+            self._pieces.clear()
+            raise self._failed
+        self._record_len = total
+        self._last = bool(mark & LAST_FRAGMENT)
+        self._frag_left = length
+
+    def _finish_record(self) -> bytes:
+        pieces = self._pieces
+        record = bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+        self._pieces = []
+        self._record_len = 0
+        self._frag_left = -1
+        self._last = False
+        return record
+
+
+def frame_record(
+    record: bytes | memoryview, max_fragment: int = MAX_FRAGMENT
+) -> list[bytes | memoryview]:
+    """Split one record into record-marked fragments (RFC 5531 section 11).
+
+    Args:
+        record: the record body (an encoded ``rpc_msg``), any length in bytes.
+        max_fragment: largest fragment payload in bytes, 1..2**31-1.
+
+    Returns:
+        pieces to write in order: mark, payload, mark, payload, ...; payloads are views
+        of ``record`` (no copy).  The last mark has the last-fragment bit; an empty
+        record is one empty last fragment.  ``b"".join(...)`` gives the wire bytes.
+
+    Raises:
+        ValueError: ``max_fragment`` out of range.
+    """
+    if not 1 <= max_fragment <= MAX_FRAGMENT:
+        raise ValueError(f"max_fragment must be 1..{MAX_FRAGMENT}, got {max_fragment}")
+    size = len(record)
+    if size <= max_fragment:
+        return [_MARK.pack(LAST_FRAGMENT | size), record]
+    view = memoryview(record)
+    pieces: list[bytes | memoryview] = []
+    for start in range(0, size, max_fragment):
+        chunk = view[start : start + max_fragment]
+        last = LAST_FRAGMENT if start + max_fragment >= size else 0
+        pieces.append(_MARK.pack(last | len(chunk)))
+        pieces.append(chunk)
+    return pieces
+
+
+# --------------------------------------------------------------------------------------
+# Authentication, RFC 5531 section 8.2 and appendix A
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class opaque_auth:
+    """struct opaque_auth, RFC 5531 section 8.2: a flavor and up to 400 opaque bytes.
+
+    Raises:
+        ValueError: ``body`` longer than ``MAX_AUTH_BYTES`` (400).
+    """
+
+    flavor: auth_flavor  # unknown flavors from the wire are kept as pseudo-members
+    body: bytes = b""
+
+    def __post_init__(self) -> None:
+        if len(self.body) > MAX_AUTH_BYTES:
+            raise ValueError(f"opaque_auth body is {len(self.body)} bytes, max {MAX_AUTH_BYTES}")
+
+    def pack(self, enc: Encoder) -> None:
+        enc.int32(self.flavor)
+        enc.opaque(self.body)
+
+    @classmethod
+    def unpack(cls, dec: Decoder) -> Self:
+        """Raises XdrError on a short buffer or a body over 400 bytes."""
+        flavor = dec.enum(auth_flavor, "opaque_auth.flavor")
+        return cls(flavor, dec.opaque("opaque_auth.body", MAX_AUTH_BYTES))
+
+
+NULL_AUTH: Final = opaque_auth(auth_flavor.AUTH_NONE, b"")
+"""The AUTH_NONE credential or verifier with an empty body (RFC 5531 section 10.1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class authsys_parms:
+    """struct authsys_parms, RFC 5531 appendix A: the AUTH_SYS credential body.
+
+    Attributes:
+        stamp: arbitrary id the caller may generate (uint32).
+        machinename: caller's host name, at most 255 bytes UTF-8.
+        uid: effective user id (uint32).
+        gid: effective group id (uint32).
+        gids: supplementary group ids, at most 16 (``NGRPS``).
+
+    Raises:
+        ValueError: machinename over 255 bytes or more than 16 gids.
+    """
+
+    stamp: int
+    machinename: str
+    uid: int
+    gid: int
+    gids: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.machinename.encode("utf-8", "surrogateescape")) > MAX_MACHINE_NAME:
+            raise ValueError(f"authsys_parms.machinename longer than {MAX_MACHINE_NAME} bytes")
+        if len(self.gids) > NGRPS:
+            raise ValueError(f"authsys_parms.gids has {len(self.gids)} entries, max {NGRPS}")
+
+    def pack(self, enc: Encoder) -> None:
+        enc.uint32(self.stamp)
+        enc.string(self.machinename.encode("utf-8", "surrogateescape"))
+        enc.uint32(self.uid)
+        enc.uint32(self.gid)
+        enc.array(self.gids, enc.uint32)
+
+    @classmethod
+    def unpack(cls, dec: Decoder) -> Self:
+        """Raises XdrError on a short buffer, a name over 255 bytes or over 16 gids."""
+        stamp = dec.uint32("authsys_parms.stamp")
+        machinename = dec.string("authsys_parms.machinename", MAX_MACHINE_NAME)
+        uid = dec.uint32("authsys_parms.uid")
+        gid = dec.uint32("authsys_parms.gid")
+        gids = dec.uint32_array("authsys_parms.gids", NGRPS)
+        return cls(stamp, machinename, uid, gid, gids)
+
+
+class Credential(Protocol):
+    """What a call needs from an authentication flavor: its credential and verifier.
+
+    RFC 5531 section 8.2.  The transport puts ``cred`` and ``verf`` into every call
+    header it sends with this credential.
+    """
+
+    @property
+    def cred(self) -> opaque_auth: ...
+
+    @property
+    def verf(self) -> opaque_auth: ...
+
+
+class AuthNone:
+    """AUTH_NONE (RFC 5531 section 10.1): empty credential and verifier."""
+
+    __slots__ = ()
+
+    @property
+    def cred(self) -> opaque_auth:
+        return NULL_AUTH
+
+    @property
+    def verf(self) -> opaque_auth:
+        return NULL_AUTH
+
+    def __repr__(self) -> str:
+        return "AuthNone()"
+
+
+@functools.lru_cache(maxsize=1024)
+def _authsys_cred(
+    stamp: int, machinename: str, uid: int, gid: int, gids: tuple[int, ...]
+) -> opaque_auth:
+    enc = Encoder()
+    authsys_parms(stamp, machinename, uid, gid, list(gids)).pack(enc)
+    return opaque_auth(auth_flavor.AUTH_SYS, enc.getvalue())
+
+
+class AuthSys:
+    """AUTH_SYS (RFC 5531 section 10.2 and appendix A) with an AUTH_NONE verifier.
+
+    The encoded credential is built once per distinct (stamp, machinename, uid, gid,
+    gids) and shared by every ``AuthSys`` with the same values (an LRU cache), so a
+    per-request ``AuthSys(ctx.uid, ctx.gid, ...)`` costs a dictionary lookup.
+
+    Args:
+        uid: effective user id (uint32).
+        gid: effective group id (uint32).
+        gids: supplementary group ids; at most 16 (RFC 5531 appendix A).
+        machinename: host name, at most 255 bytes.
+        stamp: arbitrary uint32 the caller chooses (e.g. a boot time); 0 is fine.
+
+    Raises:
+        ValueError: more than 16 gids or a machinename over 255 bytes.
+    """
+
+    __slots__ = ("_cred", "gid", "gids", "machinename", "stamp", "uid")
+
+    def __init__(
+        self,
+        uid: int,
+        gid: int,
+        gids: Sequence[int] = (),
+        machinename: str = "fusenfs",
+        stamp: int = 0,
+    ) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.gids = tuple(gids)
+        self.machinename = machinename
+        self.stamp = stamp
+        self._cred = _authsys_cred(stamp, machinename, uid, gid, self.gids)
+
+    @property
+    def cred(self) -> opaque_auth:
+        return self._cred
+
+    @property
+    def verf(self) -> opaque_auth:
+        return NULL_AUTH
+
+    def __repr__(self) -> str:
+        return (
+            f"AuthSys(uid={self.uid}, gid={self.gid}, gids={list(self.gids)}, "
+            f"machinename={self.machinename!r}, stamp={self.stamp})"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Messages, RFC 5531 section 9
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RpcCall:
+    """A decoded call: struct rpc_msg with a call_body (RFC 5531 section 9).
+
+    ``args`` is the procedure's encoded arguments (the rest of the record, bytes).
+    """
+
+    xid: int
+    rpcvers: int
+    prog: int
+    vers: int
+    proc: int
+    cred: opaque_auth
+    verf: opaque_auth
+    args: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RpcReply:
+    """A decoded accepted SUCCESS reply (RFC 5531 section 9).
+
+    ``results`` is the procedure's encoded results (the rest of the record, bytes).
+    """
+
+    xid: int
+    verf: opaque_auth
+    results: bytes
+
+
+def peek_xid_and_type(body: bytes | bytearray | memoryview) -> tuple[int, msg_type]:
+    """Read ``xid`` and ``mtype`` from a record body without decoding the rest.
+
+    Used to demultiplex a connection: replies go to the waiting caller by xid, calls
+    (the NFSv4.1 backchannel) go to a handler.  RFC 5531 section 9.
+
+    Returns:
+        ``(xid, msg_type)``; xid is a uint32.
+
+    Raises:
+        XdrError: fewer than 8 bytes, or a msg_type other than CALL or REPLY.
+    """
+    if len(body) < 8:
+        raise XdrError("rpc_msg", 0, f"needs 8 bytes for xid and mtype, {len(body)} given")
+    xid, mtype = _TWO_UINT32.unpack_from(body, 0)
+    if mtype not in (msg_type.CALL, msg_type.REPLY):
+        raise XdrError("rpc_msg.mtype", 4, f"unknown msg_type {mtype}")
+    return xid, msg_type(mtype)
+
+
+def encode_call_header(
+    xid: int, prog: int, vers: int, proc: int, cred: opaque_auth, verf: opaque_auth
+) -> bytes:
+    """Encode an rpc_msg CALL up to and including the verifier (RFC 5531 section 9).
+
+    The procedure arguments follow it on the wire; the transport sends the two pieces
+    without joining them, so large WRITE arguments are not copied.
+
+    Raises:
+        xdrlib3.ConversionError: a number outside uint32.
+    """
+    enc = Encoder()
+    enc.uint32(xid)
+    enc.int32(msg_type.CALL)
+    enc.uint32(RPC_VERSION)
+    enc.uint32(prog)
+    enc.uint32(vers)
+    enc.uint32(proc)
+    cred.pack(enc)
+    verf.pack(enc)
+    return enc.getvalue()
+
+
+def encode_call(
+    xid: int,
+    prog: int,
+    vers: int,
+    proc: int,
+    cred: opaque_auth,
+    verf: opaque_auth,
+    args: bytes = b"",
+) -> bytes:
+    """Encode a whole call record body: header then ``args`` (RFC 5531 section 9).
+
+    Args:
+        xid, prog, vers, proc: uint32 values.
+        cred, verf: the call's credential and verifier (section 8.2).
+        args: the procedure's encoded arguments (already XDR, a multiple of 4 bytes).
+
+    Returns:
+        the record body, without record mark.
+    """
+    return encode_call_header(xid, prog, vers, proc, cred, verf) + args
+
+
+def decode_call(body: bytes) -> RpcCall:
+    """Decode a call record body (server side, or a backchannel call on the client).
+
+    RFC 5531 section 9.
+
+    Raises:
+        XdrError: truncated header, not a CALL, or an auth body over 400 bytes.
+        UnsupportedRpcVersion: ``rpcvers`` is not 2 (answer with RPC_MISMATCH 2..2).
+    """
+    dec = Decoder(body)
+    xid = dec.uint32("rpc_msg.xid")
+    mtype = dec.enum(msg_type, "rpc_msg.mtype")
+    if mtype != msg_type.CALL:
+        raise XdrError("rpc_msg.mtype", 4, f"expected CALL, got {mtype.name}")
+    rpcvers = dec.uint32("call_body.rpcvers")
+    if rpcvers != RPC_VERSION:
+        raise UnsupportedRpcVersion(xid, rpcvers)
+    prog = dec.uint32("call_body.prog")
+    vers = dec.uint32("call_body.vers")
+    proc = dec.uint32("call_body.proc")
+    cred = opaque_auth.unpack(dec)
+    verf = opaque_auth.unpack(dec)
+    return RpcCall(xid, rpcvers, prog, vers, proc, cred, verf, body[dec.offset :])
+
+
+def encode_accepted_reply(
+    xid: int,
+    verf: opaque_auth,
+    stat: accept_stat,
+    results: bytes = b"",
+    mismatch: tuple[int, int] | None = None,
+) -> bytes:
+    """Encode a MSG_ACCEPTED reply record body (RFC 5531 section 9, accepted_reply).
+
+    Args:
+        xid: the call's xid.
+        verf: the server's verifier (``NULL_AUTH`` for AUTH_NONE / AUTH_SYS).
+        stat: the accept_stat.
+        results: encoded procedure results, only with SUCCESS.
+        mismatch: ``(low, high)`` supported versions, required with PROG_MISMATCH.
+
+    Raises:
+        ValueError: ``results`` given with a status other than SUCCESS, or
+            ``mismatch`` missing with PROG_MISMATCH / given with any other status.
+    """
+    if results and stat != accept_stat.SUCCESS:
+        raise ValueError(f"results given with accept_stat {stat.name}")
+    if (mismatch is not None) != (stat == accept_stat.PROG_MISMATCH):
+        raise ValueError("mismatch=(low, high) goes with PROG_MISMATCH and only with it")
+    enc = Encoder()
+    enc.uint32(xid)
+    enc.int32(msg_type.REPLY)
+    enc.int32(reply_stat.MSG_ACCEPTED)
+    verf.pack(enc)
+    enc.int32(stat)
+    if mismatch is not None:
+        enc.uint32(mismatch[0])
+        enc.uint32(mismatch[1])
+    header = enc.getvalue()
+    return header + results if results else header
+
+
+def encode_rejected_reply(
+    xid: int,
+    stat: reject_stat,
+    *,
+    mismatch: tuple[int, int] | None = None,
+    auth: auth_stat | None = None,
+) -> bytes:
+    """Encode a MSG_DENIED reply record body (RFC 5531 section 9, rejected_reply).
+
+    Args:
+        xid: the call's xid.
+        stat: RPC_MISMATCH (give ``mismatch=(low, high)`` RPC versions) or AUTH_ERROR
+            (give ``auth``, the auth_stat).
+
+    Raises:
+        ValueError: the argument that goes with ``stat`` is missing, or the other given.
+    """
+    enc = Encoder()
+    enc.uint32(xid)
+    enc.int32(msg_type.REPLY)
+    enc.int32(reply_stat.MSG_DENIED)
+    enc.int32(stat)
+    if stat == reject_stat.RPC_MISMATCH:
+        if mismatch is None or auth is not None:
+            raise ValueError("RPC_MISMATCH needs mismatch=(low, high) and no auth")
+        enc.uint32(mismatch[0])
+        enc.uint32(mismatch[1])
+    elif stat == reject_stat.AUTH_ERROR:
+        if auth is None or mismatch is not None:
+            raise ValueError("AUTH_ERROR needs auth=auth_stat and no mismatch")
+        enc.int32(auth)
+    else:
+        raise ValueError(f"unknown reject_stat {stat}")
+    return enc.getvalue()
+
+
+_ACCEPT_ERRORS: Final[dict[int, type[ProgUnavail | ProcUnavail | GarbageArgs | SystemErr]]] = {
+    accept_stat.PROG_UNAVAIL: ProgUnavail,
+    accept_stat.PROC_UNAVAIL: ProcUnavail,
+    accept_stat.GARBAGE_ARGS: GarbageArgs,
+    accept_stat.SYSTEM_ERR: SystemErr,
+}
+
+
+def decode_reply(body: bytes) -> RpcReply:
+    """Decode a reply record body (client side), RFC 5531 section 9.
+
+    Args:
+        body: the record body (record mark stripped).
+
+    Returns:
+        ``RpcReply`` for MSG_ACCEPTED / SUCCESS; ``results`` is the rest of the body.
+
+    Raises:
+        ProgUnavail, ProgMismatch, ProcUnavail, GarbageArgs, SystemErr: the call was
+            accepted with that accept_stat.
+        RpcError: accepted with an accept_stat this client does not know.
+        RpcMismatch, AuthError: the call was rejected (MSG_DENIED).
+        XdrError: truncated or malformed reply, not a REPLY, or an unknown reply_stat
+            or reject_stat (unions without a default arm).
+    """
+    dec = Decoder(body)
+    xid = dec.uint32("rpc_msg.xid")
+    mtype = dec.enum(msg_type, "rpc_msg.mtype")
+    if mtype != msg_type.REPLY:
+        raise XdrError("rpc_msg.mtype", 4, f"expected REPLY, got {mtype.name}")
+    pos = dec.offset
+    rstat = dec.enum(reply_stat, "reply_body.stat")
+    if rstat == reply_stat.MSG_ACCEPTED:
+        verf = opaque_auth.unpack(dec)
+        astat = dec.enum(accept_stat, "accepted_reply.stat")
+        if astat == accept_stat.SUCCESS:
+            return RpcReply(xid, verf, body[dec.offset :])
+        if astat == accept_stat.PROG_MISMATCH:
+            low = dec.uint32("mismatch_info.low")
+            high = dec.uint32("mismatch_info.high")
+            raise ProgMismatch(low, high)
+        error = _ACCEPT_ERRORS.get(astat)
+        if error is not None:
+            raise error()
+        raise RpcError(f"RPC reply accepted with unknown accept_stat {int(astat)}")
+    if rstat == reply_stat.MSG_DENIED:
+        pos = dec.offset
+        jstat = dec.enum(reject_stat, "rejected_reply.stat")
+        if jstat == reject_stat.RPC_MISMATCH:
+            low = dec.uint32("mismatch_info.low")
+            high = dec.uint32("mismatch_info.high")
+            raise RpcMismatch(low, high)
+        if jstat == reject_stat.AUTH_ERROR:
+            raise AuthError(dec.enum(auth_stat, "rejected_reply.auth_stat"))
+        raise XdrError("rejected_reply.stat", pos, f"unknown reject_stat {int(jstat)}")
+    raise XdrError("reply_body.stat", pos, f"unknown reply_stat {int(rstat)}")

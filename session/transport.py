@@ -1,0 +1,521 @@
+"""ONC RPC over one TCP connection, both directions (trio I/O shell around session.rpc).
+
+One :class:`RpcConnection` owns one byte stream and nothing else: no NFS state lives
+here, so the session above can drop a connection and attach a new one (DESIGN.md,
+invariant 1).  It runs two tasks in a nursery the caller can see:
+
+* a reader that reassembles records (RFC 5531 section 11) and demultiplexes them with
+  ``peek_xid_and_type``: a REPLY wakes the caller waiting on its xid; a CALL (the
+  NFSv4.1 backchannel, RFC 8881 section 2.10.3.1) is answered by a handler in its own
+  task;
+* a sender that writes whole framed records one at a time, so records from
+  concurrent callers never interleave.
+
+Why a sender task instead of callers writing under a ``trio.Lock``: ``send_all`` may be
+cancelled after writing part of a record, which would corrupt the stream for every
+other caller.  Handing the framed record to the sender through an unbuffered memory
+channel is all-or-nothing under cancellation (trio guarantees a channel ``send``
+either delivers or raises ``Cancelled``), so a cancelled caller never breaks others.
+
+:class:`Transport` is the client end (``Transport.connect``); :class:`ServerConnection`
+and :func:`serve_connection` are the server end used by the project's test server,
+with ``callback()`` to send calls back to the client over the same stream.
+
+Errors: every failure of the connection (EOF, reset, a malformed or oversized record)
+fails all in-flight calls with ``TransportError("connection to HOST:PORT lost: REASON")``
+and every later call at once.  RPC-level rejections raise the ``session.rpc``
+exceptions (``ProgMismatch``, ``AuthError``, ...).  No timeouts inside: callers use
+``trio.fail_after``.  Logger ``session.transport``: connects and disconnects at INFO.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, Self
+
+import trio
+
+from session.errors import TransportError, XdrError
+from session.rpc import (
+    LAST_FRAGMENT,
+    MAX_FRAGMENT,
+    MAX_RECORD_DEFAULT,
+    NULL_AUTH,
+    RPC_VERSION,
+    Credential,
+    RecordReader,
+    RecordTooLarge,
+    RpcCall,
+    UnsupportedRpcVersion,
+    accept_stat,
+    decode_call,
+    decode_reply,
+    encode_accepted_reply,
+    encode_call_header,
+    encode_rejected_reply,
+    msg_type,
+    peek_xid_and_type,
+    reject_stat,
+)
+
+__all__ = [
+    "RECEIVE_SIZE",
+    "CallHandler",
+    "RpcConnection",
+    "ServerConnection",
+    "Transport",
+    "TransportStatistics",
+    "connect",
+    "serve_connection",
+]
+
+log = logging.getLogger("session.transport")
+
+CallHandler = Callable[[RpcCall], Awaitable[bytes | None]]
+"""Answers one received call: returns the whole encoded reply record body (built with
+``encode_accepted_reply`` / ``encode_rejected_reply``), or None to send no reply.
+An exception other than ``Cancelled`` is logged and answered with SYSTEM_ERR."""
+
+RECEIVE_SIZE: Final = 1 << 20
+"""Bytes asked of each ``receive_some`` (1 MiB): a READ reply arrives in few pieces."""
+
+_JOIN_LIMIT: Final = 64 * 1024
+"""Records up to this many bytes are joined with their mark into one write."""
+
+_MARK = struct.Struct(">I")
+_XID_MASK: Final = 0xFFFFFFFF
+
+Frame = list[bytes | memoryview]
+
+
+@dataclass(frozen=True, slots=True)
+class TransportStatistics:
+    """Counters of one connection since it was created.
+
+    Attributes:
+        calls_sent: calls handed to the sender (a count).
+        replies_received: replies matched to a waiting call.
+        replies_dropped: replies for no waiting xid (late, after a cancelled call).
+        calls_received: calls from the peer (on a client: backchannel calls).
+        bytes_sent: bytes written to the stream, record marks included.
+        bytes_received: bytes read from the stream, record marks included.
+        in_flight: calls sent or being sent and not yet answered.
+    """
+
+    calls_sent: int
+    replies_received: int
+    replies_dropped: int
+    calls_received: int
+    bytes_sent: int
+    bytes_received: int
+    in_flight: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A call waiting for its reply: ``body`` or ``error`` is set, then ``done``."""
+
+    done: trio.Event
+    body: bytes | None = None
+    error: str | None = None
+
+
+def _frame(header: bytes, payload: bytes | memoryview = b"") -> Frame:
+    """Record-mark ``header + payload`` as one last fragment, without copying big payloads."""
+    size = len(header) + len(payload)
+    if size > MAX_FRAGMENT:
+        raise ValueError(f"RPC record of {size} bytes is larger than one fragment")
+    mark = _MARK.pack(LAST_FRAGMENT | size)
+    if size <= _JOIN_LIMIT:
+        return [b"".join((mark, header, payload))]
+    if len(header) <= _JOIN_LIMIT:
+        return [mark + header, payload] if payload else [mark + header]
+    return [mark, header, payload] if payload else [mark, header]
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for a broken stream, including the OSError behind it if any."""
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text}: {cause}"
+    return text
+
+
+def _peer_name(stream: trio.abc.Stream) -> str:
+    """``HOST:PORT`` of a socket stream's peer, else a placeholder."""
+    if isinstance(stream, trio.SocketStream):
+        try:
+            addr = stream.socket.getpeername()
+        except OSError:
+            return "unconnected socket"
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            return f"{addr[0]}:{addr[1]}"
+        return str(addr)
+    return "peer"
+
+
+class RpcConnection:
+    """ONC RPC over one stream, in both directions (RFC 5531 sections 9 and 11).
+
+    Create it, then run :meth:`run` in a nursery (``await nursery.start(conn.run)``);
+    :meth:`Transport.connect` does both.  While running, :meth:`call` sends calls and
+    waits for their replies (many in flight at once, matched by xid) and calls from the
+    peer are answered by ``on_call`` (an attribute; None answers PROG_UNAVAIL).
+
+    Args:
+        stream: a connected ``trio.abc.Stream`` (TCP socket, or a memory stream in tests).
+        peer: name used in messages, e.g. ``"127.0.0.1:2049"``; default from the socket.
+        on_call: handler for calls received from the peer.
+        max_record: largest record accepted from the peer, bytes.
+        receive_size: bytes asked of each ``receive_some``.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        peer: str | None = None,
+        on_call: CallHandler | None = None,
+        max_record: int = MAX_RECORD_DEFAULT,
+        receive_size: int = RECEIVE_SIZE,
+    ) -> None:
+        self.peer = peer if peer is not None else _peer_name(stream)
+        self.on_call = on_call
+        self._stream = stream
+        self._max_record = max_record
+        self._receive_size = receive_size
+        self._send_tx, self._send_rx = trio.open_memory_channel[Frame](0)
+        self._pending: dict[int, _Pending] = {}
+        self._xid = random.getrandbits(32)
+        self._nursery: trio.Nursery | None = None
+        self._running = False
+        self._closed = False
+        self._close_message = ""
+        self._closed_event = trio.Event()
+        self._calls_sent = 0
+        self._replies_received = 0
+        self._replies_dropped = 0
+        self._calls_received = 0
+        self._bytes_sent = 0
+        self._bytes_received = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} {self.peer} {state} in_flight={len(self._pending)}>"
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """True once the connection was lost or closed; calls then fail at once."""
+        return self._closed
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is down and its stream closed."""
+        await self._closed_event.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[Self] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the reader and sender until the connection ends; then close the stream.
+
+        Use ``conn = await nursery.start(conn.run)``: ``started`` gives the connection.
+        Returns normally when the connection is lost or closed (the reason is what
+        calls raise); re-raises ``Cancelled`` if cancelled from outside.
+
+        Raises:
+            RuntimeError: ``run`` was already called.
+        """
+        if self._running:
+            raise RuntimeError(f"{self!r} is already running")
+        self._running = True
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self._closed:
+                    nursery.cancel_scope.cancel()
+                else:
+                    nursery.start_soon(self._reader)
+                    nursery.start_soon(self._sender)
+                task_status.started(self)
+        finally:
+            self._nursery = None
+            self._lose("connection task stopped")
+            try:
+                await trio.aclose_forcefully(self._stream)
+            finally:
+                self._closed_event.set()
+
+    async def aclose(self) -> None:
+        """Close the connection: in-flight and later calls raise ``TransportError``.
+
+        Idempotent; returns once the stream is closed.
+        """
+        self._lose(f"connection to {self.peer} closed", lost=False)
+        if self._running:
+            await self._closed_event.wait()
+        else:
+            try:
+                await trio.aclose_forcefully(self._stream)
+            finally:
+                self._closed_event.set()
+
+    def statistics(self) -> TransportStatistics:
+        """A snapshot of this connection's counters."""
+        return TransportStatistics(
+            calls_sent=self._calls_sent,
+            replies_received=self._replies_received,
+            replies_dropped=self._replies_dropped,
+            calls_received=self._calls_received,
+            bytes_sent=self._bytes_sent,
+            bytes_received=self._bytes_received,
+            in_flight=len(self._pending),
+        )
+
+    # -- calls --------------------------------------------------------------------------
+    async def call(
+        self, prog: int, vers: int, proc: int, args: bytes | memoryview, cred: Credential
+    ) -> bytes:
+        """Send one call and wait for its reply (RFC 5531 section 9).
+
+        Many calls may be in flight at once; each gets a fresh xid (random start,
+        incrementing modulo 2**32).  If the caller is cancelled, its xid is forgotten
+        and a later reply to it is dropped; other calls are unaffected.
+
+        Args:
+            prog, vers, proc: uint32 program, version and procedure numbers.
+            args: the procedure's XDR-encoded arguments (sent without copying).
+            cred: supplies the call's credential and verifier.
+
+        Returns:
+            the accepted SUCCESS reply's results (XDR-encoded, bytes).
+
+        Raises:
+            TransportError: the connection is closed, or was lost before the reply.
+            ProgUnavail, ProgMismatch, ProcUnavail, GarbageArgs, SystemErr, RpcMismatch,
+                AuthError (session.rpc): the peer did not accept the call.
+            XdrError: the reply's RPC header is malformed.
+        """
+        if self._closed:
+            raise TransportError(self._close_message) from None
+        xid = self._next_xid()
+        frame = _frame(encode_call_header(xid, prog, vers, proc, cred.cred, cred.verf), args)
+        slot = _Pending(trio.Event())
+        self._pending[xid] = slot
+        try:
+            try:
+                await self._send_tx.send(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the connection was lost: _lose() has failed this slot
+            else:
+                self._calls_sent += 1
+            await slot.done.wait()
+        finally:
+            if self._pending.get(xid) is slot:
+                del self._pending[xid]
+        if slot.error is not None:
+            raise TransportError(slot.error) from None
+        assert slot.body is not None
+        return decode_reply(slot.body).results
+
+    def _next_xid(self) -> int:
+        while True:
+            self._xid = (self._xid + 1) & _XID_MASK
+            if self._xid not in self._pending:
+                return self._xid
+
+    # -- failure ------------------------------------------------------------------------
+    def _lose(self, reason: str, *, lost: bool = True) -> None:
+        """Mark the connection down; fail every waiting call; stop the tasks.
+
+        Args:
+            reason: why (``lost=True``), or the whole message (``lost=False``).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if lost:
+            self._close_message = f"connection to {self.peer} lost: {reason}"
+            log.info("connection to %s lost: %s", self.peer, reason)
+        else:
+            self._close_message = reason
+            log.info("connection to %s closed", self.peer)
+        for slot in self._pending.values():
+            slot.error = self._close_message
+            slot.done.set()
+        self._pending.clear()
+        self._send_rx.close()  # callers blocked handing over a frame get BrokenResourceError
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # -- tasks --------------------------------------------------------------------------
+    async def _reader(self) -> None:
+        records = RecordReader(self._max_record)
+        try:
+            while True:
+                data = await self._stream.receive_some(self._receive_size)
+                if not data:
+                    self._lose("closed by peer")
+                    return
+                self._bytes_received += len(data)
+                for record in records.feed(data):
+                    self._dispatch(record)
+        except RecordTooLarge as exc:
+            self._lose(str(exc))
+        except XdrError as exc:
+            self._lose(f"malformed record: {exc}")
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._lose(_describe(exc))
+
+    def _dispatch(self, record: bytes) -> None:
+        """Route one record: a reply to its caller, a call to a handler task."""
+        xid, mtype = peek_xid_and_type(record)
+        if mtype == msg_type.REPLY:
+            slot = self._pending.pop(xid, None)
+            if slot is None:
+                self._replies_dropped += 1
+                log.debug("%s: dropped reply to unknown xid=0x%08x", self.peer, xid)
+                return
+            self._replies_received += 1
+            slot.body = record
+            slot.done.set()
+        else:
+            self._calls_received += 1
+            assert self._nursery is not None
+            self._nursery.start_soon(self._serve_call, xid, record)
+
+    async def _serve_call(self, xid: int, record: bytes) -> None:
+        try:
+            call = decode_call(record)
+        except UnsupportedRpcVersion:
+            reply: bytes | None = encode_rejected_reply(
+                xid, reject_stat.RPC_MISMATCH, mismatch=(RPC_VERSION, RPC_VERSION)
+            )
+        except XdrError as exc:
+            log.warning("%s: undecodable call xid=0x%08x: %s", self.peer, xid, exc)
+            reply = encode_accepted_reply(xid, NULL_AUTH, accept_stat.GARBAGE_ARGS)
+        else:
+            reply = await self._answer(call)
+        if reply is None:
+            return
+        # If the connection is lost meanwhile, the peer will not see this reply anyway.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._send_tx.send(_frame(reply))
+
+    async def _answer(self, call: RpcCall) -> bytes | None:
+        handler = self.on_call
+        if handler is None:
+            return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.PROG_UNAVAIL)
+        try:
+            return await handler(call)
+        except Exception:
+            log.exception(
+                "%s: handler failed for call xid=0x%08x prog=%d vers=%d proc=%d",
+                self.peer,
+                call.xid,
+                call.prog,
+                call.vers,
+                call.proc,
+            )
+            return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SYSTEM_ERR)
+
+    async def _sender(self) -> None:
+        try:
+            async for frame in self._send_rx:
+                for piece in frame:
+                    await self._stream.send_all(piece)
+                    self._bytes_sent += len(piece)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._lose(_describe(exc))
+
+
+class Transport(RpcConnection):
+    """The client end: one TCP connection to an NFS server, replaceable.
+
+    Made by :meth:`connect`; its tasks run in the nursery given there.
+    """
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        *,
+        nursery: trio.Nursery,
+        on_call: CallHandler | None = None,
+        max_record: int = MAX_RECORD_DEFAULT,
+    ) -> Self:
+        """Open a TCP connection and start its tasks in ``nursery``.
+
+        Args:
+            host: address or name of the server (tests: 127.0.0.x only).
+            port: TCP port.
+            nursery: where the reader and sender tasks run.
+            on_call: backchannel handler (CB_NULL, CB_COMPOUND); None: PROG_UNAVAIL.
+            max_record: largest record accepted from the server, bytes.
+
+        Raises:
+            TransportError: the connection could not be made.
+        """
+        peer = f"{host}:{port}"
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            raise TransportError(f"cannot connect to {peer}: {exc.strerror or exc}") from None
+        transport = cls(stream, peer=peer, on_call=on_call, max_record=max_record)
+        await nursery.start(transport.run)
+        log.info("connected to %s", peer)
+        return transport
+
+
+async def connect(
+    host: str,
+    port: int,
+    *,
+    nursery: trio.Nursery,
+    on_call: CallHandler | None = None,
+) -> Transport:
+    """Shorthand for :meth:`Transport.connect`."""
+    return await Transport.connect(host, port, nursery=nursery, on_call=on_call)
+
+
+class ServerConnection(RpcConnection):
+    """The server end of one client connection (the project's test server).
+
+    ``on_call`` answers the client's calls, each in its own task; :meth:`callback` sends
+    calls to the client over the same stream (the NFSv4.1 backchannel).  To let the
+    handler know its connection, build the connection first::
+
+        conn = ServerConnection(stream)
+        conn.on_call = functools.partial(server.dispatch, conn)
+        await conn.run()
+    """
+
+    async def callback(
+        self, prog: int, vers: int, proc: int, args: bytes | memoryview, cred: Credential
+    ) -> bytes:
+        """Send a call to the client and return its results; as :meth:`call`."""
+        return await self.call(prog, vers, proc, args, cred)
+
+
+async def serve_connection(
+    stream: trio.abc.Stream,
+    handler: CallHandler,
+    *,
+    peer: str | None = None,
+    max_record: int = MAX_RECORD_DEFAULT,
+    task_status: trio.TaskStatus[ServerConnection] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer RPC calls on ``stream`` with ``handler`` until the client goes away.
+
+    Each call runs in its own task; replies are sent as they complete.  Suitable for
+    ``trio.serve_tcp(functools.partial(serve_connection, handler=h), port)``; with
+    ``nursery.start`` it gives the :class:`ServerConnection` (for callbacks).
+    Returns normally when the connection ends; the stream is closed.
+    """
+    log.info("serving %s", peer if peer is not None else _peer_name(stream))
+    conn = ServerConnection(stream, peer=peer, on_call=handler, max_record=max_record)
+    await conn.run(task_status=task_status)

@@ -1,0 +1,499 @@
+"""The trio transport: xid matching, failures, cancellation, backchannel (RFC 5531).
+
+Most tests put a scripted peer on the far end of ``trio.testing.memory_stream_pair``;
+a few use a real listener on 127.0.0.1 (and only there).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import socket
+import struct
+from collections import deque
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+
+from session.errors import RpcError, TransportError
+from session.rpc import (
+    NULL_AUTH,
+    AuthNone,
+    AuthSys,
+    ProgMismatch,
+    ProgUnavail,
+    RecordReader,
+    RpcCall,
+    RpcMismatch,
+    accept_stat,
+    auth_flavor,
+    decode_call,
+    decode_reply,
+    encode_accepted_reply,
+    encode_call,
+    frame_record,
+    msg_type,
+    peek_xid_and_type,
+)
+from session.transport import (
+    RpcConnection,
+    ServerConnection,
+    Transport,
+    serve_connection,
+)
+
+TIMEOUT = 10  # seconds; every test is bounded
+PROG, VERS = 100003, 4
+CB_PROG = 0x40000000  # an NFSv4.1 callback program number
+CRED = AuthSys(uid=1000, gid=1000, gids=[], machinename="test")
+
+
+class ScriptedPeer:
+    """The far end of a memory stream, reading and writing raw records."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.reader = RecordReader()
+        self.records: deque[bytes] = deque()
+
+    async def receive(self) -> bytes:
+        while not self.records:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise EOFError("transport closed the stream")
+            self.records.extend(self.reader.feed(data))
+        return self.records.popleft()
+
+    async def receive_call(self) -> RpcCall:
+        return decode_call(await self.receive())
+
+    async def send(self, body: bytes) -> None:
+        await self.stream.send_all(b"".join(frame_record(body)))
+
+    async def reply(self, call: RpcCall, results: bytes) -> None:
+        await self.send(encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS, results))
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[RpcConnection, ScriptedPeer]]:
+    """A running client connection on a memory stream, and the scripted peer."""
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        conn = await nursery.start(RpcConnection(client_stream, peer="test-server:2049").run)
+        yield conn, ScriptedPeer(server_stream)
+        await conn.aclose()
+
+
+def word(n: int) -> bytes:
+    return struct.pack(">I", n)
+
+
+async def test_many_concurrent_calls_answered_out_of_order(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    conn, peer = pair
+    n = 100
+    results: dict[int, bytes] = {}
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+
+            async def one(i: int) -> None:
+                results[i] = await conn.call(PROG, VERS, 1, word(i), CRED)
+
+            for i in range(n):
+                nursery.start_soon(one, i)
+            calls = [await peer.receive_call() for _ in range(n)]
+            assert conn.statistics().in_flight == n
+            assert len({c.xid for c in calls}) == n
+            random.Random(5).shuffle(calls)
+            for call in calls:
+                assert call.cred == CRED.cred
+                await peer.reply(call, call.args * 2)
+    assert results == {i: word(i) * 2 for i in range(n)}
+    stats = conn.statistics()
+    assert (stats.calls_sent, stats.replies_received, stats.in_flight) == (n, n, 0)
+
+
+async def test_xids_increment_from_random_start(pair: tuple[RpcConnection, ScriptedPeer]) -> None:
+    conn, peer = pair
+    with trio.fail_after(TIMEOUT):
+        xids = []
+        for _ in range(3):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(conn.call, PROG, VERS, 0, b"", AuthNone())
+                call = await peer.receive_call()
+                xids.append(call.xid)
+                await peer.reply(call, b"")
+    assert xids[1] == (xids[0] + 1) & 0xFFFFFFFF
+    assert xids[2] == (xids[1] + 1) & 0xFFFFFFFF
+
+
+async def test_reply_to_unknown_xid_is_dropped(pair: tuple[RpcConnection, ScriptedPeer]) -> None:
+    conn, peer = pair
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            got: list[bytes] = []
+
+            async def caller() -> None:
+                got.append(await conn.call(PROG, VERS, 1, b"", CRED))
+
+            nursery.start_soon(caller)
+            call = await peer.receive_call()
+            bogus = encode_accepted_reply(call.xid ^ 0x5A5A, NULL_AUTH, accept_stat.SUCCESS)
+            await peer.send(bogus + word(666))
+            await peer.reply(call, word(42))
+    assert got == [word(42)]
+    assert conn.statistics().replies_dropped == 1
+    assert not conn.closed
+
+
+async def test_connection_drop_fails_all_in_flight(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    conn, peer = pair
+    errors: list[TransportError] = []
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+
+            async def caller() -> None:
+                try:
+                    await conn.call(PROG, VERS, 1, b"", CRED)
+                except TransportError as exc:
+                    errors.append(exc)
+
+            for _ in range(5):
+                nursery.start_soon(caller)
+            for _ in range(5):
+                await peer.receive_call()
+            await peer.stream.aclose()
+        await conn.wait_closed()
+    assert len(errors) == 5
+    for exc in errors:
+        assert str(exc) == "connection to test-server:2049 lost: closed by peer"
+        assert exc.__suppress_context__
+    assert conn.closed
+    with trio.fail_after(TIMEOUT), pytest.raises(TransportError, match="lost: closed by peer"):
+        await conn.call(PROG, VERS, 1, b"", CRED)
+    assert conn.statistics().in_flight == 0
+
+
+async def test_malformed_record_drops_connection(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    conn, peer = pair
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peer.send, word(1) + word(7))  # msg_type 7
+            with pytest.raises(TransportError, match=r"lost: malformed record.*msg_type 7"):
+                await conn.call(PROG, VERS, 1, b"", CRED)
+        await conn.wait_closed()
+
+
+async def test_hostile_record_length_drops_connection(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    conn, peer = pair
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+
+            async def hostile() -> None:
+                await peer.receive_call()
+                await peer.stream.send_all(b"\xff\xff\xff\xf0")
+
+            nursery.start_soon(hostile)
+            with pytest.raises(TransportError, match="record of 2147483632 bytes"):
+                await conn.call(PROG, VERS, 1, b"", CRED)
+    assert conn.closed
+
+
+async def test_cancelled_call_does_not_affect_others(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    conn, peer = pair
+    got: list[bytes] = []
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            cancel_scope = trio.CancelScope()
+
+            async def doomed() -> None:
+                with cancel_scope:
+                    await conn.call(PROG, VERS, 1, word(1), CRED)
+                    pytest.fail("the cancelled call returned")
+
+            async def survivor() -> None:
+                got.append(await conn.call(PROG, VERS, 1, word(2), CRED))
+
+            nursery.start_soon(doomed)
+            first = await peer.receive_call()
+            nursery.start_soon(survivor)
+            second = await peer.receive_call()
+            if first.args != word(1):
+                first, second = second, first
+            cancel_scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert conn.statistics().in_flight == 1
+            await peer.reply(first, b"late")  # dropped: its caller is gone
+            await peer.reply(second, word(22))
+    assert cancel_scope.cancelled_caught
+    assert got == [word(22)]
+    stats = conn.statistics()
+    assert (stats.replies_dropped, stats.replies_received, stats.in_flight) == (1, 1, 0)
+    assert not conn.closed
+
+
+async def test_prog_mismatch_surfaces_and_connection_survives(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    conn, peer = pair
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+
+            async def server() -> None:
+                call = await peer.receive_call()
+                await peer.send(
+                    encode_accepted_reply(
+                        call.xid, NULL_AUTH, accept_stat.PROG_MISMATCH, mismatch=(2, 3)
+                    )
+                )
+                call = await peer.receive_call()
+                await peer.reply(call, word(1))
+
+            nursery.start_soon(server)
+            with pytest.raises(ProgMismatch, match=r"server supports versions 2\.\.3") as info:
+                await conn.call(PROG, 9, 0, b"", CRED)
+            assert (info.value.low, info.value.high) == (2, 3)
+            assert await conn.call(PROG, VERS, 0, b"", CRED) == word(1)
+
+
+async def test_aclose_fails_in_flight_and_later_calls(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    conn, peer = pair
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+
+            async def closer() -> None:
+                await peer.receive_call()
+                await conn.aclose()
+
+            nursery.start_soon(closer)
+            with pytest.raises(TransportError, match="connection to test-server:2049 closed"):
+                await conn.call(PROG, VERS, 1, b"", CRED)
+        assert conn.closed
+        await conn.wait_closed()
+        with pytest.raises(TransportError, match="closed"):
+            await conn.call(PROG, VERS, 1, b"", CRED)
+        await conn.aclose()  # idempotent
+
+
+# -- backchannel --------------------------------------------------------------------------
+
+
+async def test_backchannel_call_dispatched_and_answered() -> None:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    seen: list[RpcCall] = []
+
+    async def on_call(call: RpcCall) -> bytes:
+        seen.append(call)
+        return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS, call.args)
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            conn = RpcConnection(client_stream, peer="s", on_call=on_call)
+            await nursery.start(conn.run)
+            peer = ScriptedPeer(server_stream)
+            cb = encode_call(0xC0FFEE, CB_PROG, 1, 1, NULL_AUTH, NULL_AUTH, word(99))
+            await peer.send(cb)
+            record = await peer.receive()
+            assert peek_xid_and_type(record) == (0xC0FFEE, msg_type.REPLY)
+            assert decode_reply(record).results == word(99)
+            assert seen[0].prog == CB_PROG and seen[0].proc == 1
+            assert conn.statistics().calls_received == 1
+            await conn.aclose()
+
+
+async def test_backchannel_answers_and_calls_interleave() -> None:
+    """A backchannel call arrives while a forward call is waiting on the same stream."""
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+
+    async def on_call(call: RpcCall) -> bytes:
+        return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS)
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            conn = await nursery.start(RpcConnection(client_stream, on_call=on_call).run)
+            peer = ScriptedPeer(server_stream)
+            got: list[bytes] = []
+
+            async def caller() -> None:
+                got.append(await conn.call(PROG, VERS, 1, b"", CRED))
+
+            nursery.start_soon(caller)
+            forward = await peer.receive_call()
+            await peer.send(encode_call(forward.xid, CB_PROG, 1, 0, NULL_AUTH, NULL_AUTH))
+            cb_reply = await peer.receive()
+            assert peek_xid_and_type(cb_reply) == (forward.xid, msg_type.REPLY)
+            await peer.reply(forward, word(5))
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == [word(5)]
+            await conn.aclose()
+
+
+async def test_backchannel_without_handler_is_prog_unavail(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    _, peer = pair
+    with trio.fail_after(TIMEOUT):
+        await peer.send(encode_call(17, CB_PROG, 1, 0, NULL_AUTH, NULL_AUTH))
+        with pytest.raises(ProgUnavail):
+            decode_reply(await peer.receive())
+
+
+async def test_backchannel_handler_failure_is_system_err() -> None:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+
+    async def on_call(call: RpcCall) -> bytes:
+        raise ValueError("handler bug")
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            conn = await nursery.start(RpcConnection(client_stream, on_call=on_call).run)
+            peer = ScriptedPeer(server_stream)
+            await peer.send(encode_call(18, CB_PROG, 1, 1, NULL_AUTH, NULL_AUTH))
+            with pytest.raises(RpcError, match="SYSTEM_ERR"):
+                decode_reply(await peer.receive())
+            assert not conn.closed
+            await conn.aclose()
+
+
+async def test_backchannel_bad_rpcvers_is_rpc_mismatch(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    _, peer = pair
+    body = bytearray(encode_call(19, CB_PROG, 1, 0, NULL_AUTH, NULL_AUTH))
+    body[8:12] = word(3)
+    with trio.fail_after(TIMEOUT):
+        await peer.send(bytes(body))
+        with pytest.raises(RpcMismatch, match=r"2\.\.2"):
+            decode_reply(await peer.receive())
+
+
+# -- real TCP on 127.0.0.1 ----------------------------------------------------------------
+
+
+async def echo_handler(call: RpcCall) -> bytes | None:
+    if call.proc == 2:
+        return None  # no reply at all
+    if call.proc == 3:
+        return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.PROC_UNAVAIL)
+    return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS, call.args)
+
+
+async def test_tcp_round_trip_large_records_and_server_callback() -> None:
+    server_conns: list[ServerConnection] = []
+    cb_seen: list[RpcCall] = []
+
+    async def on_stream(stream: trio.SocketStream) -> None:
+        conn = ServerConnection(stream, on_call=echo_handler)
+        server_conns.append(conn)
+        await conn.run()
+
+    async def client_cb(call: RpcCall) -> bytes:
+        cb_seen.append(call)
+        assert call.cred.flavor == auth_flavor.AUTH_SYS
+        return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS, b"pong")
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+            transport = await Transport.connect(
+                "127.0.0.1", port, nursery=nursery, on_call=client_cb
+            )
+            assert transport.peer == f"127.0.0.1:{port}"
+
+            # Concurrent large calls: frames must not interleave.
+            payloads = [bytes([i]) * (256 * 1024 + 4 * i) for i in range(8)]
+            results: dict[int, bytes] = {}
+            async with trio.open_nursery() as calls:
+
+                async def one(i: int) -> None:
+                    results[i] = await transport.call(PROG, VERS, 1, payloads[i], CRED)
+
+                for i in range(len(payloads)):
+                    calls.start_soon(one, i)
+            assert results == dict(enumerate(payloads))
+
+            big = random.Random(1).randbytes(1 << 20)
+            assert await transport.call(PROG, VERS, 1, big, CRED) == big
+
+            # A call the server never answers can be abandoned with a deadline.
+            with trio.move_on_after(0.05):
+                await transport.call(PROG, VERS, 2, b"", CRED)
+            with pytest.raises(RpcError, match="PROC_UNAVAIL"):
+                await transport.call(PROG, VERS, 3, b"", CRED)
+
+            # The server end calls back over the same connection.
+            (server_conn,) = server_conns
+            assert await server_conn.callback(CB_PROG, 1, 0, b"", CRED) == b"pong"
+            assert cb_seen[0].prog == CB_PROG
+
+            stats = transport.statistics()
+            assert (stats.calls_sent, stats.replies_received) == (11, 10)
+            assert stats.calls_received == 1
+            assert stats.bytes_sent > 3 * (1 << 20)
+            assert stats.bytes_received > 3 * (1 << 20)
+
+            await transport.aclose()
+            await server_conn.wait_closed()  # the server saw EOF and closed its end
+            nursery.cancel_scope.cancel()
+
+
+async def test_tcp_reset_fails_in_flight_calls() -> None:
+    accepted = trio.Event()
+
+    async def on_stream(stream: trio.SocketStream) -> None:
+        peer = ScriptedPeer(stream)
+        await peer.receive()
+        # SO_LINGER 0: close sends RST instead of FIN.
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+        accepted.set()
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+            transport = await Transport.connect("127.0.0.1", port, nursery=nursery)
+            with pytest.raises(TransportError, match=f"connection to 127.0.0.1:{port} lost"):
+                await transport.call(PROG, VERS, 1, b"", CRED)
+            await transport.wait_closed()
+            nursery.cancel_scope.cancel()
+
+
+async def test_serve_connection_with_nursery_start() -> None:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                functools.partial(serve_connection, server_stream, echo_handler, peer="c")
+            )
+            assert isinstance(server, ServerConnection)
+            client = await nursery.start(RpcConnection(client_stream, peer="s").run)
+            assert await client.call(PROG, VERS, 1, word(7), CRED) == word(7)
+            await client.aclose()
+            await server.wait_closed()
+
+
+async def test_connect_refused_is_transport_error() -> None:
+    with trio.fail_after(TIMEOUT):
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        await listeners[0].aclose()
+        async with trio.open_nursery() as nursery:
+            with pytest.raises(TransportError, match=f"cannot connect to 127.0.0.1:{port}"):
+                await Transport.connect("127.0.0.1", port, nursery=nursery)
