@@ -1,0 +1,701 @@
+"""The client API a higher layer calls: async, in NFS terms (RFC 8881 section 18).
+
+``NFSClient`` turns one request of the FUSE edge (lookup, open, read, ...) into one
+COMPOUND on the mount's session, keeps open and lock state in ``StateTable``, and raises
+``NFS4Error`` (with an errno) for what fails.  Filehandles are ``bytes``; attributes are
+``NFSAttrs``; offsets and counts are bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TypeVar
+
+import trio
+
+from session.errors import NFSClientError
+from session.mount import Superblock, split_path
+from session.rpc import Credential
+from session.session import CompoundResult, ServerSession
+from session.state import LockState, OpenState, StateTable
+from session.status import NFS4Error
+from session.xdr import nfs4
+from session.xdr.const import (
+    FATTR4,
+    OPEN4_RESULT_CONFIRM,
+    OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
+    OPEN4_SHARE_DENY_NONE,
+    createmode4,
+    nfs_ftype4,
+    nfs_lock_type4,
+    open_claim_type4,
+    opentype4,
+    stable_how4,
+)
+from session.xdr.fattr import NFSAttrs, bitmap4_from, decode_fattr4, encode_fattr4
+
+log = logging.getLogger("session.client")
+
+#: What every GETATTR for a FUSE ``stat`` asks for (RFC 8881 section 5.6, 5.7).
+STAT_ATTRS = bitmap4_from(
+    [
+        FATTR4.TYPE,
+        FATTR4.CHANGE,
+        FATTR4.SIZE,
+        FATTR4.FSID,
+        FATTR4.FILEID,
+        FATTR4.MODE,
+        FATTR4.NUMLINKS,
+        FATTR4.OWNER,
+        FATTR4.OWNER_GROUP,
+        FATTR4.RAWDEV,
+        FATTR4.SPACE_USED,
+        FATTR4.TIME_ACCESS,
+        FATTR4.TIME_METADATA,
+        FATTR4.TIME_MODIFY,
+    ]
+)
+#: READDIR asks for the filehandle too, so every entry can become an inode at once.
+READDIR_ATTRS = bitmap4_from(
+    [
+        FATTR4.RDATTR_ERROR,
+        FATTR4.FILEHANDLE,
+        FATTR4.TYPE,
+        FATTR4.CHANGE,
+        FATTR4.SIZE,
+        FATTR4.FSID,
+        FATTR4.FILEID,
+        FATTR4.MODE,
+        FATTR4.NUMLINKS,
+        FATTR4.OWNER,
+        FATTR4.OWNER_GROUP,
+        FATTR4.RAWDEV,
+        FATTR4.SPACE_USED,
+        FATTR4.TIME_ACCESS,
+        FATTR4.TIME_METADATA,
+        FATTR4.TIME_MODIFY,
+        FATTR4.MOUNTED_ON_FILEID,
+    ]
+)
+STATFS_ATTRS = bitmap4_from(
+    [
+        FATTR4.FILES_AVAIL,
+        FATTR4.FILES_FREE,
+        FATTR4.FILES_TOTAL,
+        FATTR4.SPACE_AVAIL,
+        FATTR4.SPACE_FREE,
+        FATTR4.SPACE_TOTAL,
+        FATTR4.MAXNAME,
+    ]
+)
+FSINFO_ATTRS = bitmap4_from(
+    [FATTR4.MAXREAD, FATTR4.MAXWRITE, FATTR4.LEASE_TIME, FATTR4.SUPPORTED_ATTRS, FATTR4.FSID]
+)
+ANONYMOUS_STATEID = nfs4.stateid4(seqid=0, other=bytes(12))
+NFS4_UINT64_MAX = 0xFFFFFFFFFFFFFFFF
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True, slots=True)
+class DirEntry:
+    """One READDIR entry: ``cookie`` resumes after it; ``attrs`` holds its filehandle."""
+
+    name: bytes
+    cookie: int
+    attrs: NFSAttrs
+
+
+@dataclass(frozen=True, slots=True)
+class OpenResult:
+    """What an OPEN gave: the file, its attributes, the open state (shared per owner)."""
+
+    fh: bytes
+    attrs: NFSAttrs
+    state: OpenState
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """WRITE4resok: ``count`` bytes written, how stable, and the write verifier."""
+
+    count: int
+    committed: stable_how4
+    writeverf: bytes
+
+
+def _res(result: CompoundResult, index: int, cls: type[_R]) -> _R:
+    res = result.resarray[index]
+    if not isinstance(res, cls):
+        raise NFSClientError(f"expected {cls.__name__} at op {index}, got {type(res).__name__}")
+    return res
+
+
+def _attrs(res: nfs4.GETATTR4res) -> NFSAttrs:
+    if res.resok is None:
+        raise NFSClientError("GETATTR4res without attributes")
+    return decode_fattr4(res.resok.obj_attributes)
+
+
+class NFSClient:
+    """NFS operations on one mount, over one ``ServerSession``.
+
+    Args:
+        session: an established session (``ServerSession.start`` done).
+        export_path: the path of the export in the server's namespace, e.g. "/export".
+        owner_prefix: bytes that make this client's open/lock owners unique.
+    """
+
+    def __init__(self, session: ServerSession, export_path: str, owner_prefix: bytes) -> None:
+        self.session = session
+        self.superblock = Superblock(export_path=split_path(export_path))
+        self.state = StateTable()
+        self.root_fh = b""
+        self.root_attrs = NFSAttrs()
+        self.maxread = 1024 * 1024
+        self.maxwrite = 1024 * 1024
+        self.supported_attrs: set[int] = set()
+        self._owner_prefix = owner_prefix
+        self._file_locks: dict[bytes, trio.Lock] = defaultdict(trio.Lock)
+
+    @property
+    def server(self) -> str:
+        return f"{self.session.host}:{self.session.port}"
+
+    async def compound(
+        self, ops: list[nfs4.ArgOp], cred: Credential | None = None
+    ) -> CompoundResult:
+        """Send ``ops`` after SEQUENCE on the mount's session (see ``ServerSession.compound``)."""
+        return await self.session.compound(ops, cred)
+
+    # ------------------------------------------------------------------ mount
+    async def mount(self) -> NFSAttrs:
+        """Find the export's root: PUTROOTFH, LOOKUP each component, GETFH, GETATTR.
+
+        Raises:
+            NFS4Error: e.g. NFS4ERR_NOENT if the export path does not exist.
+        """
+        ops: list[nfs4.ArgOp] = [nfs4.PUTROOTFH4args()]
+        for comp in self.superblock.export_path:
+            ops.append(nfs4.LOOKUP4args(objname=comp.encode()))
+        ops += [
+            nfs4.GETFH4args(),
+            nfs4.GETATTR4args(attr_request=STAT_ATTRS),
+            nfs4.GETATTR4args(attr_request=FSINFO_ATTRS),
+        ]
+        res = await self.compound(ops)
+        n = len(ops)
+        getfh = _res(res, n - 3, nfs4.GETFH4res)
+        assert getfh.resok is not None
+        self.root_fh = getfh.resok.object
+        self.root_attrs = _attrs(_res(res, n - 2, nfs4.GETATTR4res))
+        info = _attrs(_res(res, n - 1, nfs4.GETATTR4res))
+        self.maxread = min(info.maxread or self.maxread, self.session.options.max_response - 4096)
+        self.maxwrite = min(info.maxwrite or self.maxwrite, self.session.options.max_request - 4096)
+        self.supported_attrs = set(info.supported_attrs or [])
+        if self.root_attrs.fsid is not None:
+            self.superblock.note(
+                self.root_attrs.fsid, self.root_fh, self.superblock.export_path, self.server
+            )
+        return self.root_attrs
+
+    # ------------------------------------------------------------------ metadata
+    async def getattr(self, fh: bytes, cred: Credential | None = None) -> NFSAttrs:
+        """GETATTR of the stat attributes (RFC 8881 section 18.7)."""
+        res = await self.compound(
+            [nfs4.PUTFH4args(object=fh), nfs4.GETATTR4args(attr_request=STAT_ATTRS)], cred
+        )
+        return _attrs(_res(res, 1, nfs4.GETATTR4res))
+
+    async def lookup(
+        self, dir_fh: bytes, name: bytes, cred: Credential | None = None
+    ) -> tuple[bytes, NFSAttrs]:
+        """LOOKUP ``name`` in ``dir_fh``: (filehandle, attributes) (section 18.15)."""
+        ops: list[nfs4.ArgOp] = [nfs4.PUTFH4args(object=dir_fh)]
+        if name == b"..":
+            ops.append(nfs4.LOOKUPP4args())
+        else:
+            ops.append(nfs4.LOOKUP4args(objname=name))
+        ops += [nfs4.GETFH4args(), nfs4.GETATTR4args(attr_request=STAT_ATTRS)]
+        res = await self.compound(ops, cred)
+        getfh = _res(res, 2, nfs4.GETFH4res)
+        assert getfh.resok is not None
+        return getfh.resok.object, _attrs(_res(res, 3, nfs4.GETATTR4res))
+
+    async def access(self, fh: bytes, mask: int, cred: Credential | None = None) -> int:
+        """ACCESS: the subset of ``mask`` (ACCESS4_* bits) the caller is allowed (18.1)."""
+        res = await self.compound([nfs4.PUTFH4args(object=fh), nfs4.ACCESS4args(access=mask)], cred)
+        acc = _res(res, 1, nfs4.ACCESS4res)
+        assert acc.resok is not None
+        return acc.resok.access & mask
+
+    async def setattr(
+        self,
+        fh: bytes,
+        attrs: NFSAttrs,
+        stateid: nfs4.stateid4 | None = None,
+        cred: Credential | None = None,
+    ) -> NFSAttrs:
+        """SETATTR then GETATTR (section 18.30); size changes need an open ``stateid``."""
+        res = await self.compound(
+            [
+                nfs4.PUTFH4args(object=fh),
+                nfs4.SETATTR4args(
+                    stateid=stateid or ANONYMOUS_STATEID, obj_attributes=encode_fattr4(attrs)
+                ),
+                nfs4.GETATTR4args(attr_request=STAT_ATTRS),
+            ],
+            cred,
+        )
+        return _attrs(_res(res, 2, nfs4.GETATTR4res))
+
+    async def readdir(
+        self,
+        fh: bytes,
+        cookie: int,
+        cookieverf: bytes,
+        cred: Credential | None = None,
+        maxcount: int = 65536,
+    ) -> tuple[list[DirEntry], bytes, bool]:
+        """One READDIR (section 18.23): (entries, cookieverf, eof).
+
+        ``cookie`` 0 starts at the beginning (with an all-zero ``cookieverf``);
+        ``maxcount`` bounds the reply in bytes.
+        """
+        res = await self.compound(
+            [
+                nfs4.PUTFH4args(object=fh),
+                nfs4.READDIR4args(
+                    cookie=cookie,
+                    cookieverf=cookieverf,
+                    dircount=maxcount // 4,
+                    maxcount=maxcount,
+                    attr_request=READDIR_ATTRS,
+                ),
+            ],
+            cred,
+        )
+        rd = _res(res, 1, nfs4.READDIR4res)
+        assert rd.resok is not None
+        entries = [
+            DirEntry(name=e.name, cookie=e.cookie, attrs=decode_fattr4(e.attrs))
+            for e in rd.resok.reply.entries
+        ]
+        return entries, rd.resok.cookieverf, rd.resok.reply.eof
+
+    async def readlink(self, fh: bytes, cred: Credential | None = None) -> bytes:
+        """READLINK (section 18.24): the link text as bytes."""
+        res = await self.compound([nfs4.PUTFH4args(object=fh), nfs4.READLINK4args()], cred)
+        rl = _res(res, 1, nfs4.READLINK4res)
+        assert rl.resok is not None
+        return rl.resok.link
+
+    async def statfs(self, fh: bytes, cred: Credential | None = None) -> NFSAttrs:
+        """The space_* and files_* attributes of the file system of ``fh`` (bytes, counts)."""
+        res = await self.compound(
+            [nfs4.PUTFH4args(object=fh), nfs4.GETATTR4args(attr_request=STATFS_ATTRS)], cred
+        )
+        return _attrs(_res(res, 1, nfs4.GETATTR4res))
+
+    # ------------------------------------------------------------------ namespace
+    async def create(
+        self,
+        dir_fh: bytes,
+        name: bytes,
+        objtype: nfs4.createtype4,
+        attrs: NFSAttrs,
+        cred: Credential | None = None,
+    ) -> tuple[bytes, NFSAttrs]:
+        """CREATE a directory, symlink or special file (section 18.4): (fh, attrs)."""
+        res = await self.compound(
+            [
+                nfs4.PUTFH4args(object=dir_fh),
+                nfs4.CREATE4args(objtype=objtype, objname=name, createattrs=encode_fattr4(attrs)),
+                nfs4.GETFH4args(),
+                nfs4.GETATTR4args(attr_request=STAT_ATTRS),
+            ],
+            cred,
+        )
+        getfh = _res(res, 2, nfs4.GETFH4res)
+        assert getfh.resok is not None
+        return getfh.resok.object, _attrs(_res(res, 3, nfs4.GETATTR4res))
+
+    async def remove(self, dir_fh: bytes, name: bytes, cred: Credential | None = None) -> None:
+        """REMOVE a file or an empty directory (section 18.25)."""
+        await self.compound([nfs4.PUTFH4args(object=dir_fh), nfs4.REMOVE4args(target=name)], cred)
+
+    async def rename(
+        self,
+        src_dir: bytes,
+        src_name: bytes,
+        dst_dir: bytes,
+        dst_name: bytes,
+        cred: Credential | None = None,
+    ) -> None:
+        """RENAME (section 18.26): SAVEFH holds the source directory."""
+        await self.compound(
+            [
+                nfs4.PUTFH4args(object=src_dir),
+                nfs4.SAVEFH4args(),
+                nfs4.PUTFH4args(object=dst_dir),
+                nfs4.RENAME4args(oldname=src_name, newname=dst_name),
+            ],
+            cred,
+        )
+
+    async def link(
+        self, fh: bytes, dir_fh: bytes, name: bytes, cred: Credential | None = None
+    ) -> NFSAttrs:
+        """LINK ``fh`` as ``name`` in ``dir_fh`` (section 18.9); returns ``fh``'s attributes."""
+        res = await self.compound(
+            [
+                nfs4.PUTFH4args(object=fh),
+                nfs4.SAVEFH4args(),
+                nfs4.PUTFH4args(object=dir_fh),
+                nfs4.LINK4args(newname=name),
+                nfs4.RESTOREFH4args(),
+                nfs4.GETATTR4args(attr_request=STAT_ATTRS),
+            ],
+            cred,
+        )
+        return _attrs(_res(res, 5, nfs4.GETATTR4res))
+
+    # ------------------------------------------------------------------ open and close
+    def open_owner(self, cred: Credential | None) -> bytes:
+        """The open owner for a caller: one per uid on this mount (section 9.1.4)."""
+        uid = getattr(cred, "uid", 0)
+        return self._owner_prefix + b"/open/" + str(uid).encode()
+
+    def file_lock(self, fh: bytes) -> trio.Lock:
+        """Serializes OPEN / OPEN_DOWNGRADE / CLOSE of one file (stateid seqid order)."""
+        return self._file_locks[fh]
+
+    async def open(
+        self,
+        dir_fh: bytes,
+        name: bytes,
+        access: int,
+        *,
+        create: bool = False,
+        exclusive: bool = False,
+        attrs: NFSAttrs | None = None,
+        cred: Credential | None = None,
+    ) -> OpenResult:
+        """OPEN by name (CLAIM_NULL), optionally creating (section 18.16).
+
+        One COMPOUND: PUTFH dir, OPEN, GETFH, GETATTR.  ``access`` is
+        OPEN4_SHARE_ACCESS_READ/WRITE/BOTH; delegations are declined (WANT_NO_DELEG).
+        ``exclusive`` makes a create GUARDED4 (EEXIST if the name exists).
+        """
+        owner = self.open_owner(cred)
+        if create:
+            mode = createmode4.GUARDED4 if exclusive else createmode4.UNCHECKED4
+            how = nfs4.openflag4(
+                opentype=opentype4.OPEN4_CREATE,
+                how=nfs4.createhow4(mode=mode, createattrs=encode_fattr4(attrs or NFSAttrs())),
+            )
+        else:
+            how = nfs4.openflag4(opentype=opentype4.OPEN4_NOCREATE)
+        args = nfs4.OPEN4args(
+            seqid=0,
+            share_access=access | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
+            share_deny=OPEN4_SHARE_DENY_NONE,
+            owner=nfs4.open_owner4(clientid=self.session.clientid, owner=owner),
+            openhow=how,
+            claim=nfs4.open_claim4(claim=open_claim_type4.CLAIM_NULL, file=name),
+        )
+        res = await self.compound(
+            [
+                nfs4.PUTFH4args(object=dir_fh),
+                args,
+                nfs4.GETFH4args(),
+                nfs4.GETATTR4args(attr_request=STAT_ATTRS),
+            ],
+            cred,
+        )
+        opened = _res(res, 1, nfs4.OPEN4res)
+        assert opened.resok is not None
+        getfh = _res(res, 2, nfs4.GETFH4res)
+        assert getfh.resok is not None
+        fh = getfh.resok.object
+        file_attrs = _attrs(_res(res, 3, nfs4.GETATTR4res))
+        await self._return_delegation(fh, opened.resok, cred)
+        if opened.resok.rflags & OPEN4_RESULT_CONFIRM:
+            raise NFSClientError("server asked for OPEN_CONFIRM, which NFSv4.1 does not have")
+        async with self.file_lock(fh):
+            state = self.state.record_open(
+                fh, file_attrs.fsid or nfs4.fsid4(0, 0), owner, opened.resok.stateid
+            )
+            state.add_user(access)
+        return OpenResult(fh=fh, attrs=file_attrs, state=state, created=create)
+
+    async def open_fh(
+        self, fh: bytes, fsid: nfs4.fsid4, access: int, cred: Credential | None = None
+    ) -> OpenState:
+        """Open a file by filehandle (CLAIM_FH, section 18.16.3), sharing the owner's state.
+
+        Only sends OPEN when the access the owner holds does not cover ``access``.
+        """
+        owner = self.open_owner(cred)
+        async with self.file_lock(fh):
+            state = self.state.find_open(fh, owner)
+            if state is not None and state.in_use() and (state.access() | access) == state.access():
+                state.add_user(access)
+                return state
+            want = access | (state.access() if state is not None else 0)
+            args = nfs4.OPEN4args(
+                seqid=0,
+                share_access=want | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
+                share_deny=OPEN4_SHARE_DENY_NONE,
+                owner=nfs4.open_owner4(clientid=self.session.clientid, owner=owner),
+                openhow=nfs4.openflag4(opentype=opentype4.OPEN4_NOCREATE),
+                claim=nfs4.open_claim4(claim=open_claim_type4.CLAIM_FH),
+            )
+            res = await self.compound([nfs4.PUTFH4args(object=fh), args], cred)
+            opened = _res(res, 1, nfs4.OPEN4res)
+            assert opened.resok is not None
+            state = self.state.record_open(fh, fsid, owner, opened.resok.stateid)
+            state.add_user(access)
+        await self._return_delegation(fh, opened.resok, cred)
+        return state
+
+    async def _return_delegation(
+        self, fh: bytes, resok: nfs4.OPEN4resok, cred: Credential | None
+    ) -> None:
+        """A server may grant a delegation despite WANT_NO_DELEG: give it back at once."""
+        deleg = resok.delegation
+        stateid: nfs4.stateid4 | None = None
+        if deleg.read is not None:
+            stateid = deleg.read.stateid
+        elif deleg.write is not None:
+            stateid = deleg.write.stateid
+        if stateid is not None:
+            try:
+                await self.compound(
+                    [nfs4.PUTFH4args(object=fh), nfs4.DELEGRETURN4args(deleg_stateid=stateid)],
+                    cred,
+                )
+            except NFS4Error as e:
+                log.info("DELEGRETURN: %s", e)
+
+    async def release(self, state: OpenState, access: int, cred: Credential | None = None) -> None:
+        """One user of ``state`` is done: CLOSE at the last, OPEN_DOWNGRADE if access shrinks."""
+        async with self.file_lock(state.fh):
+            before = state.access()
+            state.remove_user(access)
+            if not state.in_use():
+                try:
+                    res = await self.compound(
+                        [
+                            nfs4.PUTFH4args(object=state.fh),
+                            nfs4.CLOSE4args(seqid=0, open_stateid=state.stateid),
+                        ],
+                        cred,
+                    )
+                    del res
+                finally:
+                    self.state.forget_open(state)
+                return
+            after = state.access()
+            if after != before:
+                res = await self.compound(
+                    [
+                        nfs4.PUTFH4args(object=state.fh),
+                        nfs4.OPEN_DOWNGRADE4args(
+                            open_stateid=state.stateid,
+                            seqid=0,
+                            share_access=after,
+                            share_deny=OPEN4_SHARE_DENY_NONE,
+                        ),
+                    ],
+                    cred,
+                )
+                down = _res(res, 1, nfs4.OPEN_DOWNGRADE4res)
+                if down.resok is not None:
+                    state.update(down.resok.open_stateid)
+
+    # ------------------------------------------------------------------ data
+    async def read(
+        self,
+        fh: bytes,
+        stateid: nfs4.stateid4,
+        offset: int,
+        count: int,
+        cred: Credential | None = None,
+    ) -> tuple[bytes, bool]:
+        """One READ of at most ``count`` bytes at ``offset`` (section 18.22): (data, eof)."""
+        res = await self.compound(
+            [
+                nfs4.PUTFH4args(object=fh),
+                nfs4.READ4args(stateid=stateid, offset=offset, count=count),
+            ],
+            cred,
+        )
+        rd = _res(res, 1, nfs4.READ4res)
+        assert rd.resok is not None
+        return rd.resok.data, rd.resok.eof
+
+    async def write(
+        self,
+        fh: bytes,
+        stateid: nfs4.stateid4,
+        offset: int,
+        data: bytes,
+        stable: stable_how4 = stable_how4.UNSTABLE4,
+        cred: Credential | None = None,
+    ) -> WriteResult:
+        """One WRITE (section 18.32); the caller splits by ``maxwrite``."""
+        res = await self.compound(
+            [
+                nfs4.PUTFH4args(object=fh),
+                nfs4.WRITE4args(stateid=stateid, offset=offset, stable=stable, data=data),
+            ],
+            cred,
+        )
+        wr = _res(res, 1, nfs4.WRITE4res)
+        assert wr.resok is not None
+        return WriteResult(wr.resok.count, wr.resok.committed, wr.resok.writeverf)
+
+    async def commit(
+        self, fh: bytes, offset: int = 0, count: int = 0, cred: Credential | None = None
+    ) -> bytes:
+        """COMMIT (section 18.3): the write verifier to compare with the WRITEs'."""
+        res = await self.compound(
+            [nfs4.PUTFH4args(object=fh), nfs4.COMMIT4args(offset=offset, count=count)], cred
+        )
+        cm = _res(res, 1, nfs4.COMMIT4res)
+        assert cm.resok is not None
+        return cm.resok.writeverf
+
+    # ------------------------------------------------------------------ byte-range locks
+    def lock_owner(self, name: bytes) -> bytes:
+        return self._owner_prefix + b"/lock/" + name
+
+    async def lock(
+        self,
+        state: OpenState,
+        lock_owner: bytes,
+        offset: int,
+        length: int,
+        write: bool,
+        cred: Credential | None = None,
+    ) -> LockState:
+        """LOCK a byte range (section 18.10); NFS4ERR_DENIED raises ``NFS4Error``.
+
+        ``length`` in bytes, 2**64 - 1 meaning to the end of file.  The first lock of a
+        lock owner on an open uses open_to_lock_owner4, later ones exist_lock_owner4.
+        """
+        async with self.file_lock(state.fh):
+            lock_state = self.state.lock_state(state, self.lock_owner(lock_owner))
+            locktype = nfs_lock_type4.WRITE_LT if write else nfs_lock_type4.READ_LT
+            if lock_state.stateid is None:
+                locker = nfs4.locker4(
+                    new_lock_owner=True,
+                    open_owner=nfs4.open_to_lock_owner4(
+                        open_seqid=0,
+                        open_stateid=state.stateid,
+                        lock_seqid=0,
+                        lock_owner=nfs4.lock_owner4(
+                            clientid=self.session.clientid, owner=lock_state.owner
+                        ),
+                    ),
+                )
+            else:
+                locker = nfs4.locker4(
+                    new_lock_owner=False,
+                    lock_owner=nfs4.exist_lock_owner4(
+                        lock_stateid=lock_state.stateid, lock_seqid=0
+                    ),
+                )
+            res = await self.compound(
+                [
+                    nfs4.PUTFH4args(object=state.fh),
+                    nfs4.LOCK4args(
+                        locktype=locktype,
+                        reclaim=False,
+                        offset=offset,
+                        length=length,
+                        locker=locker,
+                    ),
+                ],
+                cred,
+            )
+            lk = _res(res, 1, nfs4.LOCK4res)
+            assert lk.resok is not None
+            lock_state.update(lk.resok.lock_stateid)
+            lock_state.ranges.append((offset, length, locktype))
+            return lock_state
+
+    async def unlock(
+        self,
+        lock_state: LockState,
+        offset: int,
+        length: int,
+        cred: Credential | None = None,
+    ) -> None:
+        """LOCKU a byte range (section 18.12)."""
+        if lock_state.stateid is None:
+            raise NFSClientError("LOCKU before any LOCK")
+        async with self.file_lock(lock_state.open.fh):
+            res = await self.compound(
+                [
+                    nfs4.PUTFH4args(object=lock_state.open.fh),
+                    nfs4.LOCKU4args(
+                        locktype=nfs_lock_type4.WRITE_LT,
+                        seqid=0,
+                        lock_stateid=lock_state.stateid,
+                        offset=offset,
+                        length=length,
+                    ),
+                ],
+                cred,
+            )
+            lu = _res(res, 1, nfs4.LOCKU4res)
+            if lu.lock_stateid is not None:
+                lock_state.update(lu.lock_stateid)
+            lock_state.ranges = [
+                r for r in lock_state.ranges if not (r[0] == offset and r[1] == length)
+            ]
+
+    async def test_lock(
+        self,
+        fh: bytes,
+        lock_owner: bytes,
+        offset: int,
+        length: int,
+        write: bool,
+        cred: Credential | None = None,
+    ) -> nfs4.LOCK4denied | None:
+        """LOCKT (section 18.11): None if the range could be locked, else the conflict."""
+        try:
+            await self.compound(
+                [
+                    nfs4.PUTFH4args(object=fh),
+                    nfs4.LOCKT4args(
+                        locktype=nfs_lock_type4.WRITE_LT if write else nfs_lock_type4.READ_LT,
+                        offset=offset,
+                        length=length,
+                        owner=nfs4.lock_owner4(
+                            clientid=self.session.clientid, owner=self.lock_owner(lock_owner)
+                        ),
+                    ),
+                ],
+                cred,
+            )
+        except NFS4Error as e:
+            if e.results and isinstance(e.results[-1], nfs4.LOCKT4res):
+                denied = e.results[-1].denied
+                if denied is not None:
+                    return denied
+            raise
+        return None
+
+
+def symlink_type(target: bytes) -> nfs4.createtype4:
+    return nfs4.createtype4(type=nfs_ftype4.NF4LNK, linkdata=target)
+
+
+def dir_type() -> nfs4.createtype4:
+    return nfs4.createtype4(type=nfs_ftype4.NF4DIR)

@@ -1,0 +1,750 @@
+"""One NFSv4.1 client ID and session with one server, and the one path every COMPOUND takes.
+
+RFC 8881 sections implemented here:
+
+* 18.35 EXCHANGE_ID (uniform client-string model, section 2.4: one ``co_ownerid`` per
+  client instance, stable across restarts so servers can merge migrated state);
+* 18.36 CREATE_SESSION with a backchannel on the same connection (CONN_BACK_CHAN,
+  section 2.10.3.1) and fore-channel attributes negotiated from the reply;
+* 2.10.6 / 18.46 SEQUENCE: slots, sequence ids, the reply cache (exactly-once after a
+  lost connection: the same slot and seqid are re-sent), status flags;
+* 8.3 lease renewal: an idle client sends a SEQUENCE at least every lease_time / 2;
+* 18.51 RECLAIM_COMPLETE after a new client ID;
+* 18.37 / 18.50 DESTROY_SESSION and DESTROY_CLIENTID at unmount.
+
+The async shell (this module) owns the transport and the tasks; the protocol state it
+drives (``SlotTable``) is sans-I/O.  The transport is replaceable: dropping it and
+connecting a new one touches no session or file state (DESIGN.md invariant 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import trio
+
+from session.errors import CallTimeout, NFSClientError, TransportError
+from session.rpc import NULL_AUTH, AuthSys, Credential, RpcCall, accept_stat, encode_accepted_reply
+from session.slots import Slot, SlotOutcome, SlotTable
+from session.status import NFS4Error, nfs4_error
+from session.transport import Transport
+from session.xdr import cb, nfs4
+from session.xdr.codec import Decoder, Encoder
+from session.xdr.const import (
+    CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
+    EXCHGID4_FLAG_CONFIRMED_R,
+    EXCHGID4_FLAG_SUPP_MOVED_MIGR,
+    EXCHGID4_FLAG_SUPP_MOVED_REFER,
+    NFS4_PROGRAM,
+    NFS_V4,
+    channel_dir_from_client4,
+    nfs_opnum4,
+    nfsstat4,
+    state_protect_how4,
+)
+
+log = logging.getLogger("session")
+
+NFS4_CALLBACK_PROGRAM = 0x40000000
+NFSPROC4_COMPOUND = 1
+
+#: Statuses after which a COMPOUND is retried as a new request, with backoff.
+RETRY_STATUSES = frozenset({nfsstat4.NFS4ERR_DELAY, nfsstat4.NFS4ERR_GRACE})
+#: SEQUENCE statuses meaning the session itself is gone (section 2.10.13).
+SESSION_LOST = frozenset(
+    {
+        nfsstat4.NFS4ERR_BADSESSION,
+        nfsstat4.NFS4ERR_DEADSESSION,
+        nfsstat4.NFS4ERR_CONN_NOT_BOUND_TO_SESSION,
+    }
+)
+CLIENT_LOST = frozenset({nfsstat4.NFS4ERR_STALE_CLIENTID, nfsstat4.NFS4ERR_EXPIRED})
+
+
+def host_co_ownerid(instance: str) -> bytes:
+    """A stable ``co_ownerid`` for this host and client instance (RFC 8881 section 2.4).
+
+    Derived from /etc/machine-id (or the host name) and ``instance`` (the mount point),
+    so the same mount on the same host presents the same owner after a restart, and two
+    mounts in two processes never overwrite each other's client ID.
+    """
+    try:
+        with open("/etc/machine-id", "rb") as f:
+            machine = f.read().strip()
+    except OSError:
+        machine = socket.gethostname().encode()
+    digest = hashlib.sha256(machine + b"\0" + instance.encode()).hexdigest()[:24]
+    return f"fusenfs/{socket.gethostname()}/{digest}".encode()
+
+
+@dataclass(slots=True)
+class SessionOptions:
+    """Tunables of one server session.
+
+    Attributes:
+        timeo: seconds to wait for one reply before the connection is dropped and the
+            request re-sent on its slot (nfs(5) ``timeo``, here in seconds).
+        retrans: how many such re-sends before the call fails with ETIMEDOUT.
+        max_request: bytes; upper bound asked for ``ca_maxrequestsize`` (wsize + headers).
+        max_response: bytes; upper bound asked for ``ca_maxresponsesize`` (rsize + headers).
+        max_slots: the number of slots asked for (``ca_maxrequests``).
+        retry_limit: seconds a COMPOUND keeps being retried on DELAY/GRACE before
+            the status is raised.
+    """
+
+    timeo: float = 30.0
+    retrans: int = 3
+    max_request: int = 1024 * 1024 + 4096
+    max_response: int = 1024 * 1024 + 4096
+    max_slots: int = 64
+    retry_limit: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class CompoundResult:
+    """The decoded reply of one COMPOUND, the SEQUENCE result stripped off.
+
+    Attributes:
+        resarray: one result per operation sent (by the caller's list, SEQUENCE excluded).
+        status_flags: ``sr_status_flags`` of the SEQUENCE reply.
+    """
+
+    resarray: list[nfs4.ResOp]
+    status_flags: int
+
+
+@dataclass(slots=True)
+class SessionStatistics:
+    compounds: int = 0
+    retries_delay: int = 0
+    reconnects: int = 0
+    replays: int = 0
+    renewals: int = 0
+    session_rebuilds: int = 0
+    callbacks: int = 0
+
+
+StatusFlagsHook = Callable[[int], None]
+CallbackHandler = Callable[[cb.CB_COMPOUND4args], Awaitable[list[cb.CbResOp]]]
+
+
+def op_names(ops: Sequence[object]) -> str:
+    """``"SEQUENCE PUTFH READ"`` for a debug line."""
+    return " ".join(type(op).__name__.removesuffix("4args").removesuffix("4res") for op in ops)
+
+
+@dataclass
+class ServerSession:
+    """A client ID and session with the server at ``host``:``port``.
+
+    Use ``await s.start(nursery)`` (EXCHANGE_ID, CREATE_SESSION, RECLAIM_COMPLETE and the
+    lease renewer), then ``await s.compound([...])``; ``await s.shutdown()`` destroys
+    the session and the client ID.
+    """
+
+    host: str
+    port: int
+    co_ownerid: bytes
+    options: SessionOptions = field(default_factory=SessionOptions)
+    machine_cred: Credential = field(default_factory=lambda: AuthSys(uid=0, gid=0, gids=[]))
+    on_status_flags: StatusFlagsHook | None = None
+    on_callback: CallbackHandler | None = None
+    #: Called on a new client ID, after the new session and before RECLAIM_COMPLETE:
+    #: the state manager reclaims opens and locks there (RFC 8881 section 8.4.2.1).
+    on_new_client_id: Callable[[], Awaitable[None]] | None = None
+    # -- established state ------------------------------------------------------------
+    co_verifier: bytes = field(default_factory=lambda: os.urandom(8))
+    clientid: int = 0
+    create_session_seqid: int = 0
+    sessionid: bytes = b""
+    exchange_id: nfs4.EXCHANGE_ID4resok | None = None
+    create_session: nfs4.CREATE_SESSION4resok | None = None
+    lease_time: int = 90
+    status_flags: int = 0
+    slots: SlotTable = field(default_factory=lambda: SlotTable(1))
+    stats: SessionStatistics = field(default_factory=SessionStatistics)
+    _transport: Transport | None = None
+    _nursery: trio.Nursery | None = None
+    _slot_wait: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
+    _connect_lock: trio.Lock = field(default_factory=trio.Lock)
+    _recover_lock: trio.Lock = field(default_factory=trio.Lock)
+    _last_renewal: float = 0.0
+    _cb_seqids: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    _closing: bool = False
+
+    # ---------------------------------------------------------------- set-up and teardown
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Connect, establish the client ID and session, send RECLAIM_COMPLETE.
+
+        Raises:
+            TransportError: the server cannot be reached.
+            NFS4Error: the server refused EXCHANGE_ID or CREATE_SESSION.
+        """
+        self._nursery = nursery
+        await self._connect()
+        await self.establish_client_id()
+        await self.establish_session()
+        await self.reclaim_complete()
+        nursery.start_soon(self._renew_lease_loop)
+
+    async def establish_client_id(self) -> nfs4.EXCHANGE_ID4resok:
+        """EXCHANGE_ID (RFC 8881 section 18.35) with the migration/referral flags."""
+        args = nfs4.EXCHANGE_ID4args(
+            eia_clientowner=nfs4.client_owner4(
+                co_verifier=self.co_verifier, co_ownerid=self.co_ownerid
+            ),
+            eia_flags=EXCHGID4_FLAG_SUPP_MOVED_REFER | EXCHGID4_FLAG_SUPP_MOVED_MIGR,
+            eia_state_protect=nfs4.state_protect4_a(spa_how=state_protect_how4.SP4_NONE),
+            eia_client_impl_id=[
+                nfs4.nfs_impl_id4(
+                    nii_domain="fusenfs.invalid",
+                    nii_name="fusenfs 0.1 (Python userspace NFSv4.1 client)",
+                    nii_date=nfs4.nfstime4(seconds=0, nseconds=0),
+                )
+            ],
+        )
+        res = await self.sessionless([args])
+        resok = _ok(res[0], nfs4.EXCHANGE_ID4resok)
+        self.exchange_id = resok
+        self.clientid = resok.eir_clientid
+        self.create_session_seqid = resok.eir_sequenceid
+        log.info(
+            "EXCHANGE_ID %s:%d clientid=%#x flags=%#x confirmed=%s server_owner=%r",
+            self.host,
+            self.port,
+            resok.eir_clientid,
+            resok.eir_flags,
+            bool(resok.eir_flags & EXCHGID4_FLAG_CONFIRMED_R),
+            resok.eir_server_owner.so_major_id,
+        )
+        return resok
+
+    async def establish_session(self) -> nfs4.CREATE_SESSION4resok:
+        """CREATE_SESSION (RFC 8881 section 18.36) with a backchannel on this connection."""
+        opts = self.options
+        fore = nfs4.channel_attrs4(
+            ca_headerpadsize=0,
+            ca_maxrequestsize=opts.max_request,
+            ca_maxresponsesize=opts.max_response,
+            ca_maxresponsesize_cached=8192,
+            ca_maxoperations=16,
+            ca_maxrequests=opts.max_slots,
+            ca_rdma_ird=[],
+        )
+        back = nfs4.channel_attrs4(
+            ca_headerpadsize=0,
+            ca_maxrequestsize=16384,
+            ca_maxresponsesize=16384,
+            ca_maxresponsesize_cached=0,
+            ca_maxoperations=4,
+            ca_maxrequests=4,
+            ca_rdma_ird=[],
+        )
+        args = nfs4.CREATE_SESSION4args(
+            csa_clientid=self.clientid,
+            csa_sequence=self.create_session_seqid,
+            csa_flags=CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
+            csa_fore_chan_attrs=fore,
+            csa_back_chan_attrs=back,
+            csa_cb_program=NFS4_CALLBACK_PROGRAM,
+            csa_sec_parms=[nfs4.callback_sec_parms4(cb_secflavor=0)],
+        )
+        res = await self.sessionless([args])
+        resok = _ok(res[0], nfs4.CREATE_SESSION4resok)
+        self.create_session = resok
+        self.create_session_seqid = (self.create_session_seqid + 1) & 0xFFFFFFFF
+        self.sessionid = resok.csr_sessionid
+        attrs = resok.csr_fore_chan_attrs
+        self.slots = SlotTable(max(1, attrs.ca_maxrequests))
+        self._slot_wait.unpark_all()
+        self._cb_seqids.clear()
+        log.info(
+            "CREATE_SESSION %s:%d session=%s slots=%d maxreq=%d maxresp=%d flags=%#x",
+            self.host,
+            self.port,
+            resok.csr_sessionid.hex(),
+            attrs.ca_maxrequests,
+            attrs.ca_maxrequestsize,
+            attrs.ca_maxresponsesize,
+            resok.csr_flags,
+        )
+        await self.refresh_lease_time()
+        return resok
+
+    async def refresh_lease_time(self) -> None:
+        """Read ``lease_time`` (seconds) from the root (RFC 8881 section 5.8.1.11)."""
+        from session.xdr.const import FATTR4
+        from session.xdr.fattr import bitmap4_from, decode_fattr4
+
+        res = await self.compound(
+            [
+                nfs4.PUTROOTFH4args(),
+                nfs4.GETATTR4args(attr_request=bitmap4_from([FATTR4.LEASE_TIME])),
+            ]
+        )
+        getattr_res = res.resarray[1]
+        assert isinstance(getattr_res, nfs4.GETATTR4res) and getattr_res.resok is not None
+        attrs = decode_fattr4(getattr_res.resok.obj_attributes)
+        if attrs.lease_time:
+            self.lease_time = attrs.lease_time
+
+    async def reclaim_complete(self, one_fs: bool = False, fh: bytes | None = None) -> None:
+        """RECLAIM_COMPLETE (RFC 8881 section 18.51); global, or for the FS of ``fh``.
+
+        NFS4ERR_COMPLETE_ALREADY is not an error here.
+        """
+        ops: list[nfs4.ArgOp] = []
+        if one_fs:
+            if fh is None:
+                raise ValueError("RECLAIM_COMPLETE(rca_one_fs) needs a filehandle of the FS")
+            ops.append(nfs4.PUTFH4args(object=fh))
+        ops.append(nfs4.RECLAIM_COMPLETE4args(rca_one_fs=one_fs))
+        try:
+            await self.compound(ops)
+        except NFS4Error as e:
+            if e.status != nfsstat4.NFS4ERR_COMPLETE_ALREADY:
+                raise
+
+    async def shutdown(self) -> None:
+        """DESTROY_SESSION and DESTROY_CLIENTID (sections 18.37, 18.50), then disconnect.
+
+        Errors are logged, not raised: the mount is going away regardless.
+        """
+        self._closing = True
+        try:
+            with trio.move_on_after(5):
+                if self.sessionid:
+                    await self.sessionless(
+                        [nfs4.DESTROY_SESSION4args(dsa_sessionid=self.sessionid)]
+                    )
+                    self.sessionid = b""
+                if self.clientid:
+                    await self.sessionless([nfs4.DESTROY_CLIENTID4args(dca_clientid=self.clientid)])
+        except NFSClientError as e:
+            log.info("shutdown of %s:%d: %s", self.host, self.port, e)
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
+
+    # ---------------------------------------------------------------- the transport
+    async def _connect(self) -> Transport:
+        """The current transport, connecting a new one if there is none or it closed."""
+        async with self._connect_lock:
+            t = self._transport
+            if t is not None and not t.closed:
+                return t
+            if self._nursery is None:
+                raise TransportError("session not started")
+            if t is not None:
+                self.stats.reconnects += 1
+            self._transport = await Transport.connect(
+                self.host, self.port, nursery=self._nursery, on_call=self._on_backchannel_call
+            )
+            if t is not None and self.sessionid:
+                # A new connection must be bound to the session before use; with
+                # SP4_NONE the first SEQUENCE binds it implicitly (section 2.10.3.1),
+                # but the backchannel needs BIND_CONN_TO_SESSION.
+                await self._bind_connection(self._transport)
+            return self._transport
+
+    async def _bind_connection(self, transport: Transport) -> None:
+        """BIND_CONN_TO_SESSION for both channels (RFC 8881 section 18.34)."""
+        args = nfs4.BIND_CONN_TO_SESSION4args(
+            bctsa_sessid=self.sessionid,
+            bctsa_dir=channel_dir_from_client4.CDFC4_FORE_OR_BOTH,
+            bctsa_use_conn_in_rdma_mode=False,
+        )
+        body = _encode_compound([args])
+        try:
+            reply = await transport.call(
+                NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, self.machine_cred
+            )
+            res = _decode_compound(reply)
+            if res.status != nfsstat4.NFS4_OK:
+                log.info("BIND_CONN_TO_SESSION: %s", res.status.name)
+        except NFSClientError as e:
+            log.info("BIND_CONN_TO_SESSION failed: %s", e)
+
+    async def drop_transport(self) -> None:
+        """Close the connection (tests and recovery); the session survives."""
+        if self._transport is not None:
+            await self._transport.aclose()
+
+    async def _send(self, body: bytes, cred: Credential) -> bytes:
+        """Send one record, re-sending the same bytes after a lost connection.
+
+        The caller keeps its slot and seqid, so the server's reply cache makes the
+        re-send exactly-once (RFC 8881 section 2.10.6.2).
+
+        Raises:
+            CallTimeout: no reply after ``retrans`` re-sends of ``timeo`` seconds each.
+            TransportError: the server could not be reached for as long.
+        """
+        attempts = 0
+        delay = 0.1
+        last_error = ""
+        while True:
+            try:
+                transport = await self._connect()
+                with trio.fail_after(self.options.timeo):
+                    return await transport.call(NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, cred)
+            except TransportError as e:
+                last_error = str(e)
+            except trio.TooSlowError:
+                last_error = f"no reply in {self.options.timeo:g} s"
+                await self.drop_transport()
+            attempts += 1
+            if self._closing or attempts > self.options.retrans:
+                raise CallTimeout(
+                    f"server {self.host}:{self.port} not responding after "
+                    f"{attempts} attempts: {last_error}"
+                )
+            log.warning(
+                "server %s:%d: %s; retrying (%d/%d)",
+                self.host,
+                self.port,
+                last_error,
+                attempts,
+                self.options.retrans,
+            )
+            self.stats.replays += 1
+            await trio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    # ---------------------------------------------------------------- compounds
+    async def sessionless(self, ops: list[nfs4.ArgOp]) -> list[nfs4.ResOp]:
+        """A COMPOUND without SEQUENCE (EXCHANGE_ID, CREATE_SESSION, DESTROY_*...).
+
+        Raises:
+            NFS4Error: the COMPOUND failed; ``.results`` holds the partial results.
+        """
+        delay = 0.1
+        deadline = trio.current_time() + self.options.retry_limit
+        while True:
+            reply = await self._send(_encode_compound(ops), self.machine_cred)
+            res = _decode_compound(reply)
+            if res.status == nfsstat4.NFS4_OK:
+                return res.resarray
+            if res.status in RETRY_STATUSES and trio.current_time() < deadline:
+                await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            raise _compound_error(res, ops)
+
+    async def _acquire_slot(self) -> Slot:
+        while True:
+            slot = self.slots.acquire()
+            if slot is not None:
+                return slot
+            await self._slot_wait.park()
+
+    def _release_slot(self, slot: Slot, outcome: SlotOutcome, table: SlotTable) -> None:
+        if slot.in_use:
+            table.release(slot, outcome)
+        self._slot_wait.unpark()
+
+    async def compound(
+        self, ops: list[nfs4.ArgOp], cred: Credential | None = None, cachethis: bool = False
+    ) -> CompoundResult:
+        """Send ``[SEQUENCE] + ops`` and return the results (RFC 8881 section 2.10.6).
+
+        The one path for every session compound (DESIGN.md invariant 2): it waits for a
+        slot, re-sends on its slot after a lost connection, retries DELAY and GRACE with
+        bounded exponential backoff (``options.retry_limit`` seconds), rebuilds a lost
+        session, and records SEQUENCE status flags.
+
+        Args:
+            ops: the operations after SEQUENCE.
+            cred: the RPC credential (the FUSE caller's); the machine's by default.
+            cachethis: ``sa_cachethis`` (ask the server to cache the whole reply).
+
+        Raises:
+            NFS4Error: (a subclass for MOVED, state loss...) the first failing op;
+                ``.results`` holds the results up to and including it.
+            CallTimeout / TransportError: the server stayed unreachable.
+        """
+        cred = cred or self.machine_cred
+        delay = 0.05
+        deadline = trio.current_time() + self.options.retry_limit
+        while True:
+            res = await self._sequenced(ops, cred, cachethis)
+            self.stats.compounds += 1
+            if res.status == nfsstat4.NFS4_OK:
+                return CompoundResult(res.resarray[1:], self.status_flags)
+            if res.status in RETRY_STATUSES and trio.current_time() < deadline:
+                self.stats.retries_delay += 1
+                await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            raise _compound_error(res, ops, skip_sequence=True)
+
+    async def _sequenced(
+        self, ops: list[nfs4.ArgOp], cred: Credential, cachethis: bool
+    ) -> nfs4.COMPOUND4res:
+        """One request on one slot, until SEQUENCE itself succeeds or fails for good."""
+        seq_delay = 0.05
+        while True:
+            table = self.slots
+            slot = await self._acquire_slot()
+            outcome = SlotOutcome.UNKNOWN
+            try:
+                seq = nfs4.SEQUENCE4args(
+                    sa_sessionid=self.sessionid,
+                    sa_sequenceid=slot.next_seqid,
+                    sa_slotid=slot.slotid,
+                    sa_highest_slotid=table.sa_highest_slotid(),
+                    sa_cachethis=cachethis,
+                )
+                body = _encode_compound([seq, *ops])
+                started = time.monotonic()
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "-> slot=%d seq=%d [SEQUENCE %s] %d B",
+                        slot.slotid,
+                        seq.sa_sequenceid,
+                        op_names(ops),
+                        len(body),
+                    )
+                reply = await self._send(body, cred)
+                res = _decode_compound(reply)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "<- slot=%d %s%s %.1f ms",
+                        slot.slotid,
+                        res.status.name,
+                        _failed_at(res),
+                        (time.monotonic() - started) * 1000,
+                    )
+                if not res.resarray or not isinstance(res.resarray[0], nfs4.SEQUENCE4res):
+                    outcome = SlotOutcome.NOT_SEQUENCED
+                    raise nfs4_error(res.status, 0, "SEQUENCE")
+                seq_res = res.resarray[0]
+                if seq_res.status == nfsstat4.NFS4_OK and seq_res.resok is not None:
+                    outcome = SlotOutcome.SEQUENCED
+                    ok = seq_res.resok
+                    table.update_from_reply(ok.sr_highest_slotid, ok.sr_target_highest_slotid)
+                    self._note_status_flags(ok.sr_status_flags)
+                    self._last_renewal = trio.current_time()
+                    return res
+                outcome = SlotOutcome.NOT_SEQUENCED
+                status = seq_res.status
+                if status == nfsstat4.NFS4ERR_SEQ_MISORDERED and table.misordered(slot):
+                    continue
+                if status == nfsstat4.NFS4ERR_DELAY:
+                    # The server is still working on this slot's previous request.
+                    await trio.sleep(seq_delay)
+                    seq_delay = min(seq_delay * 2, 1.0)
+                    continue
+                if status in SESSION_LOST and not self._closing:
+                    self._release_slot(slot, outcome, table)
+                    await self._rebuild_session(table)
+                    continue
+                if status in CLIENT_LOST and not self._closing:
+                    self._release_slot(slot, outcome, table)
+                    await self._rebuild_client(table)
+                    continue
+                raise nfs4_error(status, 0, "SEQUENCE")
+            finally:
+                self._release_slot(slot, outcome, table)
+
+    def _note_status_flags(self, flags: int) -> None:
+        if flags != self.status_flags:
+            log.info("SEQUENCE status flags %#x -> %#x", self.status_flags, flags)
+        self.status_flags = flags
+        if flags and self.on_status_flags is not None:
+            self.on_status_flags(flags)
+
+    # ---------------------------------------------------------------- recovery hooks
+    async def _rebuild_session(self, lost: SlotTable) -> None:
+        """BADSESSION and friends: a new session on the same client ID (section 2.10.13)."""
+        async with self._recover_lock:
+            if self.slots is not lost:
+                return  # somebody else already rebuilt it
+            self.stats.session_rebuilds += 1
+            log.warning("session %s lost; creating a new one", self.sessionid.hex())
+            try:
+                await self.establish_session()
+            except NFS4Error as e:
+                if e.status in CLIENT_LOST:
+                    await self._new_client_id()
+                else:
+                    raise
+
+    async def _rebuild_client(self, lost: SlotTable) -> None:
+        """STALE_CLIENTID / EXPIRED: a new client ID and session (section 8.4.2)."""
+        async with self._recover_lock:
+            if self.slots is not lost:
+                return
+            await self._new_client_id()
+
+    async def _new_client_id(self) -> None:
+        self.stats.session_rebuilds += 1
+        log.warning("client ID %#x lost (server reboot or lease expiry)", self.clientid)
+        await self.establish_client_id()
+        await self.establish_session()
+        if self.on_new_client_id is not None:
+            await self.on_new_client_id()
+        await self.reclaim_complete()
+
+    async def _renew_lease_loop(self) -> None:
+        """Renew the lease with a bare SEQUENCE when idle (RFC 8881 section 8.3)."""
+        self._last_renewal = trio.current_time()
+        while not self._closing:
+            due = self._last_renewal + self.lease_time / 2
+            await trio.sleep_until(max(due, trio.current_time() + 0.5))
+            if self._closing:
+                return
+            if trio.current_time() >= self._last_renewal + self.lease_time / 2 - 0.5:
+                try:
+                    await self.compound([])
+                    self.stats.renewals += 1
+                except NFSClientError as e:
+                    log.warning("lease renewal with %s:%d failed: %s", self.host, self.port, e)
+                    await trio.sleep(1)
+
+    # ---------------------------------------------------------------- backchannel
+    async def _on_backchannel_call(self, call: RpcCall) -> bytes:
+        """Answer CB_NULL and CB_COMPOUND arriving on the fore connection (section 20)."""
+        verf = NULL_AUTH
+        if call.prog != NFS4_CALLBACK_PROGRAM:
+            return encode_accepted_reply(call.xid, verf, accept_stat.PROG_UNAVAIL)
+        if call.proc == 0:
+            return encode_accepted_reply(call.xid, verf, accept_stat.SUCCESS)
+        if call.proc != 1:
+            return encode_accepted_reply(call.xid, verf, accept_stat.PROC_UNAVAIL)
+        self.stats.callbacks += 1
+        try:
+            dec = Decoder(call.args)
+            args = cb.CB_COMPOUND4args.unpack(dec)
+        except NFSClientError as e:
+            log.warning("undecodable callback: %s", e)
+            return encode_accepted_reply(call.xid, verf, accept_stat.GARBAGE_ARGS)
+        res = await self._cb_compound(args)
+        enc = Encoder()
+        res.pack(enc)
+        return encode_accepted_reply(call.xid, verf, accept_stat.SUCCESS, enc.getvalue())
+
+    async def _cb_compound(self, args: cb.CB_COMPOUND4args) -> cb.CB_COMPOUND4res:
+        """CB_SEQUENCE then the rest, via ``on_callback`` (RFC 8881 sections 20.9, 20.2)."""
+        results: list[cb.CbResOp] = []
+        if not args.argarray or not isinstance(args.argarray[0], cb.CB_SEQUENCE4args):
+            return cb.CB_COMPOUND4res(
+                status=nfsstat4.NFS4ERR_OP_NOT_IN_SESSION, tag=args.tag, resarray=[]
+            )
+        seq = args.argarray[0]
+        if seq.csa_sessionid != self.sessionid:
+            st = nfsstat4.NFS4ERR_BADSESSION
+            results.append(cb.CB_SEQUENCE4res(status=st))
+            return cb.CB_COMPOUND4res(status=st, tag=args.tag, resarray=results)
+        results.append(
+            cb.CB_SEQUENCE4res(
+                status=nfsstat4.NFS4_OK,
+                resok=cb.CB_SEQUENCE4resok(
+                    csr_sessionid=seq.csa_sessionid,
+                    csr_sequenceid=seq.csa_sequenceid,
+                    csr_slotid=seq.csa_slotid,
+                    csr_highest_slotid=seq.csa_highest_slotid,
+                    csr_target_highest_slotid=seq.csa_highest_slotid,
+                ),
+            )
+        )
+        rest = args.argarray[1:]
+        status = nfsstat4.NFS4_OK
+        if rest:
+            if self.on_callback is not None:
+                more = await self.on_callback(
+                    cb.CB_COMPOUND4args(
+                        tag=args.tag,
+                        minorversion=args.minorversion,
+                        callback_ident=args.callback_ident,
+                        argarray=rest,
+                    )
+                )
+            else:
+                more = [default_cb_result(op) for op in rest]
+            results.extend(more)
+            for r in more:
+                if r.status != nfsstat4.NFS4_OK:
+                    status = r.status
+                    break
+        return cb.CB_COMPOUND4res(status=status, tag=args.tag, resarray=results)
+
+    def statistics(self) -> SessionStatistics:
+        return self.stats
+
+
+_T = TypeVar("_T")
+
+
+def default_cb_result(op: cb.CbArgOp) -> cb.CbResOp:
+    """The answer to a callback when no handler is installed (RFC 8881 section 20).
+
+    fusenfs declines delegations (OPEN4_SHARE_ACCESS_WANT_NO_DELEG) and returns any it
+    gets at once, so a CB_RECALL finds nothing to recall (NFS4_OK: it is being returned)
+    and a CB_GETATTR has no delegated file (NFS4ERR_BADHANDLE).
+    """
+    if isinstance(op, cb.CB_RECALL4args):
+        return cb.CB_RECALL4res(status=nfsstat4.NFS4_OK)
+    if isinstance(op, cb.CB_GETATTR4args):
+        return cb.CB_GETATTR4res(status=nfsstat4.NFS4ERR_BADHANDLE)
+    result_class = cb.CB_RES_BY_OPNUM.get(op.OPNUM, cb.CB_ILLEGAL4res)
+    if issubclass(result_class, cb.CbStatusOnly4res):
+        return result_class(status=nfsstat4.NFS4ERR_NOTSUPP)
+    return cb.CB_ILLEGAL4res(status=nfsstat4.NFS4ERR_OP_ILLEGAL)
+
+
+def _ok(res: nfs4.ResOp, resok_type: type[_T]) -> _T:
+    resok = getattr(res, "resok", None)
+    if not isinstance(resok, resok_type):
+        raise NFSClientError(f"{type(res).__name__}: OK without a result body")
+    return resok
+
+
+def _encode_compound(ops: Sequence[nfs4.ArgOp]) -> bytes:
+    enc = Encoder()
+    nfs4.COMPOUND4args(tag=b"", minorversion=1, argarray=list(ops)).pack(enc)
+    return enc.getvalue()
+
+
+def _decode_compound(reply: bytes) -> nfs4.COMPOUND4res:
+    dec = Decoder(reply)
+    res = nfs4.COMPOUND4res.unpack(dec)
+    dec.done_or_raise("COMPOUND4res")
+    return res
+
+
+def _failed_at(res: nfs4.COMPOUND4res) -> str:
+    if res.status == nfsstat4.NFS4_OK or not res.resarray:
+        return ""
+    last = res.resarray[-1]
+    return f" at op {len(res.resarray) - 1}/{len(res.resarray)} ({op_names([last])})"
+
+
+def _compound_error(
+    res: nfs4.COMPOUND4res, ops: Sequence[nfs4.ArgOp], skip_sequence: bool = False
+) -> NFS4Error:
+    """The exception for a failed COMPOUND: the last result is the failing op."""
+    index = len(res.resarray) - 1
+    name = op_names([res.resarray[-1]]) if res.resarray else ""
+    if skip_sequence:
+        index -= 1
+    err = nfs4_error(res.status, index, name)
+    err.results = res.resarray[1:] if skip_sequence else res.resarray
+    return err
+
+
+__all__ = [
+    "NFS4_CALLBACK_PROGRAM",
+    "CompoundResult",
+    "ServerSession",
+    "SessionOptions",
+    "host_co_ownerid",
+    "nfs_opnum4",
+]

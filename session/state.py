@@ -1,0 +1,155 @@
+"""Open and lock state, grouped per file system: sans-I/O (RFC 8881 sections 8, 9).
+
+State belongs to the mount, not to the connection (DESIGN.md invariant 1): nothing here
+knows about transports or sessions, so a migration can move the binding to a server
+while open files, stateids and locks stay put.
+
+Share access is reference-counted per (file, open owner).  NFSv4 merges every OPEN of one
+file by one open owner into one stateid (section 9.1.4): a second OPEN upgrades it, a
+CLOSE ends all of them.  So the client OPENs again only when the union of access grows,
+OPEN_DOWNGRADEs when it shrinks, and CLOSEs when the last user releases it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from session.xdr.const import (
+    OPEN4_SHARE_ACCESS_BOTH,
+    OPEN4_SHARE_ACCESS_READ,
+    OPEN4_SHARE_ACCESS_WRITE,
+)
+from session.xdr.nfs4 import fsid4, stateid4
+
+
+def seqid_newer(a: int, b: int) -> bool:
+    """True if stateid seqid ``a`` is newer than ``b`` (uint32, wrapping; section 8.2.2)."""
+    return a != b and ((a - b) & 0xFFFFFFFF) < 0x80000000
+
+
+def newest_stateid(current: stateid4, new: stateid4) -> stateid4:
+    """Keep the newest of two stateids for the same state (section 8.2.2).
+
+    A reply may arrive after a newer one; an older seqid must not replace a newer one.
+    A different ``other`` means new state and always wins.
+    """
+    if current.other != new.other or seqid_newer(new.seqid, current.seqid):
+        return new
+    return current
+
+
+@dataclass(slots=True)
+class OpenState:
+    """One open file as the server sees it: a (file, open owner) pair with one stateid.
+
+    Attributes:
+        fh: the file's filehandle (bytes).
+        fsid: the file system the file is on (its superblock key).
+        owner: the open owner's ``owner`` bytes.
+        stateid: the newest open stateid.
+        users: how many client handles use each access mode, keyed by
+            OPEN4_SHARE_ACCESS_READ / _WRITE / _BOTH (counts).
+    """
+
+    fh: bytes
+    fsid: fsid4
+    owner: bytes
+    stateid: stateid4
+    users: dict[int, int] = field(default_factory=dict)
+
+    def access(self) -> int:
+        """The union of share access the users need (OPEN4_SHARE_ACCESS_* bits)."""
+        bits = 0
+        for mode, count in self.users.items():
+            if count > 0:
+                bits |= mode
+        return bits
+
+    def add_user(self, access: int) -> None:
+        self.users[access] = self.users.get(access, 0) + 1
+
+    def remove_user(self, access: int) -> None:
+        count = self.users.get(access, 0)
+        if count <= 0:
+            raise ValueError(f"no user with share access {access} to release")
+        self.users[access] = count - 1
+
+    def in_use(self) -> bool:
+        return any(count > 0 for count in self.users.values())
+
+    def update(self, new: stateid4) -> None:
+        self.stateid = newest_stateid(self.stateid, new)
+
+
+@dataclass(slots=True)
+class LockState:
+    """A lock owner's locks on one open file (section 9.1.4: a lock stateid).
+
+    Attributes:
+        open: the open the locks were made under.
+        owner: the lock owner's bytes.
+        stateid: the newest lock stateid, or None before the first LOCK.
+        ranges: held ranges as (offset, length, locktype) (bytes; length 2**64-1 = to EOF).
+    """
+
+    open: OpenState
+    owner: bytes
+    stateid: stateid4 | None = None
+    ranges: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def update(self, new: stateid4) -> None:
+        self.stateid = new if self.stateid is None else newest_stateid(self.stateid, new)
+
+
+@dataclass(slots=True)
+class StateTable:
+    """Every open and lock of one mount, findable per file and per file system."""
+
+    opens: dict[tuple[bytes, bytes], OpenState] = field(default_factory=dict)
+    locks: dict[tuple[bytes, bytes, bytes], LockState] = field(default_factory=dict)
+
+    def find_open(self, fh: bytes, owner: bytes) -> OpenState | None:
+        return self.opens.get((fh, owner))
+
+    def record_open(self, fh: bytes, fsid: fsid4, owner: bytes, stateid: stateid4) -> OpenState:
+        """Record (or upgrade) the open of ``fh`` by ``owner`` with the server's stateid."""
+        state = self.opens.get((fh, owner))
+        if state is None:
+            state = OpenState(fh=fh, fsid=fsid, owner=owner, stateid=stateid)
+            self.opens[(fh, owner)] = state
+        else:
+            state.update(stateid)
+        return state
+
+    def forget_open(self, state: OpenState) -> None:
+        """After CLOSE: the open and its lock states are gone (section 18.2.4)."""
+        self.opens.pop((state.fh, state.owner), None)
+        for key in [k for k, v in self.locks.items() if v.open is state]:
+            del self.locks[key]
+
+    def lock_state(self, open_state: OpenState, lock_owner: bytes) -> LockState:
+        key = (open_state.fh, open_state.owner, lock_owner)
+        state = self.locks.get(key)
+        if state is None:
+            state = LockState(open=open_state, owner=lock_owner)
+            self.locks[key] = state
+        return state
+
+    def opens_on(self, fsid: fsid4) -> list[OpenState]:
+        """Opens on one file system: what migration must carry over (section 11.11)."""
+        return [s for s in self.opens.values() if s.fsid == fsid]
+
+    def locks_on(self, fsid: fsid4) -> list[LockState]:
+        return [s for s in self.locks.values() if s.open.fsid == fsid]
+
+
+def share_access_for_flags(flags: int) -> int:
+    """OPEN4_SHARE_ACCESS_* for POSIX open flags (O_RDONLY / O_WRONLY / O_RDWR)."""
+    import os
+
+    mode = flags & os.O_ACCMODE
+    if mode == os.O_WRONLY:
+        return OPEN4_SHARE_ACCESS_WRITE
+    if mode == os.O_RDWR:
+        return OPEN4_SHARE_ACCESS_BOTH
+    return OPEN4_SHARE_ACCESS_READ
