@@ -1,0 +1,3 @@
+from fusenfs.cli import main
+
+raise SystemExit(main())

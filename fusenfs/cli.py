@@ -1,0 +1,198 @@
+"""The ``fusenfs`` command: mount, umount, probe.
+
+    fusenfs mount SERVER:/PATH MOUNTPOINT [-o opts] [-f] [--debug]
+    fusenfs umount MOUNTPOINT
+    fusenfs probe SERVER[:PORT]
+
+Every failure the user can cause (a bad address, a refused connection, an unknown
+option, a missing or non-empty mount point) is one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import trio
+
+from fusenfs.options import MountOptionError, MountOptions, parse_options, parse_server_spec
+from session.errors import NFSClientError
+
+log = logging.getLogger("fusenfs")
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 32  # mount(8): mount failure
+
+
+class CliError(Exception):
+    """A one-line error for the user."""
+
+
+def setup_logging(debug: bool, to_file: str | None = None) -> None:
+    level = logging.DEBUG if debug else logging.INFO
+    handler: logging.Handler
+    handler = logging.FileHandler(to_file) if to_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if not debug:
+        logging.getLogger("session").setLevel(logging.WARNING)
+        logging.getLogger("session.transport").setLevel(logging.WARNING)
+
+
+def check_mountpoint(path: str) -> None:
+    if not os.path.isdir(path):
+        raise CliError(f"mount point {path} does not exist or is not a directory")
+    if os.path.ismount(path):
+        raise CliError(f"{path} is already a mount point")
+    if os.listdir(path):
+        raise CliError(f"mount point {path} is not empty")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fusenfs", description="Userspace NFSv4.1 client mounted through FUSE"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("mount", help="mount SERVER:/PATH on MOUNTPOINT")
+    m.add_argument("spec", metavar="SERVER:/PATH")
+    m.add_argument("mountpoint", metavar="MOUNTPOINT")
+    m.add_argument(
+        "-o",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="OPTS",
+        help="comma-separated options: port=N, ro, rsize=N, wsize=N, timeo=N "
+        "(tenths of s), retrans=N, actimeo=S, acregmin=S, acregmax=S, acdirmin=S, "
+        "acdirmax=S, sec=sys, allow_other, foreground, debug",
+    )
+    m.add_argument("-f", "--foreground", action="store_true", help="do not daemonize")
+    m.add_argument("--debug", action="store_true", help="log one line per COMPOUND each way")
+    m.add_argument(
+        "--log-file",
+        help="where a daemonized mount logs (default: syslog-less /tmp/fusenfs-<pid>.log)",
+    )
+    u = sub.add_parser("umount", help="unmount MOUNTPOINT")
+    u.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p = sub.add_parser("probe", help="show what an NFSv4.1 server says about itself")
+    p.add_argument("server", metavar="SERVER[:PORT]")
+    p.add_argument("--debug", action="store_true")
+    return parser
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    from fusenfs.runner import MountRequest, serve_mount
+
+    opts = MountOptions()
+    for text in args.options:
+        parse_options(text, opts)
+    opts.foreground = opts.foreground or args.foreground
+    opts.debug = opts.debug or args.debug
+    host, path = parse_server_spec(args.spec)
+    mountpoint = os.path.abspath(args.mountpoint)
+    check_mountpoint(mountpoint)
+    request = MountRequest(host=host, path=path, mountpoint=mountpoint, options=opts)
+
+    if opts.foreground:
+        setup_logging(opts.debug)
+        failure: list[str] = []
+
+        def ready(message: str | None) -> None:
+            if message:
+                failure.append(message)
+
+        trio.run(serve_mount, request, ready)
+        if failure:
+            raise CliError(failure[0])
+        return 0
+
+    # Daemonize like mount.nfs: the parent returns once the mount is up (or failed).
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            message = pipe.read().decode(errors="replace")
+        if message != "ok":
+            raise CliError(message or "the mount process died before mounting")
+        return 0
+    os.close(read_fd)
+    os.setsid()
+    log_file = args.log_file or f"/tmp/fusenfs-{os.getpid()}.log"
+    setup_logging(opts.debug, log_file)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    told = False
+
+    def ready_daemon(message: str | None) -> None:
+        nonlocal told
+        os.write(write_fd, (message or "ok").encode())
+        os.close(write_fd)
+        told = True
+
+    code = 0
+    try:
+        trio.run(serve_mount, request, ready_daemon)
+    except BaseException as e:  # the parent must hear about any failure
+        log.exception("mount process failed")
+        if not told:
+            os.write(write_fd, f"mount failed: {e}".encode())
+        code = EXIT_FAILURE
+    os._exit(code)
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    mountpoint = os.path.abspath(args.mountpoint)
+    if not os.path.ismount(mountpoint):
+        raise CliError(f"{mountpoint} is not mounted")
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    if tool is None:
+        raise CliError("fusermount3 not found (install the fuse3 package)")
+    result = subprocess.run([tool, "-u", mountpoint], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise CliError(result.stderr.strip() or f"{tool} -u {mountpoint} failed")
+    deadline = time.monotonic() + 10
+    while os.path.ismount(mountpoint) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from fusenfs.runner import probe
+
+    setup_logging(args.debug)
+    host, sep, port_text = args.server.rpartition(":")
+    if not sep or not port_text.isdigit():
+        host, port = args.server, 2049
+    else:
+        port = int(port_text)
+    host = host.strip("[]")
+    lines = trio.run(probe, host, port)
+    width = max(len(label) for label, _ in lines)
+    for label, value in lines:
+        print(f"{label:<{width}}  {value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"mount": cmd_mount, "umount": cmd_umount, "probe": cmd_probe}
+    try:
+        return handlers[args.command](args)
+    except MountOptionError as e:
+        print(f"fusenfs: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CliError, NFSClientError, OSError) as e:
+        print(f"fusenfs: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130

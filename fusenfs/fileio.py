@@ -1,0 +1,253 @@
+"""Data paths of one open file: read-ahead and write-behind (RFC 8881 sections 18.22, 18.32, 18.3).
+
+FUSE hands the client reads of at most 128 KiB and writes of at most 1 MiB, one at a
+time per descriptor.  Sending them one by one leaves the server idle between round trips,
+so, like a kernel NFS client:
+
+* ``ReadAhead`` notices sequential reads and keeps several ``maxread``-sized READs in
+  flight ahead of the reader;
+* ``WriteBehind`` acknowledges a write once its data is queued, sends UNSTABLE WRITEs
+  (split by ``maxwrite``) concurrently, keeps the data until a COMMIT with the same write
+  verifier makes it durable, and re-sends it FILE_SYNC if the verifier changed (the
+  server rebooted, section 18.32.3).  An error is latched and reported by the next write,
+  ``flush`` or ``fsync``, as close(2) reports it on a kernel NFS mount.
+
+Both are bounded: read-ahead keeps at most ``window`` blocks; write-behind at most
+``max_inflight`` WRITEs in flight and ``max_uncommitted`` bytes held before it COMMITs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from session.errors import NFSClientError
+from session.xdr.const import stable_how4
+
+log = logging.getLogger("fusenfs.io")
+
+ReadFn = Callable[[int, int], Awaitable[tuple[bytes, bool]]]
+WriteFn = Callable[[int, bytes, stable_how4], Awaitable[tuple[int, stable_how4, bytes]]]
+CommitFn = Callable[[], Awaitable[bytes]]
+
+
+@dataclass(slots=True)
+class _Block:
+    done: trio.Event = field(default_factory=trio.Event)
+    data: bytes = b""
+    eof: bool = False
+    error: BaseException | None = None
+
+
+class ReadAhead:
+    """Sequential read-ahead over ``read_fn(offset, count) -> (data, eof)``.
+
+    Args:
+        read_fn: one READ of at most ``count`` bytes (bytes, offsets in bytes).
+        block: READ size in bytes (the server's maxread, capped).
+        ahead: blocks to keep in flight beyond the one being read (a count).
+        nursery: where prefetch tasks run.
+    """
+
+    def __init__(self, read_fn: ReadFn, block: int, ahead: int, nursery: trio.Nursery) -> None:
+        self._read = read_fn
+        self.block = block
+        self.ahead = ahead
+        self._nursery = nursery
+        self._blocks: dict[int, _Block] = {}
+        self._next_offset = 0
+        self.reads = 0
+        self.prefetched = 0
+
+    def invalidate(self) -> None:
+        """Forget every cached block (the file changed under us)."""
+        self._blocks.clear()
+
+    def _start(self, index: int) -> _Block:
+        blk = self._blocks.get(index)
+        if blk is None:
+            blk = _Block()
+            self._blocks[index] = blk
+            self._nursery.start_soon(self._fetch, index, blk)
+        return blk
+
+    async def _fetch(self, index: int, blk: _Block) -> None:
+        try:
+            offset = index * self.block
+            parts: list[bytes] = []
+            got = 0
+            while got < self.block:
+                data, eof = await self._read(offset + got, self.block - got)
+                parts.append(data)
+                got += len(data)
+                if eof or not data:
+                    blk.eof = True
+                    break
+            blk.data = b"".join(parts)
+        except NFSClientError as e:
+            blk.error = e
+        finally:
+            blk.done.set()
+
+    async def read(self, offset: int, size: int) -> bytes:
+        """``size`` bytes at ``offset`` or fewer at end of file.
+
+        Raises:
+            NFSClientError: the READ that covers the range failed.
+        """
+        self.reads += 1
+        sequential = offset == self._next_offset
+        self._next_offset = offset + size
+        if not sequential and offset != 0:
+            data, _ = await self._read(offset, size)
+            return data
+        first = offset // self.block
+        last = (offset + size - 1) // self.block
+        for index in range(first, last + 1 + self.ahead):
+            if index > last and index not in self._blocks:
+                self.prefetched += 1
+            self._start(index)
+        for index in [i for i in self._blocks if i < first - 1]:
+            del self._blocks[index]
+        out: list[bytes] = []
+        for index in range(first, last + 1):
+            blk = self._blocks[index]
+            await blk.done.wait()
+            if blk.error is not None:
+                self._blocks.pop(index, None)
+                raise blk.error
+            start = max(offset - index * self.block, 0)
+            end = min(offset + size - index * self.block, len(blk.data))
+            if start < end:
+                out.append(blk.data[start:end])
+            if blk.eof or len(blk.data) < self.block:
+                # Nothing beyond end of file: do not keep prefetching past it.
+                for later in [i for i in self._blocks if i > index]:
+                    del self._blocks[later]
+                break
+        return b"".join(out)
+
+
+class WriteBehind:
+    """Concurrent UNSTABLE writes with COMMIT and verifier checking.
+
+    Args:
+        write_fn: one WRITE: (offset, data, stable) -> (count, committed, writeverf).
+        commit_fn: COMMIT of the whole file -> writeverf.
+        block: bytes per WRITE (the server's maxwrite, capped).
+        nursery: where WRITE tasks run.
+        max_inflight: WRITEs in flight at once (a count).
+        max_uncommitted: bytes held for a possible re-send before a COMMIT is forced.
+    """
+
+    def __init__(
+        self,
+        write_fn: WriteFn,
+        commit_fn: CommitFn,
+        block: int,
+        nursery: trio.Nursery,
+        max_inflight: int = 16,
+        max_uncommitted: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._write = write_fn
+        self._commit = commit_fn
+        self.block = block
+        self._nursery = nursery
+        self._slots = trio.Semaphore(max_inflight)
+        self._max_inflight = max_inflight
+        self.max_uncommitted = max_uncommitted
+        self._inflight = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self._uncommitted: list[tuple[int, bytes, bytes]] = []  # (offset, data, verf)
+        self._uncommitted_bytes = 0
+        self._error: NFSClientError | None = None
+        self.writes = 0
+        self.commits = 0
+        self.resends = 0
+
+    @property
+    def busy(self) -> bool:
+        return self._inflight > 0
+
+    def _raise_latched(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    async def write(self, offset: int, data: bytes) -> int:
+        """Queue ``data`` at ``offset``; returns ``len(data)`` once the WRITEs are in flight.
+
+        Raises:
+            NFSClientError: a previous write of this file failed (latched).
+        """
+        self._raise_latched()
+        if self._uncommitted_bytes >= self.max_uncommitted:
+            await self.commit()
+        view = memoryview(data)
+        for start in range(0, len(data), self.block):
+            chunk = bytes(view[start : start + self.block])
+            await self._slots.acquire()
+            self._inflight += 1
+            self._idle = trio.Event() if self._idle.is_set() else self._idle
+            self._nursery.start_soon(self._send, offset + start, chunk)
+        return len(data)
+
+    async def _send(self, offset: int, data: bytes) -> None:
+        try:
+            sent = 0
+            while sent < len(data):
+                count, committed, verf = await self._write(
+                    offset + sent, data[sent:], stable_how4.UNSTABLE4
+                )
+                if count <= 0:
+                    raise NFSClientError(f"server wrote 0 bytes at offset {offset + sent}")
+                if committed == stable_how4.UNSTABLE4:
+                    self._uncommitted.append((offset + sent, data[sent : sent + count], verf))
+                    self._uncommitted_bytes += count
+                sent += count
+                self.writes += 1
+        except NFSClientError as e:
+            if self._error is None:
+                self._error = e
+        finally:
+            self._inflight -= 1
+            self._slots.release()
+            if self._inflight == 0:
+                self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until no WRITE is in flight (data reached the server, maybe unstable)."""
+        while self._inflight:
+            await self._idle.wait()
+
+    async def commit(self) -> None:
+        """Drain, COMMIT, and re-send FILE_SYNC anything whose verifier changed.
+
+        Raises:
+            NFSClientError: a write or the commit failed.
+        """
+        await self.drain()
+        self._raise_latched()
+        if not self._uncommitted:
+            return
+        held, self._uncommitted = self._uncommitted, []
+        self._uncommitted_bytes = 0
+        verf = await self._commit()
+        self.commits += 1
+        stale = [(off, data) for off, data, v in held if v != verf]
+        if stale:
+            log.warning(
+                "write verifier changed (server restart?): re-sending %d writes", len(stale)
+            )
+            for off, data in stale:
+                self.resends += 1
+                sent = 0
+                while sent < len(data):
+                    count, _, _ = await self._write(off + sent, data[sent:], stable_how4.FILE_SYNC4)
+                    if count <= 0:
+                        raise NFSClientError(f"server wrote 0 bytes at offset {off + sent}")
+                    sent += count

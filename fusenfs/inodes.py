@@ -1,0 +1,114 @@
+"""The inode table: FUSE inode numbers for NFS files, stable per (fsid, fileid).
+
+The kernel knows files by inode number; the server by filehandle.  An inode number is
+handed out the first time the client sees a (fsid, fileid) pair and never changes for
+the life of the mount, even across a migration (which keeps fsid and fileid, RFC 8881
+section 11.11.3 / seed 000).  Lookup counts follow the FUSE protocol: every entry
+returned (lookup, create, mkdir, readdir...) adds one, ``forget`` subtracts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pyfuse3
+
+from session.xdr.fattr import NFSAttrs
+from session.xdr.nfs4 import fsid4
+
+
+@dataclass(slots=True)
+class Inode:
+    """What the client keeps for one inode.
+
+    Attributes:
+        ino: the FUSE inode number.
+        fh: the current NFS filehandle.
+        fsid: the file system it is on.
+        fileid: the server's fileid (uint64).
+        lookups: the kernel's lookup count (a count).
+        attrs: the last attributes fetched, and ``attrs_at`` when (monotonic seconds).
+        opens: FUSE file handles open on it (a count).
+        change_at_open: the change attribute at the last open (close-to-open check).
+        hidden: (directory fh, name) of a silly-renamed file, removed at last close.
+    """
+
+    ino: int
+    fh: bytes
+    fsid: fsid4
+    fileid: int
+    lookups: int = 0
+    attrs: NFSAttrs = field(default_factory=NFSAttrs)
+    attrs_at: float = 0.0
+    opens: int = 0
+    change_at_open: int | None = None
+    hidden: tuple[bytes, bytes] | None = None
+
+    def set_attrs(self, attrs: NFSAttrs) -> None:
+        self.attrs = merge_attrs(self.attrs, attrs)
+        self.attrs_at = time.monotonic()
+
+
+def merge_attrs(old: NFSAttrs, new: NFSAttrs) -> NFSAttrs:
+    """``new`` with any attribute it lacks taken from ``old``."""
+    for name in NFSAttrs.__slots__:
+        if getattr(new, name) is None and getattr(old, name) is not None:
+            setattr(new, name, getattr(old, name))
+    return new
+
+
+class InodeTable:
+    """Inodes by number and by (fsid, fileid); numbers are never reused within a mount."""
+
+    def __init__(self) -> None:
+        self._by_ino: dict[int, Inode] = {}
+        self._ino_by_key: dict[tuple[int, int, int], int] = {}
+        self._next = pyfuse3.ROOT_INODE + 1
+
+    def __len__(self) -> int:
+        return len(self._by_ino)
+
+    def get(self, ino: int) -> Inode | None:
+        return self._by_ino.get(ino)
+
+    def set_root(self, fh: bytes, attrs: NFSAttrs) -> Inode:
+        fsid = attrs.fsid or fsid4(0, 0)
+        fileid = attrs.fileid or 0
+        inode = Inode(ino=pyfuse3.ROOT_INODE, fh=fh, fsid=fsid, fileid=fileid, lookups=1)
+        inode.set_attrs(attrs)
+        self._by_ino[inode.ino] = inode
+        self._ino_by_key[(fsid.major, fsid.minor, fileid)] = inode.ino
+        return inode
+
+    def learn(self, fh: bytes, attrs: NFSAttrs) -> Inode:
+        """The inode for a file just seen (attributes must include fsid and fileid).
+
+        A known (fsid, fileid) keeps its number; its filehandle and attributes update.
+        """
+        fsid = attrs.fsid or fsid4(0, 0)
+        if attrs.fileid is None:
+            raise ValueError("the server returned no fileid; inode numbers need it")
+        key = (fsid.major, fsid.minor, attrs.fileid)
+        ino = self._ino_by_key.get(key)
+        if ino is None:
+            ino = self._next
+            self._next += 1
+            self._ino_by_key[key] = ino
+        inode = self._by_ino.get(ino)
+        if inode is None:
+            inode = Inode(ino=ino, fh=fh, fsid=fsid, fileid=attrs.fileid)
+            self._by_ino[ino] = inode
+        else:
+            inode.fh = fh
+        inode.set_attrs(attrs)
+        return inode
+
+    def forget(self, ino: int, nlookup: int) -> None:
+        """Drop ``nlookup`` kernel references; the record goes when none remain."""
+        inode = self._by_ino.get(ino)
+        if inode is None or ino == pyfuse3.ROOT_INODE:
+            return
+        inode.lookups = max(0, inode.lookups - nlookup)
+        if inode.lookups == 0 and inode.opens == 0:
+            del self._by_ino[ino]
