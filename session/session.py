@@ -135,6 +135,41 @@ StatusFlagsHook = Callable[[int], None]
 CallbackHandler = Callable[[cb.CB_COMPOUND4args], Awaitable[list[cb.CbResOp]]]
 
 
+#: Operations that are safe to execute twice: a COMPOUND made only of these need not
+#: ask for its reply to be cached (RFC 8881 section 2.10.6.1.3).  WRITE counts: the same
+#: bytes at the same offset give the same file.
+IDEMPOTENT_OPS = frozenset(
+    {
+        nfs_opnum4.OP_ACCESS,
+        nfs_opnum4.OP_COMMIT,
+        nfs_opnum4.OP_GETATTR,
+        nfs_opnum4.OP_GETFH,
+        nfs_opnum4.OP_LOOKUP,
+        nfs_opnum4.OP_LOOKUPP,
+        nfs_opnum4.OP_NVERIFY,
+        nfs_opnum4.OP_PUTFH,
+        nfs_opnum4.OP_PUTPUBFH,
+        nfs_opnum4.OP_PUTROOTFH,
+        nfs_opnum4.OP_READ,
+        nfs_opnum4.OP_READDIR,
+        nfs_opnum4.OP_READLINK,
+        nfs_opnum4.OP_RESTOREFH,
+        nfs_opnum4.OP_SAVEFH,
+        nfs_opnum4.OP_SECINFO,
+        nfs_opnum4.OP_SECINFO_NO_NAME,
+        nfs_opnum4.OP_TEST_STATEID,
+        nfs_opnum4.OP_VERIFY,
+        nfs_opnum4.OP_WRITE,
+        nfs_opnum4.OP_LOCKT,
+    }
+)
+
+
+def needs_reply_cache(ops: Sequence[nfs4.ArgOp]) -> bool:
+    """True if re-executing ``ops`` could differ from replaying them (set sa_cachethis)."""
+    return any(op.OPNUM not in IDEMPOTENT_OPS for op in ops)
+
+
 def op_names(ops: Sequence[object]) -> str:
     """``"SEQUENCE PUTFH READ"`` for a debug line."""
     return " ".join(type(op).__name__.removesuffix("4args").removesuffix("4res") for op in ops)
@@ -344,6 +379,12 @@ class ServerSession:
                 raise TransportError("session not started")
             if t is not None:
                 self.stats.reconnects += 1
+                log.warning(
+                    "connection to %s:%d lost; reconnecting (in-flight requests are re-sent "
+                    "on their slots)",
+                    self.host,
+                    self.port,
+                )
             self._transport = await Transport.connect(
                 self.host, self.port, nursery=self._nursery, on_call=self._on_backchannel_call
             )
@@ -381,39 +422,29 @@ class ServerSession:
         """Send one record, re-sending the same bytes after a lost connection.
 
         The caller keeps its slot and seqid, so the server's reply cache makes the
-        re-send exactly-once (RFC 8881 section 2.10.6.2).
+        re-send exactly-once (RFC 8881 section 2.10.6.2).  Each attempt waits ``timeo``
+        seconds for the reply; reconnects back off from 0.1 s to 5 s; the call fails
+        once ``timeo * (retrans + 1)`` seconds have passed without a reply.
 
         Raises:
-            CallTimeout: no reply after ``retrans`` re-sends of ``timeo`` seconds each.
-            TransportError: the server could not be reached for as long.
+            CallTimeout: the server did not answer in that time (ETIMEDOUT).
         """
-        attempts = 0
+        opts = self.options
+        deadline = trio.current_time() + opts.timeo * (opts.retrans + 1)
         delay = 0.1
-        last_error = ""
         while True:
             try:
                 transport = await self._connect()
-                with trio.fail_after(self.options.timeo):
+                with trio.fail_after(opts.timeo):
                     return await transport.call(NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, cred)
             except TransportError as e:
                 last_error = str(e)
             except trio.TooSlowError:
-                last_error = f"no reply in {self.options.timeo:g} s"
+                last_error = f"no reply in {opts.timeo:g} s"
                 await self.drop_transport()
-            attempts += 1
-            if self._closing or attempts > self.options.retrans:
-                raise CallTimeout(
-                    f"server {self.host}:{self.port} not responding after "
-                    f"{attempts} attempts: {last_error}"
-                )
-            log.warning(
-                "server %s:%d: %s; retrying (%d/%d)",
-                self.host,
-                self.port,
-                last_error,
-                attempts,
-                self.options.retrans,
-            )
+            if self._closing or trio.current_time() + delay >= deadline:
+                raise CallTimeout(f"server {self.host}:{self.port} not responding: {last_error}")
+            log.debug("re-sending after: %s", last_error)
             self.stats.replays += 1
             await trio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -451,7 +482,7 @@ class ServerSession:
         self._slot_wait.unpark()
 
     async def compound(
-        self, ops: list[nfs4.ArgOp], cred: Credential | None = None, cachethis: bool = False
+        self, ops: list[nfs4.ArgOp], cred: Credential | None = None, cachethis: bool | None = None
     ) -> CompoundResult:
         """Send ``[SEQUENCE] + ops`` and return the results (RFC 8881 section 2.10.6).
 
@@ -463,7 +494,8 @@ class ServerSession:
         Args:
             ops: the operations after SEQUENCE.
             cred: the RPC credential (the FUSE caller's); the machine's by default.
-            cachethis: ``sa_cachethis`` (ask the server to cache the whole reply).
+            cachethis: ``sa_cachethis`` (ask the server to cache the whole reply); by
+                default true when any op is not idempotent (``needs_reply_cache``).
 
         Raises:
             NFS4Error: (a subclass for MOVED, state loss...) the first failing op;
@@ -471,6 +503,8 @@ class ServerSession:
             CallTimeout / TransportError: the server stayed unreachable.
         """
         cred = cred or self.machine_cred
+        if cachethis is None:
+            cachethis = needs_reply_cache(ops)
         delay = 0.05
         deadline = trio.current_time() + self.options.retry_limit
         while True:
@@ -478,6 +512,11 @@ class ServerSession:
             self.stats.compounds += 1
             if res.status == nfsstat4.NFS4_OK:
                 return CompoundResult(res.resarray[1:], self.status_flags)
+            if res.status == nfsstat4.NFS4ERR_RETRY_UNCACHED_REP and not cachethis:
+                # A re-send after a lost connection found no cached reply; every op
+                # here is idempotent, so it is sent again as a new request (2.10.6.1.3).
+                self.stats.replays += 1
+                continue
             if res.status in RETRY_STATUSES and trio.current_time() < deadline:
                 self.stats.retries_delay += 1
                 await trio.sleep(delay)
