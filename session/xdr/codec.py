@@ -15,6 +15,7 @@ Conventions used by every type in ``session.xdr``:
 from __future__ import annotations
 
 import enum
+import io
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, Self, TypeVar
@@ -79,6 +80,21 @@ class Encoder(xdrlib3.Packer):
         """Variable-length opaque<>: length word, bytes, zero padding to 4."""
         self.pack_opaque(value)
 
+    def opaque_bulk(self, value: bytes | bytearray | memoryview) -> None:
+        """opaque<> for bulk payloads (WRITE data): written into the buffer without the
+        intermediate concatenation ``pack_opaque`` makes for padding.  Added for
+        WRITE4args / READ4resok; same bytes on the wire as ``opaque``.
+        """
+        size = memoryview(value).nbytes
+        self.pack_uint(size)
+        buf = getattr(self, "_Packer__buf", None)  # xdrlib3's private BytesIO
+        if not isinstance(buf, io.BytesIO):  # pragma: no cover - other xdrlib3 layout
+            self.pack_fopaque(size, bytes(value))
+            return
+        buf.write(value)
+        if size & 3:
+            buf.write(b"\0" * (4 - (size & 3)))
+
     def fixed_opaque(self, size: int, value: bytes) -> None:
         """Fixed-length opaque[size]; ``value`` must be exactly ``size`` bytes."""
         if len(value) != size:
@@ -86,8 +102,14 @@ class Encoder(xdrlib3.Packer):
         self.pack_fopaque(size, value)
 
     def string(self, value: str | bytes) -> None:
-        """utf8string / component4 / linktext4: UTF-8 bytes with a length word."""
-        self.pack_opaque(value.encode() if isinstance(value, str) else value)
+        """utf8string / component4 / linktext4: UTF-8 bytes with a length word.
+
+        Surrogate escapes (from ``Decoder.string`` on invalid UTF-8) encode back to the
+        original bytes, so a decoded string re-encodes unchanged.
+        """
+        if isinstance(value, str):
+            value = value.encode("utf-8", "surrogateescape")
+        self.pack_opaque(value)
 
     def array(self, items: Sequence[T], pack_item: Callable[[T], None]) -> None:
         """Counted array<>: count word then each item."""

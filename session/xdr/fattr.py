@@ -1,0 +1,372 @@
+"""File attributes: bitmap4 helpers, the fattr4 value codecs and ``NFSAttrs``.
+
+RFC 8881 section 5: an ``fattr4`` is a bitmap plus the XDR of each attribute whose bit
+is set, concatenated in increasing attribute number.  The values are not
+self-describing, so a set bit this module cannot decode stops decoding (the rest of the
+buffer cannot be located).
+
+Each attribute is one line of ``ATTR_CODECS``: ``FATTR4 -> (NFSAttrs field, pack,
+unpack)``.  To support a new attribute, add a field to ``NFSAttrs`` and a line there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from session.errors import XdrError
+from session.xdr.codec import Decoder, Encoder, Packable
+from session.xdr.const import FATTR4, NFS4_FHSIZE, layouttype4, nfs_ftype4, nfsstat4
+from session.xdr.nfs4 import (
+    change_policy4,
+    fattr4,
+    fs4_status,
+    fs_locations4,
+    fs_locations_info4,
+    fsid4,
+    mode_masked4,
+    nfsace4,
+    nfsacl41,
+    nfstime4,
+    settime4,
+    specdata4,
+)
+
+__all__ = [
+    "ATTR_CODECS",
+    "NFSAttrs",
+    "bitmap4_from",
+    "bitmap4_to_set",
+    "decode_fattr4",
+    "encode_fattr4",
+    "fattr4",
+]
+
+
+# -- bitmap4, RFC 8881 section 3.2 -----------------------------------------------------
+def bitmap4_from(attrs: Iterable[int]) -> list[int]:
+    """bitmap4 words with bit ``n`` set for each attribute number ``n`` (no trailing
+    zero words; an empty iterable gives ``[]``).
+
+    Raises:
+        ValueError: for a negative attribute number.
+    """
+    words: list[int] = []
+    for attr in attrs:
+        if attr < 0:
+            raise ValueError(f"bitmap4: negative bit {attr}")
+        index, bit = divmod(int(attr), 32)
+        if index >= len(words):
+            words.extend([0] * (index + 1 - len(words)))
+        words[index] |= 1 << bit
+    return words
+
+
+def bitmap4_to_set(words: Sequence[int]) -> set[int]:
+    """The bit numbers set in bitmap4 ``words``."""
+    bits: set[int] = set()
+    for index, word in enumerate(words):
+        base = index * 32
+        while word:
+            low = word & -word
+            bits.add(base + low.bit_length() - 1)
+            word ^= low
+    return bits
+
+
+# -- per-attribute value codecs --------------------------------------------------------
+def _p_u32(enc: Encoder, value: Any) -> None:
+    enc.uint32(value)
+
+
+def _u_u32(dec: Decoder) -> Any:
+    return dec.uint32()
+
+
+def _p_u64(enc: Encoder, value: Any) -> None:
+    enc.uint64(value)
+
+
+def _u_u64(dec: Decoder) -> Any:
+    return dec.uint64()
+
+
+def _p_bool(enc: Encoder, value: Any) -> None:
+    enc.boolean(value)
+
+
+def _u_bool(dec: Decoder) -> Any:
+    return dec.boolean()
+
+
+def _p_enum(enc: Encoder, value: Any) -> None:
+    enc.int32(value)
+
+
+def _u_ftype(dec: Decoder) -> Any:
+    return dec.enum(nfs_ftype4)
+
+
+def _u_nfsstat(dec: Decoder) -> Any:
+    return dec.enum(nfsstat4)
+
+
+def _p_struct(enc: Encoder, value: Packable) -> None:
+    value.pack(enc)
+
+
+def _p_bitmap(enc: Encoder, value: Any) -> None:
+    enc.uint32(len(value))
+    for word in value:
+        enc.uint32(word)
+
+
+def _u_bitmap(dec: Decoder) -> Any:
+    return dec.uint32_array("bitmap4")
+
+
+def _p_fh(enc: Encoder, value: Any) -> None:
+    enc.opaque(value)
+
+
+def _u_fh(dec: Decoder) -> Any:
+    return dec.opaque("nfs_fh4", NFS4_FHSIZE)
+
+
+def _p_str(enc: Encoder, value: Any) -> None:
+    enc.string(value)
+
+
+def _u_str(dec: Decoder) -> Any:
+    return dec.string()
+
+
+def _p_acl(enc: Encoder, value: Any) -> None:
+    enc.struct_array(value)
+
+
+def _u_acl(dec: Decoder) -> Any:
+    return dec.struct_array(nfsace4, min_item=16)
+
+
+def _p_layouttypes(enc: Encoder, value: Any) -> None:
+    enc.uint32(len(value))
+    for item in value:
+        enc.int32(item)
+
+
+def _u_layouttypes(dec: Decoder) -> Any:
+    return dec.array(lambda: dec.enum(layouttype4), "layouttype4<>")
+
+
+_AttrPack = Callable[[Encoder, Any], None]
+_AttrUnpack = Callable[[Decoder], Any]
+
+# fmt: off
+ATTR_CODECS: Final[dict[FATTR4, tuple[str, _AttrPack, _AttrUnpack]]] = {
+    FATTR4.FATTR4_SUPPORTED_ATTRS:    ("supported_attrs", _p_bitmap, _u_bitmap),
+    FATTR4.FATTR4_TYPE:               ("type", _p_enum, _u_ftype),
+    FATTR4.FATTR4_FH_EXPIRE_TYPE:     ("fh_expire_type", _p_u32, _u_u32),
+    FATTR4.FATTR4_CHANGE:             ("change", _p_u64, _u_u64),
+    FATTR4.FATTR4_SIZE:               ("size", _p_u64, _u_u64),
+    FATTR4.FATTR4_LINK_SUPPORT:       ("link_support", _p_bool, _u_bool),
+    FATTR4.FATTR4_SYMLINK_SUPPORT:    ("symlink_support", _p_bool, _u_bool),
+    FATTR4.FATTR4_NAMED_ATTR:         ("named_attr", _p_bool, _u_bool),
+    FATTR4.FATTR4_FSID:               ("fsid", _p_struct, fsid4.unpack),
+    FATTR4.FATTR4_UNIQUE_HANDLES:     ("unique_handles", _p_bool, _u_bool),
+    FATTR4.FATTR4_LEASE_TIME:         ("lease_time", _p_u32, _u_u32),
+    FATTR4.FATTR4_RDATTR_ERROR:       ("rdattr_error", _p_enum, _u_nfsstat),
+    FATTR4.FATTR4_ACL:                ("acl", _p_acl, _u_acl),
+    FATTR4.FATTR4_ACLSUPPORT:         ("aclsupport", _p_u32, _u_u32),
+    FATTR4.FATTR4_ARCHIVE:            ("archive", _p_bool, _u_bool),
+    FATTR4.FATTR4_CANSETTIME:         ("cansettime", _p_bool, _u_bool),
+    FATTR4.FATTR4_CASE_INSENSITIVE:   ("case_insensitive", _p_bool, _u_bool),
+    FATTR4.FATTR4_CASE_PRESERVING:    ("case_preserving", _p_bool, _u_bool),
+    FATTR4.FATTR4_CHOWN_RESTRICTED:   ("chown_restricted", _p_bool, _u_bool),
+    FATTR4.FATTR4_FILEHANDLE:         ("filehandle", _p_fh, _u_fh),
+    FATTR4.FATTR4_FILEID:             ("fileid", _p_u64, _u_u64),
+    FATTR4.FATTR4_FILES_AVAIL:        ("files_avail", _p_u64, _u_u64),
+    FATTR4.FATTR4_FILES_FREE:         ("files_free", _p_u64, _u_u64),
+    FATTR4.FATTR4_FILES_TOTAL:        ("files_total", _p_u64, _u_u64),
+    FATTR4.FATTR4_FS_LOCATIONS:       ("fs_locations", _p_struct, fs_locations4.unpack),
+    FATTR4.FATTR4_HIDDEN:             ("hidden", _p_bool, _u_bool),
+    FATTR4.FATTR4_HOMOGENEOUS:        ("homogeneous", _p_bool, _u_bool),
+    FATTR4.FATTR4_MAXFILESIZE:        ("maxfilesize", _p_u64, _u_u64),
+    FATTR4.FATTR4_MAXLINK:            ("maxlink", _p_u32, _u_u32),
+    FATTR4.FATTR4_MAXNAME:            ("maxname", _p_u32, _u_u32),
+    FATTR4.FATTR4_MAXREAD:            ("maxread", _p_u64, _u_u64),
+    FATTR4.FATTR4_MAXWRITE:           ("maxwrite", _p_u64, _u_u64),
+    FATTR4.FATTR4_MIMETYPE:           ("mimetype", _p_str, _u_str),
+    FATTR4.FATTR4_MODE:               ("mode", _p_u32, _u_u32),
+    FATTR4.FATTR4_NO_TRUNC:           ("no_trunc", _p_bool, _u_bool),
+    FATTR4.FATTR4_NUMLINKS:           ("numlinks", _p_u32, _u_u32),
+    FATTR4.FATTR4_OWNER:              ("owner", _p_str, _u_str),
+    FATTR4.FATTR4_OWNER_GROUP:        ("owner_group", _p_str, _u_str),
+    FATTR4.FATTR4_QUOTA_AVAIL_HARD:   ("quota_avail_hard", _p_u64, _u_u64),
+    FATTR4.FATTR4_QUOTA_AVAIL_SOFT:   ("quota_avail_soft", _p_u64, _u_u64),
+    FATTR4.FATTR4_QUOTA_USED:         ("quota_used", _p_u64, _u_u64),
+    FATTR4.FATTR4_RAWDEV:             ("rawdev", _p_struct, specdata4.unpack),
+    FATTR4.FATTR4_SPACE_AVAIL:        ("space_avail", _p_u64, _u_u64),
+    FATTR4.FATTR4_SPACE_FREE:         ("space_free", _p_u64, _u_u64),
+    FATTR4.FATTR4_SPACE_TOTAL:        ("space_total", _p_u64, _u_u64),
+    FATTR4.FATTR4_SPACE_USED:         ("space_used", _p_u64, _u_u64),
+    FATTR4.FATTR4_SYSTEM:             ("system", _p_bool, _u_bool),
+    FATTR4.FATTR4_TIME_ACCESS:        ("time_access", _p_struct, nfstime4.unpack),
+    FATTR4.FATTR4_TIME_ACCESS_SET:    ("time_access_set", _p_struct, settime4.unpack),
+    FATTR4.FATTR4_TIME_BACKUP:        ("time_backup", _p_struct, nfstime4.unpack),
+    FATTR4.FATTR4_TIME_CREATE:        ("time_create", _p_struct, nfstime4.unpack),
+    FATTR4.FATTR4_TIME_DELTA:         ("time_delta", _p_struct, nfstime4.unpack),
+    FATTR4.FATTR4_TIME_METADATA:      ("time_metadata", _p_struct, nfstime4.unpack),
+    FATTR4.FATTR4_TIME_MODIFY:        ("time_modify", _p_struct, nfstime4.unpack),
+    FATTR4.FATTR4_TIME_MODIFY_SET:    ("time_modify_set", _p_struct, settime4.unpack),
+    FATTR4.FATTR4_MOUNTED_ON_FILEID:  ("mounted_on_fileid", _p_u64, _u_u64),
+    FATTR4.FATTR4_DIR_NOTIF_DELAY:    ("dir_notif_delay", _p_struct, nfstime4.unpack),
+    FATTR4.FATTR4_DIRENT_NOTIF_DELAY: ("dirent_notif_delay", _p_struct, nfstime4.unpack),
+    FATTR4.FATTR4_DACL:               ("dacl", _p_struct, nfsacl41.unpack),
+    FATTR4.FATTR4_SACL:               ("sacl", _p_struct, nfsacl41.unpack),
+    FATTR4.FATTR4_CHANGE_POLICY:      ("change_policy", _p_struct, change_policy4.unpack),
+    FATTR4.FATTR4_FS_STATUS:          ("fs_status", _p_struct, fs4_status.unpack),
+    FATTR4.FATTR4_FS_LAYOUT_TYPES:    ("fs_layout_types", _p_layouttypes, _u_layouttypes),
+    FATTR4.FATTR4_LAYOUT_BLKSIZE:     ("layout_blksize", _p_u32, _u_u32),
+    FATTR4.FATTR4_LAYOUT_ALIGNMENT:   ("layout_alignment", _p_u32, _u_u32),
+    FATTR4.FATTR4_FS_LOCATIONS_INFO:  ("fs_locations_info", _p_struct, fs_locations_info4.unpack),
+    FATTR4.FATTR4_RETENTION_HOLD:     ("retention_hold", _p_u64, _u_u64),
+    FATTR4.FATTR4_MODE_SET_MASKED:    ("mode_set_masked", _p_struct, mode_masked4.unpack),
+    FATTR4.FATTR4_SUPPATTR_EXCLCREAT: ("suppattr_exclcreat", _p_bitmap, _u_bitmap),
+    FATTR4.FATTR4_FS_CHARSET_CAP:     ("fs_charset_cap", _p_u32, _u_u32),
+}
+# fmt: on
+"""Attribute number -> (``NFSAttrs`` field, pack, unpack), RFC 8881 sections 5.6-5.8.
+
+Not decoded (pNFS and retention details): layout_hint, layout_types, mdsthreshold,
+retention_get, retention_set, retentevt_get, retentevt_set."""
+
+_ORDERED: Final = sorted(ATTR_CODECS.items())
+
+
+@dataclass(slots=True)
+class NFSAttrs:
+    """Decoded attribute values: one optional field per attribute, ``None`` = absent.
+
+    Units: sizes and space in bytes, times as ``nfstime4``, ``lease_time`` in seconds,
+    ``mode`` the permission bits (MODE4_*, no file type), bitmaps as bitmap4 words.
+    """
+
+    supported_attrs: list[int] | None = None
+    type: nfs_ftype4 | None = None
+    fh_expire_type: int | None = None
+    change: int | None = None
+    size: int | None = None
+    link_support: bool | None = None
+    symlink_support: bool | None = None
+    named_attr: bool | None = None
+    fsid: fsid4 | None = None
+    unique_handles: bool | None = None
+    lease_time: int | None = None
+    rdattr_error: nfsstat4 | None = None
+    acl: list[nfsace4] | None = None
+    aclsupport: int | None = None
+    archive: bool | None = None
+    cansettime: bool | None = None
+    case_insensitive: bool | None = None
+    case_preserving: bool | None = None
+    chown_restricted: bool | None = None
+    filehandle: bytes | None = None
+    fileid: int | None = None
+    files_avail: int | None = None
+    files_free: int | None = None
+    files_total: int | None = None
+    fs_locations: fs_locations4 | None = None
+    hidden: bool | None = None
+    homogeneous: bool | None = None
+    maxfilesize: int | None = None
+    maxlink: int | None = None
+    maxname: int | None = None
+    maxread: int | None = None
+    maxwrite: int | None = None
+    mimetype: str | None = None
+    mode: int | None = None
+    no_trunc: bool | None = None
+    numlinks: int | None = None
+    owner: str | None = None
+    owner_group: str | None = None
+    quota_avail_hard: int | None = None
+    quota_avail_soft: int | None = None
+    quota_used: int | None = None
+    rawdev: specdata4 | None = None
+    space_avail: int | None = None
+    space_free: int | None = None
+    space_total: int | None = None
+    space_used: int | None = None
+    system: bool | None = None
+    time_access: nfstime4 | None = None
+    time_access_set: settime4 | None = None
+    time_backup: nfstime4 | None = None
+    time_create: nfstime4 | None = None
+    time_delta: nfstime4 | None = None
+    time_metadata: nfstime4 | None = None
+    time_modify: nfstime4 | None = None
+    time_modify_set: settime4 | None = None
+    mounted_on_fileid: int | None = None
+    dir_notif_delay: nfstime4 | None = None
+    dirent_notif_delay: nfstime4 | None = None
+    dacl: nfsacl41 | None = None
+    sacl: nfsacl41 | None = None
+    change_policy: change_policy4 | None = None
+    fs_status: fs4_status | None = None
+    fs_layout_types: list[layouttype4] | None = None
+    layout_blksize: int | None = None
+    layout_alignment: int | None = None
+    fs_locations_info: fs_locations_info4 | None = None
+    retention_hold: int | None = None
+    mode_set_masked: mode_masked4 | None = None
+    suppattr_exclcreat: list[int] | None = None
+    fs_charset_cap: int | None = None
+
+    def present(self) -> set[FATTR4]:
+        """The attributes whose field is not None."""
+        return {attr for attr, (name, _, _) in _ORDERED if getattr(self, name) is not None}
+
+
+def decode_fattr4(f: fattr4) -> NFSAttrs:
+    """Decode every attribute set in ``f.attrmask``, in increasing bit order.
+
+    Raises:
+        XdrError: ``fattr4`` with the offset in ``attr_vals`` for a set bit with no codec
+            here ("unknown attribute N") or for trailing bytes; ``fattr4.<name>`` for a
+            value that does not decode.
+    """
+    attrs = NFSAttrs()
+    dec = Decoder(f.attr_vals)
+    for bit in sorted(bitmap4_to_set(f.attrmask)):
+        codec = ATTR_CODECS.get(FATTR4(bit))
+        if codec is None:
+            raise XdrError("fattr4", dec.offset, f"unknown attribute {bit}")
+        name, _, unpack = codec
+        try:
+            value = unpack(dec)
+        except XdrError as exc:
+            raise XdrError(f"fattr4.{name}", exc.offset, exc.detail) from None
+        setattr(attrs, name, value)
+    dec.done_or_raise("fattr4")
+    return attrs
+
+
+def encode_fattr4(attrs: NFSAttrs, only: Container[int] | None = None) -> fattr4:
+    """Encode every attribute of ``attrs`` that is not None, in increasing bit order.
+
+    Args:
+        attrs: the values.
+        only: if given, encode just the attributes in it (a server answering GETATTR
+            with the requested set).
+    """
+    enc = Encoder()
+    bits: list[int] = []
+    for attr, (name, pack, _) in _ORDERED:
+        value = getattr(attrs, name)
+        if value is None or (only is not None and attr not in only):
+            continue
+        pack(enc, value)
+        bits.append(attr)
+    return fattr4(bitmap4_from(bits), enc.getvalue())
