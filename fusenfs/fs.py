@@ -101,8 +101,11 @@ class CacheTimes:
     acdirmin: float = 30.0
     acdirmax: float = 60.0
 
-    def for_type(self, is_dir: bool) -> float:
-        return self.acdirmin if is_dir else self.acregmin
+    def bounds(self, is_dir: bool) -> tuple[float, float]:
+        """(minimum, maximum) seconds for a directory or another file."""
+        if is_dir:
+            return self.acdirmin, max(self.acdirmin, self.acdirmax)
+        return self.acregmin, max(self.acregmin, self.acregmax)
 
 
 @dataclass(slots=True)
@@ -229,7 +232,7 @@ class NFSOperations(pyfuse3.Operations):
         a = inode.attrs
         entry = pyfuse3.EntryAttributes()
         is_dir = a.type == nfs_ftype4.NF4DIR
-        timeout = self.cache.for_type(is_dir)
+        timeout = inode.cache_timeout(*self.cache.bounds(is_dir))
         entry.st_ino = inode.ino
         entry.generation = 0
         entry.entry_timeout = timeout

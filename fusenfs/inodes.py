@@ -44,10 +44,26 @@ class Inode:
     opens: int = 0
     change_at_open: int | None = None
     hidden: tuple[bytes, bytes] | None = None
+    #: Seconds the kernel may trust these attributes: grows while the file does not
+    #: change, back to the minimum when it does (nfs(5) acregmin..acregmax).
+    ac_timeout: float = 0.0
+    #: The change attribute moved at the last refresh (or nothing is known yet).
+    changed: bool = True
 
     def set_attrs(self, attrs: NFSAttrs) -> None:
+        if attrs.change is not None and self.attrs.change is not None:
+            self.changed = attrs.change != self.attrs.change
         self.attrs = merge_attrs(self.attrs, attrs)
         self.attrs_at = time.monotonic()
+
+    def cache_timeout(self, low: float, high: float) -> float:
+        """The next attribute timeout in seconds: doubled while unchanged, within [low, high]."""
+        if self.changed or self.ac_timeout < low:
+            self.ac_timeout = low
+        else:
+            self.ac_timeout = min(max(self.ac_timeout * 2, low), high)
+        self.changed = False
+        return self.ac_timeout
 
 
 def merge_attrs(old: NFSAttrs, new: NFSAttrs) -> NFSAttrs:

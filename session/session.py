@@ -459,8 +459,17 @@ class ServerSession:
         delay = 0.1
         deadline = trio.current_time() + self.options.retry_limit
         while True:
-            reply = await self._send(_encode_compound(ops), self.machine_cred)
+            body = _encode_compound(ops)
+            started = time.monotonic()
+            log.debug("-> [%s] %d B", op_names(ops), len(body))
+            reply = await self._send(body, self.machine_cred)
             res = _decode_compound(reply)
+            log.debug(
+                "<- %s%s %.1f ms",
+                res.status.name,
+                _failed_at(res),
+                (time.monotonic() - started) * 1000,
+            )
             if res.status == nfsstat4.NFS4_OK:
                 return res.resarray
             if res.status in RETRY_STATUSES and trio.current_time() < deadline:
