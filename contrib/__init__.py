@@ -1,0 +1,1 @@
+"""Tools beside the client: local NFS-Ganesha servers, the benchmark, test servers."""
