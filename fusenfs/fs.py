@@ -522,12 +522,12 @@ class NFSOperations(pyfuse3.Operations):
         fh_bytes = inode.fh
 
         async def read_fn(offset: int, count: int) -> tuple[bytes, bool]:
-            return await client.read(fh_bytes, state.stateid, offset, count, cred)
+            return await client.read(fh_bytes, state, offset, count, cred)
 
         async def write_fn(
             offset: int, data: bytes, stable: stable_how4
         ) -> tuple[int, stable_how4, bytes]:
-            r = await client.write(fh_bytes, state.stateid, offset, data, stable, cred)
+            r = await client.write(fh_bytes, state, offset, data, stable, cred)
             return r.count, r.committed, r.writeverf
 
         async def commit_fn() -> bytes:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from session.client import NFSClient
+from session.client import NFSClient, make_locker
+from session.session import ServerSession
 from session.state import LockState, OpenState
 from session.status import NFS4Error
 from session.xdr import nfs4
@@ -49,18 +50,24 @@ async def reclaim_open(client: NFSClient, state: OpenState) -> None:
     Raises:
         NFS4Error: the server refused the reclaim (e.g. NFS4ERR_NO_GRACE, RECLAIM_BAD).
     """
-    args = nfs4.OPEN4args(
-        seqid=0,
-        share_access=state.access() | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
-        share_deny=OPEN4_SHARE_DENY_NONE,
-        owner=nfs4.open_owner4(clientid=client.session.clientid, owner=state.owner),
-        openhow=nfs4.openflag4(opentype=opentype4.OPEN4_NOCREATE),
-        claim=nfs4.open_claim4(
-            claim=open_claim_type4.CLAIM_PREVIOUS,
-            delegate_type=open_delegation_type4.OPEN_DELEGATE_NONE,
-        ),
-    )
-    res = await client.compound([nfs4.PUTFH4args(object=state.fh), args])
+
+    def build(session: ServerSession) -> list[nfs4.ArgOp]:
+        return [
+            nfs4.PUTFH4args(object=state.fh),
+            nfs4.OPEN4args(
+                seqid=0,
+                share_access=state.access() | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
+                share_deny=OPEN4_SHARE_DENY_NONE,
+                owner=nfs4.open_owner4(clientid=session.clientid, owner=state.owner),
+                openhow=nfs4.openflag4(opentype=opentype4.OPEN4_NOCREATE),
+                claim=nfs4.open_claim4(
+                    claim=open_claim_type4.CLAIM_PREVIOUS,
+                    delegate_type=open_delegation_type4.OPEN_DELEGATE_NONE,
+                ),
+            ),
+        ]
+
+    res = await client.compound(build, via=state.fh)
     opened = res.resarray[1]
     assert isinstance(opened, nfs4.OPEN4res) and opened.resok is not None
     state.stateid = opened.resok.stateid  # new state: a new "other"
@@ -70,33 +77,22 @@ async def reclaim_lock(client: NFSClient, lock: LockState) -> None:
     """LOCK(reclaim=TRUE) of every range ``lock`` held (section 18.10.3)."""
     lock.stateid = None
     for offset, length, locktype in list(lock.ranges):
-        if lock.stateid is None:
-            locker = nfs4.locker4(
-                new_lock_owner=True,
-                open_owner=nfs4.open_to_lock_owner4(
-                    open_seqid=0,
-                    open_stateid=lock.open.stateid,
-                    lock_seqid=0,
-                    lock_owner=nfs4.lock_owner4(clientid=client.session.clientid, owner=lock.owner),
-                ),
-            )
-        else:
-            locker = nfs4.locker4(
-                new_lock_owner=False,
-                lock_owner=nfs4.exist_lock_owner4(lock_stateid=lock.stateid, lock_seqid=0),
-            )
-        res = await client.compound(
-            [
+
+        def build(
+            session: ServerSession, offset: int = offset, length: int = length, lt: int = locktype
+        ) -> list[nfs4.ArgOp]:
+            return [
                 nfs4.PUTFH4args(object=lock.open.fh),
                 nfs4.LOCK4args(
-                    locktype=nfs_lock_type4(locktype),
+                    locktype=nfs_lock_type4(lt),
                     reclaim=True,
                     offset=offset,
                     length=length,
-                    locker=locker,
+                    locker=make_locker(session.clientid, lock),
                 ),
             ]
-        )
+
+        res = await client.compound(build, via=lock.open.fh)
         lk = res.resarray[1]
         assert isinstance(lk, nfs4.LOCK4res) and lk.resok is not None
         lock.update(lk.resok.lock_stateid)

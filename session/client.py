@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import trio
 
 from session.errors import NFSClientError
-from session.mount import Superblock, split_path
+from session.mount import FileSystem, Superblock, split_path
 from session.rpc import Credential
 from session.session import CompoundResult, ServerSession
 from session.state import LockState, OpenState, StateTable
-from session.status import NFS4Error
+from session.status import NFS4ErrMoved, NFS4Error
 from session.xdr import nfs4
 from session.xdr.const import (
     FATTR4,
@@ -133,6 +134,55 @@ def _res(result: CompoundResult, index: int, cls: type[_R]) -> _R:
     return res
 
 
+def first_fh(ops: list[nfs4.ArgOp]) -> bytes | None:
+    """The filehandle of the first PUTFH: the file system a COMPOUND works on."""
+    for op in ops:
+        if isinstance(op, nfs4.PUTFH4args):
+            return op.object
+    return None
+
+
+@dataclass(slots=True)
+class ClientStatistics:
+    """Counts for ``fusenfs stats``."""
+
+    parked_calls: int = 0
+    moved_errors: int = 0
+
+
+OpsBuilder = Callable[[ServerSession], list[nfs4.ArgOp]]
+MovedHandler = Callable[[FileSystem, NFS4Error], Awaitable[None]]
+StateRef = nfs4.stateid4 | OpenState | LockState
+
+
+def stateid_of(ref: StateRef) -> nfs4.stateid4:
+    """The current stateid of an open or lock state (or a stateid given as such)."""
+    if isinstance(ref, nfs4.stateid4):
+        return ref
+    if ref.stateid is None:
+        raise NFSClientError("lock state without a stateid")
+    return ref.stateid
+
+
+def make_locker(clientid: int, lock_state: LockState) -> nfs4.locker4:
+    """The locker4 for a LOCK (section 18.10.3): the first lock of a lock owner on an
+    open introduces it with open_to_lock_owner4, later ones use its lock stateid."""
+    if lock_state.stateid is None:
+        return nfs4.locker4(
+            new_lock_owner=True,
+            open_owner=nfs4.open_to_lock_owner4(
+                open_seqid=0,
+                open_stateid=lock_state.open.stateid,
+                lock_seqid=0,
+                lock_owner=nfs4.lock_owner4(clientid=clientid, owner=lock_state.owner),
+            ),
+        )
+    return nfs4.locker4(
+        new_lock_owner=False,
+        lock_owner=nfs4.exist_lock_owner4(lock_stateid=lock_state.stateid, lock_seqid=0),
+    )
+
+
 def _attrs(res: nfs4.GETATTR4res) -> NFSAttrs:
     if res.resok is None:
         raise NFSClientError("GETATTR4res without attributes")
@@ -159,16 +209,92 @@ class NFSClient:
         self.supported_attrs: set[int] = set()
         self._owner_prefix = owner_prefix
         self._file_locks: dict[bytes, trio.Lock] = defaultdict(trio.Lock)
+        self._fsid_by_fh: dict[bytes, nfs4.fsid4] = {}
+        self._parked: dict[nfs4.fsid4, trio.Event] = {}
+        #: The session serving each file system (migration changes the binding).
+        self.session_of: dict[nfs4.fsid4, ServerSession] = {}
+        #: Called with (file system, the MOVED error); returns once it is recovered.
+        self.on_moved: MovedHandler | None = None
+        self.stats = ClientStatistics()
 
     @property
     def server(self) -> str:
         return f"{self.session.host}:{self.session.port}"
 
+    # ------------------------------------------------------------------ routing
+    def learn_fh(self, fh: bytes, attrs: NFSAttrs, via: bytes | None = None) -> None:
+        """Remember which file system ``fh`` is on (from its fsid attribute).
+
+        A file system seen for the first time is served by the session that serves
+        ``via`` (the directory it was found in): crossing into it stayed on one server.
+        """
+        if attrs.fsid is None:
+            return
+        self._fsid_by_fh[fh] = attrs.fsid
+        if attrs.fsid not in self.superblock.filesystems:
+            session = self.session_for(self.fs_of(via))
+            self.superblock.note(attrs.fsid, fh, [], f"{session.host}:{session.port}")
+            self.session_of[attrs.fsid] = session
+
+    def fs_of(self, fh: bytes | None) -> FileSystem | None:
+        """The file system a filehandle is on, if known."""
+        if fh is None:
+            return None
+        fsid = self._fsid_by_fh.get(fh)
+        return None if fsid is None else self.superblock.filesystems.get(fsid)
+
+    def session_for(self, fs: FileSystem | None) -> ServerSession:
+        """The session currently serving ``fs`` (the mount's first session by default)."""
+        if fs is None:
+            return self.session
+        return self.session_of.get(fs.fsid, self.session)
+
+    def park(self, fs: FileSystem) -> None:
+        """Hold new calls for ``fs`` until ``unpark`` (recovery is moving it)."""
+        self._parked.setdefault(fs.fsid, trio.Event())
+
+    def unpark(self, fs: FileSystem) -> None:
+        event = self._parked.pop(fs.fsid, None)
+        if event is not None:
+            event.set()
+
     async def compound(
-        self, ops: list[nfs4.ArgOp], cred: Credential | None = None
+        self,
+        ops: list[nfs4.ArgOp] | OpsBuilder,
+        cred: Credential | None = None,
+        via: bytes | None = None,
     ) -> CompoundResult:
-        """Send ``ops`` after SEQUENCE on the mount's session (see ``ServerSession.compound``)."""
-        return await self.session.compound(ops, cred)
+        """Send ``ops`` after SEQUENCE on the session serving the file system of ``via``.
+
+        ``ops`` may be a function of the session, called again for every attempt, so
+        that client IDs and stateids are the current ones after a migration.  On
+        NFS4ERR_MOVED the call is parked: ``on_moved`` (the state manager) recovers
+        the file system and the call is retried against its new server (RFC 8881
+        section 11.5, seed 002's control flow); calls for a parked file system wait.
+
+        Raises:
+            NFS4Error: what the server returned, MOVED included if recovery failed.
+        """
+        if via is None:
+            via = first_fh(ops(self.session) if callable(ops) else ops)
+        fs = self.fs_of(via)
+        moved = 0
+        while True:
+            if fs is not None:
+                waiting = self._parked.get(fs.fsid)
+                if waiting is not None:
+                    self.stats.parked_calls += 1
+                    await waiting.wait()
+            session = self.session_for(fs)
+            built = ops(session) if callable(ops) else ops
+            try:
+                return await session.compound(built, cred)
+            except NFS4ErrMoved as e:
+                if fs is None or self.on_moved is None or moved >= 3:
+                    raise
+                moved += 1
+                self.stats.moved_errors += 1
+                await self.on_moved(fs, e)
 
     # ------------------------------------------------------------------ mount
     async def mount(self) -> NFSAttrs:
@@ -199,6 +325,8 @@ class NFSClient:
             self.superblock.note(
                 self.root_attrs.fsid, self.root_fh, self.superblock.export_path, self.server
             )
+            self.session_of[self.root_attrs.fsid] = self.session
+            self._fsid_by_fh[self.root_fh] = self.root_attrs.fsid
         return self.root_attrs
 
     # ------------------------------------------------------------------ metadata
@@ -207,7 +335,9 @@ class NFSClient:
         res = await self.compound(
             [nfs4.PUTFH4args(object=fh), nfs4.GETATTR4args(attr_request=STAT_ATTRS)], cred
         )
-        return _attrs(_res(res, 1, nfs4.GETATTR4res))
+        attrs = _attrs(_res(res, 1, nfs4.GETATTR4res))
+        self.learn_fh(fh, attrs)
+        return attrs
 
     async def lookup(
         self, dir_fh: bytes, name: bytes, cred: Credential | None = None
@@ -222,7 +352,9 @@ class NFSClient:
         res = await self.compound(ops, cred)
         getfh = _res(res, 2, nfs4.GETFH4res)
         assert getfh.resok is not None
-        return getfh.resok.object, _attrs(_res(res, 3, nfs4.GETATTR4res))
+        attrs = _attrs(_res(res, 3, nfs4.GETATTR4res))
+        self.learn_fh(getfh.resok.object, attrs, via=dir_fh)
+        return getfh.resok.object, attrs
 
     async def access(self, fh: bytes, mask: int, cred: Credential | None = None) -> int:
         """ACCESS: the subset of ``mask`` (ACCESS4_* bits) the caller is allowed (18.1)."""
@@ -235,19 +367,22 @@ class NFSClient:
         self,
         fh: bytes,
         attrs: NFSAttrs,
-        stateid: nfs4.stateid4 | None = None,
+        stateid: StateRef | None = None,
         cred: Credential | None = None,
     ) -> NFSAttrs:
         """SETATTR then GETATTR (section 18.30); size changes need an open ``stateid``."""
+        fattr = encode_fattr4(attrs)
         res = await self.compound(
-            [
+            lambda s: [
                 nfs4.PUTFH4args(object=fh),
                 nfs4.SETATTR4args(
-                    stateid=stateid or ANONYMOUS_STATEID, obj_attributes=encode_fattr4(attrs)
+                    stateid=ANONYMOUS_STATEID if stateid is None else stateid_of(stateid),
+                    obj_attributes=fattr,
                 ),
                 nfs4.GETATTR4args(attr_request=STAT_ATTRS),
             ],
             cred,
+            via=fh,
         )
         return _attrs(_res(res, 2, nfs4.GETATTR4res))
 
@@ -283,6 +418,9 @@ class NFSClient:
             DirEntry(name=e.name, cookie=e.cookie, attrs=decode_fattr4(e.attrs))
             for e in rd.resok.reply.entries
         ]
+        for entry in entries:
+            if entry.attrs.filehandle is not None:
+                self.learn_fh(entry.attrs.filehandle, entry.attrs, via=fh)
         return entries, rd.resok.cookieverf, rd.resok.reply.eof
 
     async def readlink(self, fh: bytes, cred: Credential | None = None) -> bytes:
@@ -320,7 +458,9 @@ class NFSClient:
         )
         getfh = _res(res, 2, nfs4.GETFH4res)
         assert getfh.resok is not None
-        return getfh.resok.object, _attrs(_res(res, 3, nfs4.GETATTR4res))
+        attrs = _attrs(_res(res, 3, nfs4.GETATTR4res))
+        self.learn_fh(getfh.resok.object, attrs, via=dir_fh)
+        return getfh.resok.object, attrs
 
     async def remove(self, dir_fh: bytes, name: bytes, cred: Credential | None = None) -> None:
         """REMOVE a file or an empty directory (section 18.25)."""
@@ -398,22 +538,22 @@ class NFSClient:
             )
         else:
             how = nfs4.openflag4(opentype=opentype4.OPEN4_NOCREATE)
-        args = nfs4.OPEN4args(
-            seqid=0,
-            share_access=access | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
-            share_deny=OPEN4_SHARE_DENY_NONE,
-            owner=nfs4.open_owner4(clientid=self.session.clientid, owner=owner),
-            openhow=how,
-            claim=nfs4.open_claim4(claim=open_claim_type4.CLAIM_NULL, file=name),
-        )
         res = await self.compound(
-            [
+            lambda s: [
                 nfs4.PUTFH4args(object=dir_fh),
-                args,
+                nfs4.OPEN4args(
+                    seqid=0,
+                    share_access=access | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
+                    share_deny=OPEN4_SHARE_DENY_NONE,
+                    owner=nfs4.open_owner4(clientid=s.clientid, owner=owner),
+                    openhow=how,
+                    claim=nfs4.open_claim4(claim=open_claim_type4.CLAIM_NULL, file=name),
+                ),
                 nfs4.GETFH4args(),
                 nfs4.GETATTR4args(attr_request=STAT_ATTRS),
             ],
             cred,
+            via=dir_fh,
         )
         opened = _res(res, 1, nfs4.OPEN4res)
         assert opened.resok is not None
@@ -421,6 +561,7 @@ class NFSClient:
         assert getfh.resok is not None
         fh = getfh.resok.object
         file_attrs = _attrs(_res(res, 3, nfs4.GETATTR4res))
+        self.learn_fh(fh, file_attrs, via=dir_fh)
         await self._return_delegation(fh, opened.resok, cred)
         if opened.resok.rflags & OPEN4_RESULT_CONFIRM:
             raise NFSClientError("server asked for OPEN_CONFIRM, which NFSv4.1 does not have")
@@ -445,15 +586,21 @@ class NFSClient:
                 state.add_user(access)
                 return state
             want = access | (state.access() if state is not None else 0)
-            args = nfs4.OPEN4args(
-                seqid=0,
-                share_access=want | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
-                share_deny=OPEN4_SHARE_DENY_NONE,
-                owner=nfs4.open_owner4(clientid=self.session.clientid, owner=owner),
-                openhow=nfs4.openflag4(opentype=opentype4.OPEN4_NOCREATE),
-                claim=nfs4.open_claim4(claim=open_claim_type4.CLAIM_FH),
+            res = await self.compound(
+                lambda s: [
+                    nfs4.PUTFH4args(object=fh),
+                    nfs4.OPEN4args(
+                        seqid=0,
+                        share_access=want | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
+                        share_deny=OPEN4_SHARE_DENY_NONE,
+                        owner=nfs4.open_owner4(clientid=s.clientid, owner=owner),
+                        openhow=nfs4.openflag4(opentype=opentype4.OPEN4_NOCREATE),
+                        claim=nfs4.open_claim4(claim=open_claim_type4.CLAIM_FH),
+                    ),
+                ],
+                cred,
+                via=fh,
             )
-            res = await self.compound([nfs4.PUTFH4args(object=fh), args], cred)
             opened = _res(res, 1, nfs4.OPEN4res)
             assert opened.resok is not None
             state = self.state.record_open(fh, fsid, owner, opened.resok.stateid)
@@ -487,21 +634,21 @@ class NFSClient:
             state.remove_user(access)
             if not state.in_use():
                 try:
-                    res = await self.compound(
-                        [
+                    await self.compound(
+                        lambda s: [
                             nfs4.PUTFH4args(object=state.fh),
                             nfs4.CLOSE4args(seqid=0, open_stateid=state.stateid),
                         ],
                         cred,
+                        via=state.fh,
                     )
-                    del res
                 finally:
                     self.state.forget_open(state)
                 return
             after = state.access()
             if after != before:
                 res = await self.compound(
-                    [
+                    lambda s: [
                         nfs4.PUTFH4args(object=state.fh),
                         nfs4.OPEN_DOWNGRADE4args(
                             open_stateid=state.stateid,
@@ -511,6 +658,7 @@ class NFSClient:
                         ),
                     ],
                     cred,
+                    via=state.fh,
                 )
                 down = _res(res, 1, nfs4.OPEN_DOWNGRADE4res)
                 if down.resok is not None:
@@ -520,18 +668,23 @@ class NFSClient:
     async def read(
         self,
         fh: bytes,
-        stateid: nfs4.stateid4,
+        stateid: StateRef,
         offset: int,
         count: int,
         cred: Credential | None = None,
     ) -> tuple[bytes, bool]:
-        """One READ of at most ``count`` bytes at ``offset`` (section 18.22): (data, eof)."""
+        """One READ of at most ``count`` bytes at ``offset`` (section 18.22): (data, eof).
+
+        ``stateid`` may be the ``OpenState`` itself: its current stateid is used at each
+        attempt (it changes when state is reclaimed after a migration).
+        """
         res = await self.compound(
-            [
+            lambda s: [
                 nfs4.PUTFH4args(object=fh),
-                nfs4.READ4args(stateid=stateid, offset=offset, count=count),
+                nfs4.READ4args(stateid=stateid_of(stateid), offset=offset, count=count),
             ],
             cred,
+            via=fh,
         )
         rd = _res(res, 1, nfs4.READ4res)
         assert rd.resok is not None
@@ -540,7 +693,7 @@ class NFSClient:
     async def write(
         self,
         fh: bytes,
-        stateid: nfs4.stateid4,
+        stateid: StateRef,
         offset: int,
         data: bytes,
         stable: stable_how4 = stable_how4.UNSTABLE4,
@@ -548,11 +701,14 @@ class NFSClient:
     ) -> WriteResult:
         """One WRITE (section 18.32); the caller splits by ``maxwrite``."""
         res = await self.compound(
-            [
+            lambda s: [
                 nfs4.PUTFH4args(object=fh),
-                nfs4.WRITE4args(stateid=stateid, offset=offset, stable=stable, data=data),
+                nfs4.WRITE4args(
+                    stateid=stateid_of(stateid), offset=offset, stable=stable, data=data
+                ),
             ],
             cred,
+            via=fh,
         )
         wr = _res(res, 1, nfs4.WRITE4res)
         assert wr.resok is not None
@@ -590,37 +746,19 @@ class NFSClient:
         async with self.file_lock(state.fh):
             lock_state = self.state.lock_state(state, self.lock_owner(lock_owner))
             locktype = nfs_lock_type4.WRITE_LT if write else nfs_lock_type4.READ_LT
-            if lock_state.stateid is None:
-                locker = nfs4.locker4(
-                    new_lock_owner=True,
-                    open_owner=nfs4.open_to_lock_owner4(
-                        open_seqid=0,
-                        open_stateid=state.stateid,
-                        lock_seqid=0,
-                        lock_owner=nfs4.lock_owner4(
-                            clientid=self.session.clientid, owner=lock_state.owner
-                        ),
-                    ),
-                )
-            else:
-                locker = nfs4.locker4(
-                    new_lock_owner=False,
-                    lock_owner=nfs4.exist_lock_owner4(
-                        lock_stateid=lock_state.stateid, lock_seqid=0
-                    ),
-                )
             res = await self.compound(
-                [
+                lambda s: [
                     nfs4.PUTFH4args(object=state.fh),
                     nfs4.LOCK4args(
                         locktype=locktype,
                         reclaim=False,
                         offset=offset,
                         length=length,
-                        locker=locker,
+                        locker=make_locker(s.clientid, lock_state),
                     ),
                 ],
                 cred,
+                via=state.fh,
             )
             lk = _res(res, 1, nfs4.LOCK4res)
             assert lk.resok is not None
@@ -640,17 +778,18 @@ class NFSClient:
             raise NFSClientError("LOCKU before any LOCK")
         async with self.file_lock(lock_state.open.fh):
             res = await self.compound(
-                [
+                lambda s: [
                     nfs4.PUTFH4args(object=lock_state.open.fh),
                     nfs4.LOCKU4args(
                         locktype=nfs_lock_type4.WRITE_LT,
                         seqid=0,
-                        lock_stateid=lock_state.stateid,
+                        lock_stateid=stateid_of(lock_state),
                         offset=offset,
                         length=length,
                     ),
                 ],
                 cred,
+                via=lock_state.open.fh,
             )
             lu = _res(res, 1, nfs4.LOCKU4res)
             if lu.lock_stateid is not None:
@@ -671,18 +810,19 @@ class NFSClient:
         """LOCKT (section 18.11): None if the range could be locked, else the conflict."""
         try:
             await self.compound(
-                [
+                lambda s: [
                     nfs4.PUTFH4args(object=fh),
                     nfs4.LOCKT4args(
                         locktype=nfs_lock_type4.WRITE_LT if write else nfs_lock_type4.READ_LT,
                         offset=offset,
                         length=length,
                         owner=nfs4.lock_owner4(
-                            clientid=self.session.clientid, owner=self.lock_owner(lock_owner)
+                            clientid=s.clientid, owner=self.lock_owner(lock_owner)
                         ),
                     ),
                 ],
                 cred,
+                via=fh,
             )
         except NFS4Error as e:
             if e.results and isinstance(e.results[-1], nfs4.LOCKT4res):
