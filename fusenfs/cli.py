@@ -11,6 +11,7 @@ option, a missing or non-empty mount point) is one line on stderr and a non-zero
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -81,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     u = sub.add_parser("umount", help="unmount MOUNTPOINT")
     u.add_argument("mountpoint", metavar="MOUNTPOINT")
+    st = sub.add_parser("stats", help="per-file-system servers, migrations, recovery events")
+    st.add_argument("mountpoint", metavar="MOUNTPOINT")
+    st.add_argument("--json", action="store_true", help="print the raw JSON")
+    st.add_argument("--events", type=int, default=20, metavar="N", help="last N events")
     p = sub.add_parser("probe", help="show what an NFSv4.1 server says about itself")
     p.add_argument("server", metavar="SERVER[:PORT]")
     p.add_argument("--debug", action="store_true")
@@ -165,6 +170,48 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Print the statistics a mount publishes in its root's ``user.fusenfs.stats``."""
+    mountpoint = os.path.abspath(args.mountpoint)
+    try:
+        raw = os.getxattr(mountpoint, "user.fusenfs.stats")
+    except OSError as e:
+        raise CliError(f"{mountpoint}: not a fusenfs mount ({e.strerror})") from None
+    data = json.loads(raw)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"inodes {data['inodes']}, open files {data['open_files']}")
+    client = data.get("client", {})
+    counters = data.get("counters", {})
+    print(
+        f"parked calls {client.get('parked_calls', 0)}, MOVED errors "
+        f"{client.get('moved_errors', 0)}, reclaims {counters.get('reclaims', 0)}, "
+        f"TEST_STATEIDs {counters.get('test_stateid', 0)}, "
+        f"LEASE_MOVED seen {counters.get('lease_moved_seen', 0)}"
+    )
+    for fs in data.get("filesystems", []):
+        print(f"{fs['fs']:<16} {fs['path']:<24} on {fs['server']}")
+    migrations = data.get("migrations", [])
+    if migrations:
+        print("migrations:")
+    for m in migrations:
+        status = "ok" if m["ok"] else f"FAILED: {m['error']}"
+        print(
+            f"  {m['fs']:<16} {m['kind']:<12} {m['source']} -> {m['destination'] or '?'} "
+            f"({m['trigger']}; {m['decision']}; session: {m['session'] or '-'}) "
+            f"{m['seconds'] * 1000:.1f} ms, reclaimed {m['reclaimed']}, "
+            f"tested {m['tested']}, freed {m['freed']} {status}"
+        )
+    events = data.get("events", [])[-args.events :] if args.events else []
+    if events:
+        print("events:")
+    for ev in events:
+        stamp = time.strftime("%H:%M:%S", time.localtime(ev["when"]))
+        print(f"  {stamp} {ev['fs'] or '-':<14} {ev['what']} ({ev['evidence']}) [{ev['rule']}]")
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from fusenfs.runner import probe
 
@@ -185,7 +232,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"mount": cmd_mount, "umount": cmd_umount, "probe": cmd_probe}
+    handlers = {"mount": cmd_mount, "umount": cmd_umount, "probe": cmd_probe, "stats": cmd_stats}
     try:
         return handlers[args.command](args)
     except MountOptionError as e:

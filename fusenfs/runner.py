@@ -20,6 +20,7 @@ import trio
 
 from fusenfs.fs import CacheTimes, NFSOperations
 from fusenfs.options import MountOptions
+from recovery.manager import StateManager
 from session.client import FSINFO_ATTRS, NFSClient
 from session.errors import NFSClientError, TransportError
 from session.session import ServerSession, SessionOptions, host_co_ownerid
@@ -81,11 +82,14 @@ async def serve_mount(req: MountRequest, ready: Callable[[str | None], None]) ->
             await session.shutdown()
             nursery.cancel_scope.cancel()
             return
+        manager = StateManager(client, nursery)
+        manager.attach()
         ops = NFSOperations(
             client,
             nursery,
             CacheTimes(opts.acregmin, opts.acregmax, opts.acdirmin, opts.acdirmax),
         )
+        ops.recovery_stats = manager.statistics
         fuse_options = set(pyfuse3.default_options)
         fuse_options.add(f"fsname={req.host}:{req.path}")
         fuse_options.add("subtype=fusenfs")
@@ -119,7 +123,8 @@ async def serve_mount(req: MountRequest, ready: Callable[[str | None], None]) ->
         finally:
             pyfuse3.close(unmount=not unmounted)
             with trio.CancelScope(shield=True):
-                await session.shutdown()
+                for each in manager.sessions():
+                    await each.shutdown()
             nursery.cancel_scope.cancel()
 
 

@@ -1,28 +1,51 @@
-"""The state manager: one per server, the only place recovery happens (DESIGN.md invariant 3).
+"""The state manager: where every recovery of a mount happens (DESIGN.md invariant 3).
 
 Recovery must be serialized (seed 000: migration recovery is serialized with state
-recovery).  The session calls in here through two hooks:
+recovery).  Here each source server has one lock, and every recovery touching it (a
+reboot reclaim, a migration away from it) holds that lock while it runs; the file
+system being recovered is parked, so its calls wait, while calls for other file
+systems keep flowing (issue: "where the protocol allows").
 
-* ``on_new_client_id``: the server lost our client ID (reboot, lease expiry); reclaim
-  every open and lock in its grace period before RECLAIM_COMPLETE (RFC 8881 s. 8.4.2.1);
-* ``on_status_flags``: SEQUENCE's ``sr_status_flags`` (section 18.46.3) report state
-  the server revoked or a lease that moved; each is recorded as an event.  Handling
-  SEQ4_STATUS_LEASE_MOVED (migration discovery, section 11 and seed 001 s. 4.2.5) is
-  the migration work that builds on this.
+Hooks it installs:
 
-Every decision is an ``Event`` with the evidence and the RFC section (invariant 8).
+* ``NFSClient.on_moved``: NFS4ERR_MOVED on a file system the client holds: migration
+  recovery, promptly and for that file system (seed 001 4.2.5);
+* ``NFSClient.on_referral``: NFS4ERR_MOVED while crossing into a new file system
+  during LOOKUP: a referral (seed 000, 002);
+* ``ServerSession.on_status_flags``: SEQ4_STATUS_LEASE_MOVED starts or feeds one
+  discovery task per server (``recovery.discovery``, seed 001 4.2.6); other flags are
+  recorded;
+* ``ServerSession.on_new_client_id``: a server restart: reclaim in its grace period.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import socket
 from dataclasses import dataclass, field
 
 import trio
 
-from recovery.reclaim import ReclaimReport, reclaim_all
+from recovery.discovery import CheckFs, Discovery, FsChecked, Idle, LeaseMovedSeen, VerifyDone
+from recovery.events import EventLog
+from recovery.locations import LocationElement
+from recovery.migration import (
+    IN_DISCOVERY,
+    address_of,
+    fetch_locations,
+    fs_label,
+    identity,
+    migrate_fs,
+    resolve_referral,
+)
+from recovery.reclaim import reclaim_all
+from recovery.tsm import ServerIdentity
 from session.client import NFSClient
+from session.errors import NFSClientError
+from session.mount import FileSystem
+from session.session import ServerSession
+from session.status import NFS4ErrMoved, NFS4Error
+from session.xdr import nfs4
 from session.xdr.const import (
     SEQ4_STATUS_ADMIN_STATE_REVOKED,
     SEQ4_STATUS_CB_PATH_DOWN,
@@ -32,6 +55,7 @@ from session.xdr.const import (
     SEQ4_STATUS_RECALLABLE_STATE_REVOKED,
     SEQ4_STATUS_RESTART_RECLAIM_NEEDED,
 )
+from session.xdr.fattr import NFSAttrs
 
 log = logging.getLogger("recovery")
 
@@ -46,62 +70,273 @@ FLAG_MEANINGS: dict[int, tuple[str, str]] = {
     SEQ4_STATUS_RESTART_RECLAIM_NEEDED: ("server restarted: reclaim needed", "18.46.3"),
 }
 
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One recovery step: when (seconds since the epoch), what, the evidence, the rule."""
-
-    when: float
-    what: str
-    evidence: str
-    rfc: str
+#: Upper bound on discovery passes without the indication clearing, then a pause.
+MAX_PASSES_BEFORE_PAUSE = 5
 
 
-@dataclass(slots=True)
+@dataclass
+class _ServerTasks:
+    """Per-server recovery bookkeeping."""
+
+    session: ServerSession
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    discovery: Discovery[FileSystem] = field(default_factory=Discovery)
+    wake: trio.Event = field(default_factory=trio.Event)
+    running: bool = False
+    seen_flags: int = 0
+
+
 class StateManager:
-    """Serializes recovery for one server's session.
+    """Recovery for one mount: reboot reclaim, migration, referral, LEASE_MOVED discovery.
 
     Args:
-        client: the mount's client; its session's hooks are set by ``attach()``.
+        client: the mount's client (its first session already started).
+        nursery: where discovery and recovery tasks run.
+        log: the event log (a new one by default).
     """
 
-    client: NFSClient
-    events: list[Event] = field(default_factory=list)
-    reclaims: list[ReclaimReport] = field(default_factory=list)
-    seen_flags: int = 0
-    _lock: trio.Lock = field(default_factory=trio.Lock)
+    def __init__(self, client: NFSClient, nursery: trio.Nursery, log: EventLog | None = None):
+        self.client = client
+        self.nursery = nursery
+        self.log = log or EventLog()
+        self.servers: dict[str, _ServerTasks] = {}
+        self._recovering: dict[nfs4.fsid4, trio.Event] = {}
 
+    # ------------------------------------------------------------------ wiring
     def attach(self) -> None:
-        """Become the session's recovery hooks."""
-        session = self.client.session
-        session.on_new_client_id = self.recover_client_id
-        session.on_status_flags = self.note_status_flags
+        """Install the hooks on the client and its first session."""
+        self.client.on_moved = self.on_moved
+        self.client.on_referral = self.on_referral
+        self.adopt(self.client.session)
 
-    def record(self, what: str, evidence: str, rfc: str) -> Event:
-        event = Event(time.time(), what, evidence, rfc)
-        self.events.append(event)
-        log.info("recovery: %s (%s; RFC 8881 section %s)", what, evidence, rfc)
-        return event
+    def adopt(self, session: ServerSession) -> None:
+        """Watch a session: its status flags and client ID loss come here."""
+        key = address_of(session)
+        if key not in self.servers or self.servers[key].session is not session:
+            self.servers[key] = _ServerTasks(session)
+        session.on_status_flags = lambda flags, s=session: self.note_status_flags(s, flags)
 
-    def note_status_flags(self, flags: int) -> None:
-        """Record each SEQUENCE status flag the first time it appears (section 18.46.3)."""
-        new = flags & ~self.seen_flags
-        self.seen_flags = flags
+        async def reclaim_after_restart(s: ServerSession = session) -> None:
+            await self.recover_client_id(s)
+
+        session.on_new_client_id = reclaim_after_restart
+        session.start_renewal()
+
+    def sessions(self) -> list[ServerSession]:
+        return [t.session for t in self.servers.values()]
+
+    def tasks_for(self, session: ServerSession) -> _ServerTasks:
+        key = address_of(session)
+        tasks = self.servers.get(key)
+        if tasks is None or tasks.session is not session:
+            self.adopt(session)
+            tasks = self.servers[key]
+        return tasks
+
+    async def session_to(
+        self, element: LocationElement
+    ) -> tuple[ServerSession, nfs4.EXCHANGE_ID4resok, bool]:
+        """A session object for a location and a fresh EXCHANGE_ID result from it.
+
+        An address the mount already uses gets a probing EXCHANGE_ID that changes
+        nothing (same owner and verifier: the server returns the existing client ID);
+        a new address gets a new ``ServerSession``, connected, with its client ID
+        established but no session yet (the caller decides: adopt or create).
+        Returns (session, EXCHANGE_ID result, whether the session existed).
+        """
+        host = await _resolve(element.host, element.port)
+        key = f"{host}:{element.port}"
+        known = self.servers.get(key)
+        if known is not None:
+            return known.session, await known.session.exchange_id_probe(), True
+        first = self.client.session
+        session = ServerSession(
+            host=host,
+            port=element.port,
+            co_ownerid=first.co_ownerid,
+            co_verifier=first.co_verifier,
+            options=first.options,
+            machine_cred=first.machine_cred,
+        )
+        await session.open(self.nursery)
+        resok = await session.establish_client_id()
+        return session, resok, False
+
+    def known_clientids(self, dest: ServerIdentity, exclude: ServerSession | None) -> set[int]:
+        """Client IDs this client already holds on the server behind ``dest``."""
+        out: set[int] = set()
+        for tasks in self.servers.values():
+            s = tasks.session
+            if s is exclude or s.exchange_id is None or not s.sessionid:
+                continue
+            ident = identity(s)
+            if (ident.so_major_id, ident.server_scope) == (dest.so_major_id, dest.server_scope):
+                out.add(ident.clientid)
+        return out
+
+    # ------------------------------------------------------------------ MOVED
+    async def on_moved(self, fs: FileSystem, err: NFS4Error) -> None:
+        """NFS4ERR_MOVED on ``fs``: recover it now (or wait for the recovery under way)."""
+        await self.recover(fs, "NFS4ERR_MOVED")
+
+    async def recover(self, fs: FileSystem, trigger: str) -> None:
+        """Migration recovery of ``fs``, parked and serialized with its server's recovery."""
+        running = self._recovering.get(fs.fsid)
+        if running is not None:
+            await running.wait()
+            return
+        done = trio.Event()
+        self._recovering[fs.fsid] = done
+        self.client.park(fs)
+        src = self.client.session_for(fs)
+        try:
+            async with self.tasks_for(src).lock:
+                self.log.record(
+                    fs_label(fs),
+                    f"migration recovery starts ({trigger})",
+                    f"source {address_of(src)}",
+                    "RFC 8881 11.5; seed 001 4.2.5",
+                )
+                await migrate_fs(self, fs, src, trigger)
+        except NFSClientError as e:
+            self.log.record(fs_label(fs), "migration recovery failed", str(e), "seed 001 4.2.5")
+        finally:
+            parked = self.client.unpark(fs)
+            self.log.count("parked_calls", parked)
+            del self._recovering[fs.fsid]
+            done.set()
+
+    async def on_referral(self, dir_fh: bytes, name: bytes) -> tuple[bytes, NFSAttrs]:
+        """A LOOKUP hit an absent file system: follow the referral (seed 000, 002)."""
+        src = self.client.session_for(self.client.fs_of(dir_fh))
+        return await resolve_referral(self, src, dir_fh, name)
+
+    # ------------------------------------------------------------------ status flags
+    def note_status_flags(self, session: ServerSession, flags: int) -> None:
+        """Record new flags; LEASE_MOVED goes to the server's discovery task (4.2.6)."""
+        tasks = self.tasks_for(session)
+        new = flags & ~tasks.seen_flags
+        tasks.seen_flags = flags
         for bit, (meaning, rfc) in FLAG_MEANINGS.items():
             if new & bit:
-                self.record(meaning, f"sr_status_flags={flags:#x}", rfc)
+                self.log.record(
+                    "",
+                    meaning,
+                    f"{address_of(session)} sr_status_flags={flags:#x}",
+                    f"RFC 8881 {rfc}",
+                )
+        if flags & SEQ4_STATUS_LEASE_MOVED:
+            self.log.count("lease_moved_seen")
+            tasks.discovery.receive(
+                LeaseMovedSeen(by_discovery=IN_DISCOVERY.get()), self._filesystems_on(session)
+            )
+            tasks.wake.set()
+            if not tasks.running:
+                tasks.running = True
+                self.nursery.start_soon(self._discovery_task, tasks)
 
-    async def recover_client_id(self) -> None:
-        """Reclaim every open and lock on the new client ID (section 8.4.2.1)."""
-        async with self._lock:
-            opens = list(self.client.state.opens.values())
-            locks = list(self.client.state.locks.values())
-            self.record(
-                "reclaiming state on a new client ID",
-                f"{len(opens)} opens, {len(locks)} lock owners",
-                "8.4.2.1",
+    def _filesystems_on(self, session: ServerSession) -> list[FileSystem]:
+        return [
+            fs
+            for fs in self.client.superblock.filesystems.values()
+            if self.client.session_for(fs) is session
+        ]
+
+    async def _discovery_task(self, tasks: _ServerTasks) -> None:
+        """The migration discovery task of one server (seed 001 4.2.6)."""
+        IN_DISCOVERY.set(True)
+        session = tasks.session
+        d = tasks.discovery
+        passes_seen = d.passes
+        while True:
+            step = d.next_step()
+            if isinstance(step, Idle):
+                tasks.wake = trio.Event()
+                self.log.record(
+                    "",
+                    "discovery: LEASE_MOVED cleared; non-operating",
+                    address_of(session),
+                    "seed 001 4.2.6",
+                )
+                await tasks.wake.wait()
+                continue
+            if d.passes - passes_seen >= MAX_PASSES_BEFORE_PAUSE:
+                # The indication keeps coming back: do not spin; try again later.
+                passes_seen = d.passes
+                await trio.sleep(max(1.0, session.lease_time / 4))
+            try:
+                if isinstance(step, CheckFs):
+                    fs = step.fs
+                    try:
+                        locs = await fetch_locations(session, fs.root_fh)
+                        migrated = locs.migrated
+                    except NFS4ErrMoved:
+                        migrated = True
+                    self.log.record(
+                        fs_label(fs),
+                        f"discovery: {'migrated' if migrated else 'present'}",
+                        address_of(session),
+                        "seed 001 4.2.6",
+                    )
+                    d.receive(FsChecked(fs, migrated))
+                    if migrated:
+                        self.nursery.start_soon(self.recover, fs, "SEQ4_STATUS_LEASE_MOVED")
+                else:
+                    res = await session.compound([])
+                    d.receive(
+                        VerifyDone(bool(res.status_flags & SEQ4_STATUS_LEASE_MOVED)),
+                        self._filesystems_on(session),
+                    )
+            except NFSClientError as e:
+                self.log.record("", "discovery step failed", str(e), "seed 001 4.2.6")
+                await trio.sleep(1)
+                d.pending = [fs for fs in d.pending if fs in self._filesystems_on(session)]
+
+    # ------------------------------------------------------------------ reboot
+    async def recover_client_id(self, session: ServerSession) -> None:
+        """A new client ID on ``session``: reclaim what it serves (RFC 8881 8.4.2.1)."""
+        async with self.tasks_for(session).lock:
+            fsids = {fs.fsid for fs in self._filesystems_on(session)}
+            opens = [s for s in self.client.state.opens.values() if s.fsid in fsids]
+            locks = [lk for lk in self.client.state.locks.values() if lk.open.fsid in fsids]
+            self.log.record(
+                "",
+                "server restarted: reclaiming",
+                f"{address_of(session)}: {len(opens)} opens, {len(locks)} lock owners",
+                "RFC 8881 8.4.2.1",
             )
             report = await reclaim_all(self.client, opens, locks)
-            self.reclaims.append(report)
+            self.log.count("reclaims", report.opens_reclaimed + report.locks_reclaimed)
             if report.errors:
-                self.record("state not reclaimed", "; ".join(report.errors[:5]), "8.4.2.1")
+                self.log.record("", "state not reclaimed", "; ".join(report.errors[:5]), "8.4.2.1")
+
+    # ------------------------------------------------------------------ reporting
+    def statistics(self) -> dict[str, object]:
+        """Per-file-system server and history, migrations, counters (for ``fusenfs stats``)."""
+        fss = []
+        for fs in self.client.superblock.filesystems.values():
+            s = self.client.session_for(fs)
+            fss.append(
+                {
+                    "fs": fs_label(fs),
+                    "path": "/" + "/".join(fs.path),
+                    "server": address_of(s),
+                    "history": [{"when": w, "move": m, "kind": k} for w, m, k in fs.history],
+                }
+            )
+        data = self.log.as_dict()
+        data["filesystems"] = fss
+        data["client"] = {
+            "parked_calls": self.client.stats.parked_calls,
+            "moved_errors": self.client.stats.moved_errors,
+        }
+        return data
+
+
+async def _resolve(host: str, port: int) -> str:
+    """An address for a location's server name (DNS only for names, not addresses)."""
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise NFSClientError(f"cannot resolve location server {host!r}: {e}") from None
+    return str(infos[0][4][0])

@@ -152,6 +152,7 @@ class ClientStatistics:
 
 OpsBuilder = Callable[[ServerSession], list[nfs4.ArgOp]]
 MovedHandler = Callable[[FileSystem, NFS4Error], Awaitable[None]]
+ReferralHandler = Callable[[bytes, bytes], Awaitable[tuple[bytes, NFSAttrs]]]
 StateRef = nfs4.stateid4 | OpenState | LockState
 
 
@@ -211,6 +212,10 @@ class NFSClient:
         self._file_locks: dict[bytes, trio.Lock] = defaultdict(trio.Lock)
         self._fsid_by_fh: dict[bytes, nfs4.fsid4] = {}
         self._parked: dict[nfs4.fsid4, trio.Event] = {}
+        self._parked_count: dict[nfs4.fsid4, int] = {}
+        #: Called with (directory fh, name) when LOOKUP crosses into an absent file
+        #: system (a referral); returns the new file system's root (fh, attributes).
+        self.on_referral: ReferralHandler | None = None
         #: The session serving each file system (migration changes the binding).
         self.session_of: dict[nfs4.fsid4, ServerSession] = {}
         #: Called with (file system, the MOVED error); returns once it is recovered.
@@ -252,17 +257,31 @@ class NFSClient:
     def park(self, fs: FileSystem) -> None:
         """Hold new calls for ``fs`` until ``unpark`` (recovery is moving it)."""
         self._parked.setdefault(fs.fsid, trio.Event())
+        self._parked_count[fs.fsid] = 0
 
-    def unpark(self, fs: FileSystem) -> None:
+    def unpark(self, fs: FileSystem) -> int:
+        """Release the calls held for ``fs``; returns how many waited (a count)."""
         event = self._parked.pop(fs.fsid, None)
         if event is not None:
             event.set()
+        return self._parked_count.pop(fs.fsid, 0)
+
+    def adopt_filesystem(
+        self, fh: bytes, attrs: NFSAttrs, path: list[str], session: ServerSession
+    ) -> FileSystem:
+        """A file system reached through a referral, served by ``session``."""
+        assert attrs.fsid is not None
+        fs = self.superblock.note(attrs.fsid, fh, path, f"{session.host}:{session.port}")
+        self.session_of[attrs.fsid] = session
+        self._fsid_by_fh[fh] = attrs.fsid
+        return fs
 
     async def compound(
         self,
         ops: list[nfs4.ArgOp] | OpsBuilder,
         cred: Credential | None = None,
         via: bytes | None = None,
+        migration_ok: bool = True,
     ) -> CompoundResult:
         """Send ``ops`` after SEQUENCE on the session serving the file system of ``via``.
 
@@ -284,13 +303,14 @@ class NFSClient:
                 waiting = self._parked.get(fs.fsid)
                 if waiting is not None:
                     self.stats.parked_calls += 1
+                    self._parked_count[fs.fsid] = self._parked_count.get(fs.fsid, 0) + 1
                     await waiting.wait()
             session = self.session_for(fs)
             built = ops(session) if callable(ops) else ops
             try:
                 return await session.compound(built, cred)
             except NFS4ErrMoved as e:
-                if fs is None or self.on_moved is None or moved >= 3:
+                if fs is None or self.on_moved is None or moved >= 3 or not migration_ok:
                     raise
                 moved += 1
                 self.stats.moved_errors += 1
@@ -349,12 +369,50 @@ class NFSClient:
         else:
             ops.append(nfs4.LOOKUP4args(objname=name))
         ops += [nfs4.GETFH4args(), nfs4.GETATTR4args(attr_request=STAT_ATTRS)]
-        res = await self.compound(ops, cred)
+        try:
+            res = await self.compound(ops, cred, migration_ok=False)
+        except NFS4ErrMoved as e:
+            return await self._moved_in_lookup(dir_fh, name, e, cred)
         getfh = _res(res, 2, nfs4.GETFH4res)
         assert getfh.resok is not None
         attrs = _attrs(_res(res, 3, nfs4.GETATTR4res))
         self.learn_fh(getfh.resok.object, attrs, via=dir_fh)
         return getfh.resok.object, attrs
+
+    async def _moved_in_lookup(
+        self, dir_fh: bytes, name: bytes, err: NFS4ErrMoved, cred: Credential | None
+    ) -> tuple[bytes, NFSAttrs]:
+        """MOVED in a LOOKUP: the directory's file system migrated, or ``name`` is a referral.
+
+        The directory's fs_status tells them apart (seed 000: referral vs migration):
+        present, so the crossing into ``name`` met an absent file system (a referral);
+        absent, so the directory's own file system moved (migration recovery, then the
+        LOOKUP again).
+        """
+        fs = self.fs_of(dir_fh)
+        session = self.session_for(fs)
+        dir_absent = err.op_index == 0
+        if not dir_absent:
+            try:
+                res = await session.compound(
+                    [
+                        nfs4.PUTFH4args(object=dir_fh),
+                        nfs4.GETATTR4args(attr_request=bitmap4_from([FATTR4.FS_STATUS])),
+                    ]
+                )
+                status = _attrs(_res(res, 1, nfs4.GETATTR4res)).fs_status
+                dir_absent = status is not None and status.fss_absent
+            except NFS4ErrMoved:
+                dir_absent = True
+        if dir_absent:
+            if fs is None or self.on_moved is None:
+                raise err
+            await self.on_moved(fs, err)
+            return await self.lookup(dir_fh, name, cred)
+        if self.on_referral is None or name == b"..":
+            raise err
+        fh, attrs = await self.on_referral(dir_fh, name)
+        return fh, attrs
 
     async def access(self, fh: bytes, mask: int, cred: Credential | None = None) -> int:
         """ACCESS: the subset of ``mask`` (ACCESS4_* bits) the caller is allowed (18.1)."""

@@ -213,6 +213,7 @@ class ServerSession:
     _last_renewal: float = 0.0
     _cb_seqids: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     _closing: bool = False
+    _renewing: bool = False
 
     # ---------------------------------------------------------------- set-up and teardown
     async def start(self, nursery: trio.Nursery) -> None:
@@ -222,16 +223,53 @@ class ServerSession:
             TransportError: the server cannot be reached.
             NFS4Error: the server refused EXCHANGE_ID or CREATE_SESSION.
         """
-        self._nursery = nursery
-        await self._connect()
+        await self.open(nursery)
         await self.establish_client_id()
         await self.establish_session()
         await self.reclaim_complete()
-        nursery.start_soon(self._renew_lease_loop)
+        self.start_renewal()
 
-    async def establish_client_id(self) -> nfs4.EXCHANGE_ID4resok:
-        """EXCHANGE_ID (RFC 8881 section 18.35) with the migration/referral flags."""
-        args = nfs4.EXCHANGE_ID4args(
+    async def open(self, nursery: trio.Nursery) -> None:
+        """Connect only: migration recovery inspects EXCHANGE_ID before deciding more.
+
+        Raises:
+            TransportError: the server cannot be reached.
+        """
+        self._nursery = nursery
+        await self._connect()
+
+    def start_renewal(self) -> None:
+        """Start the lease renewer (once) in the nursery given to ``open``."""
+        if self._nursery is None:
+            raise TransportError("session not opened")
+        if not self._renewing:
+            self._renewing = True
+            self._nursery.start_soon(self._renew_lease_loop)
+
+    async def adopt_session(self, sessionid: bytes, slots: SlotTable) -> bool:
+        """Use a session that migrated here with Transparent State Migration.
+
+        BIND_CONN_TO_SESSION on this server's connection (seed 001 sections 4.2.2,
+        4.2.7): if the server accepts, the session was transferred and keeps the slot
+        table as the client knew it; otherwise the caller creates a new session.
+        """
+        transport = await self._connect()
+        previous = self.sessionid
+        self.sessionid = sessionid
+        if not await self._bind_connection(transport):
+            self.sessionid = previous
+            return False
+        table = SlotTable(slots.max_slots)
+        for mine, theirs in zip(table.slots, slots.slots, strict=False):
+            mine.seqid = theirs.seqid
+        self.slots = table
+        self._slot_wait.unpark_all()
+        await self.refresh_lease_time()
+        return True
+
+    def _exchange_id_args(self) -> nfs4.EXCHANGE_ID4args:
+        """EXCHANGE_ID4args for this client instance (uniform client string, section 2.4)."""
+        return nfs4.EXCHANGE_ID4args(
             eia_clientowner=nfs4.client_owner4(
                 co_verifier=self.co_verifier, co_ownerid=self.co_ownerid
             ),
@@ -245,7 +283,10 @@ class ServerSession:
                 )
             ],
         )
-        res = await self.sessionless([args])
+
+    async def establish_client_id(self) -> nfs4.EXCHANGE_ID4resok:
+        """EXCHANGE_ID (RFC 8881 section 18.35) with the migration/referral flags."""
+        res = await self.sessionless([self._exchange_id_args()])
         resok = _ok(res[0], nfs4.EXCHANGE_ID4resok)
         self.exchange_id = resok
         self.clientid = resok.eir_clientid
@@ -260,6 +301,16 @@ class ServerSession:
             resok.eir_server_owner.so_major_id,
         )
         return resok
+
+    async def exchange_id_probe(self) -> nfs4.EXCHANGE_ID4resok:
+        """EXCHANGE_ID again with the same owner and verifier, changing nothing here.
+
+        For a client ID the server already has confirmed, this returns it (RFC 8881
+        section 18.35.5, case 2): migration recovery uses it to see whether state
+        migrated into a client ID the client already holds (seed 001 4.2.2).
+        """
+        res = await self.sessionless([self._exchange_id_args()])
+        return _ok(res[0], nfs4.EXCHANGE_ID4resok)
 
     async def establish_session(self) -> nfs4.CREATE_SESSION4resok:
         """CREATE_SESSION (RFC 8881 section 18.36) with a backchannel on this connection."""
@@ -395,8 +446,8 @@ class ServerSession:
                 await self._bind_connection(self._transport)
             return self._transport
 
-    async def _bind_connection(self, transport: Transport) -> None:
-        """BIND_CONN_TO_SESSION for both channels (RFC 8881 section 18.34)."""
+    async def _bind_connection(self, transport: Transport) -> bool:
+        """BIND_CONN_TO_SESSION for both channels (RFC 8881 section 18.34); True if bound."""
         args = nfs4.BIND_CONN_TO_SESSION4args(
             bctsa_sessid=self.sessionid,
             bctsa_dir=channel_dir_from_client4.CDFC4_FORE_OR_BOTH,
@@ -408,10 +459,13 @@ class ServerSession:
                 NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, self.machine_cred
             )
             res = _decode_compound(reply)
-            if res.status != nfsstat4.NFS4_OK:
-                log.info("BIND_CONN_TO_SESSION: %s", res.status.name)
         except NFSClientError as e:
             log.info("BIND_CONN_TO_SESSION failed: %s", e)
+            return False
+        if res.status != nfsstat4.NFS4_OK:
+            log.info("BIND_CONN_TO_SESSION: %s", res.status.name)
+            return False
+        return True
 
     async def drop_transport(self) -> None:
         """Close the connection (tests and recovery); the session survives."""
