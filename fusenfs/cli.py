@@ -229,6 +229,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def only_exception(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups, or ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -241,5 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, NFSClientError, OSError) as e:
         print(f"fusenfs: {e}", file=sys.stderr)
         return EXIT_FAILURE
+    except BaseExceptionGroup as group:
+        # trio nurseries wrap what a task raised; a single user-level error is still
+        # a one-line message, not a traceback.
+        inner = only_exception(group)
+        if isinstance(inner, (CliError, NFSClientError, OSError)):
+            print(f"fusenfs: {inner}", file=sys.stderr)
+            return EXIT_FAILURE
+        raise
     except KeyboardInterrupt:
         return 130

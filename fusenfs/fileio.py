@@ -74,19 +74,25 @@ class ReadAhead:
             self._nursery.start_soon(self._fetch, index, blk)
         return blk
 
+    async def _read_range(self, offset: int, size: int) -> tuple[bytes, bool]:
+        """``size`` bytes at ``offset`` in as many READs as it takes: (data, eof).
+
+        A READ may return fewer bytes than asked without being at end of file (RFC 8881
+        section 18.22.3); FUSE would take a short reply for end of file.
+        """
+        parts: list[bytes] = []
+        got = 0
+        while got < size:
+            data, eof = await self._read(offset + got, size - got)
+            parts.append(data)
+            got += len(data)
+            if eof or not data:
+                return b"".join(parts), True
+        return b"".join(parts), False
+
     async def _fetch(self, index: int, blk: _Block) -> None:
         try:
-            offset = index * self.block
-            parts: list[bytes] = []
-            got = 0
-            while got < self.block:
-                data, eof = await self._read(offset + got, self.block - got)
-                parts.append(data)
-                got += len(data)
-                if eof or not data:
-                    blk.eof = True
-                    break
-            blk.data = b"".join(parts)
+            blk.data, blk.eof = await self._read_range(index * self.block, self.block)
         except NFSClientError as e:
             blk.error = e
         finally:
@@ -102,7 +108,7 @@ class ReadAhead:
         sequential = offset == self._next_offset
         self._next_offset = offset + size
         if not sequential and offset != 0:
-            data, _ = await self._read(offset, size)
+            data, _ = await self._read_range(offset, size)
             return data
         first = offset // self.block
         last = (offset + size - 1) // self.block
@@ -235,19 +241,37 @@ class WriteBehind:
         if not self._uncommitted:
             return
         held, self._uncommitted = self._uncommitted, []
-        self._uncommitted_bytes = 0
-        verf = await self._commit()
+        held_bytes, self._uncommitted_bytes = self._uncommitted_bytes, 0
+        verf: bytes | None = None
+        try:
+            verf = await self._commit()
+        finally:
+            if verf is None:
+                # Not known to be durable: keep it for the next COMMIT.
+                self._uncommitted = held + self._uncommitted
+                self._uncommitted_bytes += held_bytes
         self.commits += 1
         stale = [(off, data) for off, data, v in held if v != verf]
         if stale:
             log.warning(
                 "write verifier changed (server restart?): re-sending %d writes", len(stale)
             )
-            for off, data in stale:
-                self.resends += 1
-                sent = 0
-                while sent < len(data):
-                    count, _, _ = await self._write(off + sent, data[sent:], stable_how4.FILE_SYNC4)
-                    if count <= 0:
-                        raise NFSClientError(f"server wrote 0 bytes at offset {off + sent}")
-                    sent += count
+            done = 0
+            try:
+                for off, data in stale:
+                    self.resends += 1
+                    sent = 0
+                    while sent < len(data):
+                        count, _, _ = await self._write(
+                            off + sent, data[sent:], stable_how4.FILE_SYNC4
+                        )
+                        if count <= 0:
+                            raise NFSClientError(f"server wrote 0 bytes at offset {off + sent}")
+                        sent += count
+                    done += 1
+            finally:
+                if done < len(stale):
+                    # Re-send the rest at the next COMMIT (no verifier matches b"").
+                    rest = [(off, data, b"") for off, data in stale[done:]]
+                    self._uncommitted = rest + self._uncommitted
+                    self._uncommitted_bytes += sum(len(data) for _, data in stale[done:])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import functools
 import grp
+import json
 import logging
 import os
 import pwd
@@ -52,6 +53,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 NOBODY = 65534
+#: The extended attribute of the mount's root that carries ``fusenfs stats`` output.
+STATS_XATTR = b"user.fusenfs.stats"
 TYPE_BITS: dict[int, int] = {
     nfs_ftype4.NF4REG: stat.S_IFREG,
     nfs_ftype4.NF4DIR: stat.S_IFDIR,
@@ -213,6 +216,8 @@ class NFSOperations(pyfuse3.Operations):
         self._dirs: dict[int, OpenDir] = {}
         self._next_fh = 1
         self._hidden_counter = 0
+        #: Set by the runner: the state manager's statistics (migrations, events).
+        self.recovery_stats: Callable[[], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ helpers
     def _cred(self, ctx: pyfuse3.RequestContext) -> Credential:
@@ -309,6 +314,9 @@ class NFSOperations(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         node = self._inode(inode)
         cred = self._cred(ctx)
+        # WRITEs still in flight would land after the SETATTR and move mtime (and the
+        # size) past what was set: futimens() right after write(), as tar does.
+        await self._drain_writes(node)
         want = NFSAttrs()
         if fields.update_mode:
             want.mode = attr.st_mode & 0o7777
@@ -327,7 +335,6 @@ class NFSOperations(pyfuse3.Operations):
         stateid: nfs4.stateid4 | None = None
         if fields.update_size:
             want.size = attr.st_size
-            await self._drain_writes(node)
             of = self._files.get(fh) if fh is not None else None
             if of is not None and of.access & OPEN4_SHARE_ACCESS_WRITE:
                 stateid = of.state.stateid
@@ -562,7 +569,16 @@ class NFSOperations(pyfuse3.Operations):
                 await self.client.setattr(node.fh, NFSAttrs(size=0), state.stateid, cred)
             )
         number = self._open_file(node, state, access, cred)
-        return pyfuse3.FileInfo(fh=number, keep_cache=self._keep_cache(node, node.attrs))
+        keep = self._keep_cache(node, node.attrs)
+        if not keep:
+            # keep_cache=False drops the kernel's pages, not its attributes: without this
+            # a reader would go on seeing the old size (and read only that much) until
+            # attr_timeout ran out.  Safe here: no writeback cache, attributes only.
+            try:
+                pyfuse3.invalidate_inode(node.ino, attr_only=True)
+            except OSError as e:
+                log.debug("invalidate_inode(%d): %s", node.ino, e)
+        return pyfuse3.FileInfo(fh=number, keep_cache=keep)
 
     @fuse_errors
     async def create(
@@ -682,11 +698,20 @@ class NFSOperations(pyfuse3.Operations):
             for entry in entries:
                 cookie = entry.cookie
                 a = entry.attrs
-                if a.rdattr_error not in (None, nfsstat4.NFS4_OK):
+                fhandle = a.filehandle
+                if a.rdattr_error == nfsstat4.NFS4ERR_MOVED:
+                    # A junction to an absent file system (RFC 8881 section 11.5.6):
+                    # follow the referral so the entry shows the file system's root.
+                    try:
+                        fhandle, a = await self.client.lookup(od.inode.fh, entry.name, od.cred)
+                    except NFSClientError as e:
+                        log.info("referral %r not followed: %s", entry.name, e)
+                        continue
+                elif a.rdattr_error not in (None, nfsstat4.NFS4_OK):
                     continue
-                if a.filehandle is None or a.fileid is None:
+                if fhandle is None or a.fileid is None:
                     continue
-                inode = self.inodes.learn(a.filehandle, a)
+                inode = self.inodes.learn(fhandle, a)
                 if not pyfuse3.readdir_reply(token, entry.name, self._entry(inode), cookie):
                     return
                 inode.lookups += 1
@@ -697,9 +722,24 @@ class NFSOperations(pyfuse3.Operations):
 
     # ------------------------------------------------------------------ statistics
     def statistics(self) -> dict[str, Any]:
-        return {
+        """The mount's counters and, with a state manager, its recovery history."""
+        data: dict[str, Any] = {
             "inodes": len(self.inodes),
             "open_files": len(self._files),
             "open_dirs": len(self._dirs),
             "time": time.time(),
         }
+        if self.recovery_stats is not None:
+            data.update(self.recovery_stats())
+        return data
+
+    @fuse_errors
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        """``user.fusenfs.stats`` on the root: the statistics as JSON (``fusenfs stats``)."""
+        if inode == pyfuse3.ROOT_INODE and name == STATS_XATTR:
+            return json.dumps(self.statistics(), default=str).encode()
+        raise pyfuse3.FUSEError(errno.ENODATA)
+
+    @fuse_errors
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        return [STATS_XATTR] if inode == pyfuse3.ROOT_INODE else []

@@ -114,23 +114,32 @@ async def serve_mount(req: MountRequest, ready: Callable[[str | None], None]) ->
             session.lease_time,
         )
         ready(None)
-        unmounted = False
+        # pyfuse3.main() returns both when the kernel unmounted us (fusermount3 -u) and
+        # when a signal asked us to stop; only the second still needs an unmount.
+        stop = _Stop()
         try:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                nursery.start_soon(_terminate_on_signal, signals)
+                nursery.start_soon(_terminate_on_signal, signals, stop)
                 await pyfuse3.main(min_tasks=4, max_tasks=64)
-                unmounted = True
+                stop.clean = True
         finally:
-            pyfuse3.close(unmount=not unmounted)
+            pyfuse3.close(unmount=stop.signalled or not stop.clean)
             with trio.CancelScope(shield=True):
                 for each in manager.sessions():
                     await each.shutdown()
             nursery.cancel_scope.cancel()
 
 
-async def _terminate_on_signal(signals: AsyncIterator[int]) -> None:
+@dataclass(slots=True)
+class _Stop:
+    signalled: bool = False  # SIGINT/SIGTERM asked us to stop
+    clean: bool = False  # pyfuse3.main() returned normally
+
+
+async def _terminate_on_signal(signals: AsyncIterator[int], stop: _Stop) -> None:
     async for signum in signals:
         log.info("signal %d: unmounting", signum)
+        stop.signalled = True
         pyfuse3.terminate()
         return
 

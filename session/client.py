@@ -31,6 +31,7 @@ from session.xdr.const import (
     createmode4,
     nfs_ftype4,
     nfs_lock_type4,
+    nfsstat4,
     open_claim_type4,
     opentype4,
     stable_how4,
@@ -132,6 +133,18 @@ def _res(result: CompoundResult, index: int, cls: type[_R]) -> _R:
     if not isinstance(res, cls):
         raise NFSClientError(f"expected {cls.__name__} at op {index}, got {type(res).__name__}")
     return res
+
+
+#: Stateid errors that, when the client ID changed during the call, mean the request
+#: carried state from before a server restart (see ``NFSClient.compound``).
+STALE_STATE_STATUSES = frozenset(
+    {
+        nfsstat4.NFS4ERR_STALE_STATEID,
+        nfsstat4.NFS4ERR_BAD_STATEID,
+        nfsstat4.NFS4ERR_OLD_STATEID,
+        nfsstat4.NFS4ERR_EXPIRED,
+    }
+)
 
 
 def first_fh(ops: list[nfs4.ArgOp]) -> bytes | None:
@@ -298,6 +311,7 @@ class NFSClient:
             via = first_fh(ops(self.session) if callable(ops) else ops)
         fs = self.fs_of(via)
         moved = 0
+        rebuilt = 0
         while True:
             if fs is not None:
                 waiting = self._parked.get(fs.fsid)
@@ -307,6 +321,7 @@ class NFSClient:
                     await waiting.wait()
             session = self.session_for(fs)
             built = ops(session) if callable(ops) else ops
+            clientid = session.clientid
             try:
                 return await session.compound(built, cred)
             except NFS4ErrMoved as e:
@@ -315,6 +330,20 @@ class NFSClient:
                 moved += 1
                 self.stats.moved_errors += 1
                 await self.on_moved(fs, e)
+            except NFS4Error as e:
+                # The session re-sends a request after it rebuilt a lost client ID (a
+                # server restart), but the request was built with the old stateids.
+                # State has been reclaimed meanwhile (RFC 8881 section 8.4.2.1): build
+                # the request again with the current stateids and send it once more.
+                if (
+                    not callable(ops)
+                    or session.clientid == clientid
+                    or e.status not in STALE_STATE_STATUSES
+                    or rebuilt >= 2
+                ):
+                    raise
+                rebuilt += 1
+                log.info("%s after a new client ID: re-sending with reclaimed state", e)
 
     # ------------------------------------------------------------------ mount
     async def mount(self) -> NFSAttrs:
@@ -691,6 +720,11 @@ class NFSClient:
             before = state.access()
             state.remove_user(access)
             if not state.in_use():
+                # CLOSE fails with NFS4ERR_LOCKS_HELD while byte-range locks remain (RFC
+                # 8881 section 18.2.3), and none may outlive the open they were made under.
+                for lock_state in [ls for ls in self.state.locks.values() if ls.open is state]:
+                    for offset, length, _ in list(lock_state.ranges):
+                        await self._locku(lock_state, offset, length, cred)
                 try:
                     await self.compound(
                         lambda s: [
@@ -835,26 +869,32 @@ class NFSClient:
         if lock_state.stateid is None:
             raise NFSClientError("LOCKU before any LOCK")
         async with self.file_lock(lock_state.open.fh):
-            res = await self.compound(
-                lambda s: [
-                    nfs4.PUTFH4args(object=lock_state.open.fh),
-                    nfs4.LOCKU4args(
-                        locktype=nfs_lock_type4.WRITE_LT,
-                        seqid=0,
-                        lock_stateid=stateid_of(lock_state),
-                        offset=offset,
-                        length=length,
-                    ),
-                ],
-                cred,
-                via=lock_state.open.fh,
-            )
-            lu = _res(res, 1, nfs4.LOCKU4res)
-            if lu.lock_stateid is not None:
-                lock_state.update(lu.lock_stateid)
-            lock_state.ranges = [
-                r for r in lock_state.ranges if not (r[0] == offset and r[1] == length)
-            ]
+            await self._locku(lock_state, offset, length, cred)
+
+    async def _locku(
+        self, lock_state: LockState, offset: int, length: int, cred: Credential | None
+    ) -> None:
+        """LOCKU with ``file_lock`` already held (by ``unlock`` or ``release``)."""
+        res = await self.compound(
+            lambda s: [
+                nfs4.PUTFH4args(object=lock_state.open.fh),
+                nfs4.LOCKU4args(
+                    locktype=nfs_lock_type4.WRITE_LT,
+                    seqid=0,
+                    lock_stateid=stateid_of(lock_state),
+                    offset=offset,
+                    length=length,
+                ),
+            ],
+            cred,
+            via=lock_state.open.fh,
+        )
+        lu = _res(res, 1, nfs4.LOCKU4res)
+        if lu.lock_stateid is not None:
+            lock_state.update(lu.lock_stateid)
+        lock_state.ranges = [
+            r for r in lock_state.ranges if not (r[0] == offset and r[1] == length)
+        ]
 
     async def test_lock(
         self,

@@ -1,0 +1,489 @@
+"""Read-ahead and write-behind over fake READ / WRITE / COMMIT functions (no sockets).
+
+The fakes keep a bytes "server file", take a little (mock) time per call so that calls
+overlap, and count what they were asked.  RFC 8881 sections 18.22 (READ), 18.32 (WRITE,
+write verifier) and 18.3 (COMMIT).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+
+from fusenfs.fileio import ReadAhead, WriteBehind
+from session.errors import NFSClientError
+from session.status import NFS4Error, nfs4_error
+from session.xdr.const import nfsstat4, stable_how4
+
+KiB = 1024
+TIMEOUT = 30  # mock seconds; with the autojump clock nothing really waits
+
+
+@pytest.fixture
+async def nursery_() -> AsyncIterator[trio.Nursery]:
+    """A nursery for prefetch / write tasks, cancelled after the test."""
+    async with trio.open_nursery() as nursery:
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
+# ======================================================================== read-ahead
+class FakeReader:
+    """``read_fn`` over ``data``: at most ``max_reply`` bytes per READ, eof at the end."""
+
+    def __init__(self, data: bytes, max_reply: int | None = None, latency: float = 0.01):
+        self.data = data
+        self.max_reply = max_reply
+        self.latency = latency
+        self.calls: list[tuple[int, int]] = []
+        self.fail_offsets: set[int] = set()
+        self.inflight = 0
+        self.max_inflight = 0
+
+    async def read(self, offset: int, count: int) -> tuple[bytes, bool]:
+        self.calls.append((offset, count))
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            await trio.sleep(self.latency)
+            if offset in self.fail_offsets:
+                raise nfs4_error(nfsstat4.NFS4ERR_IO, 1, "READ")
+            if self.max_reply is not None:
+                count = min(count, self.max_reply)
+            chunk = self.data[offset : offset + count]
+            return chunk, offset + len(chunk) >= len(self.data)
+        finally:
+            self.inflight -= 1
+
+
+async def read_all(ra: ReadAhead, piece: int) -> bytes:
+    out = bytearray()
+    offset = 0
+    while True:
+        chunk = await ra.read(offset, piece)
+        if not chunk:
+            return bytes(out)
+        assert len(chunk) <= piece
+        out += chunk
+        offset += len(chunk)
+
+
+@pytest.mark.parametrize("size", [0, 1, 128 * KiB, 1024 * KiB, 1024 * KiB + 12345])
+async def test_sequential_reads_return_exact_data(
+    size: int, nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    data = os.urandom(size)
+    fake = FakeReader(data)
+    ra = ReadAhead(fake.read, block=256 * KiB, ahead=3, nursery=nursery_)
+    with trio.fail_after(TIMEOUT):
+        assert await read_all(ra, 128 * KiB) == data
+    # Every block of the file was fetched once, however many 128 KiB reads used it.
+    inside = [off for off, _ in fake.calls if off < size]
+    assert sorted(inside) == sorted(set(inside))
+    assert len(inside) == -(-size // (256 * KiB))
+
+
+async def test_read_ahead_keeps_blocks_in_flight(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    block = 128 * KiB
+    data = os.urandom(16 * block)
+    fake = FakeReader(data)
+    ra = ReadAhead(fake.read, block=block, ahead=4, nursery=nursery_)
+    with trio.fail_after(TIMEOUT):
+        assert await ra.read(0, block) == data[:block]
+        # The first read started block 0 and prefetched blocks 1..4, all at once.
+        assert ra.prefetched == 4
+        assert sorted(off for off, _ in fake.calls) == [i * block for i in range(5)]
+        assert fake.max_inflight == 5
+        start = trio.current_time()
+        assert await ra.read(block, block) == data[block : 2 * block]
+        # Block 1 was already there: no waiting for a READ round trip.
+        assert trio.current_time() == start
+        assert ra.prefetched == 5  # block 5 joins the window
+        await trio.sleep(fake.latency / 2)  # its READ is sent (not yet answered)
+        assert (5 * block, block) in fake.calls
+        assert len(fake.calls) == 6
+
+
+async def test_read_ahead_block_is_completed_from_short_replies(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    data = os.urandom(600 * KiB)
+    fake = FakeReader(data, max_reply=100 * KiB)  # a server with a smaller maxread
+    ra = ReadAhead(fake.read, block=256 * KiB, ahead=1, nursery=nursery_)
+    with trio.fail_after(TIMEOUT):
+        assert await read_all(ra, 128 * KiB) == data
+
+
+async def test_random_access_reads_directly(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    block = 128 * KiB
+    data = os.urandom(32 * block)
+    fake = FakeReader(data)
+    ra = ReadAhead(fake.read, block=block, ahead=4, nursery=nursery_)
+    with trio.fail_after(TIMEOUT):
+        for offset in (20 * block + 7, 3 * block + 100, 31 * block, 9 * block - 1):
+            fake.calls.clear()
+            assert await ra.read(offset, 4096) == data[offset : offset + 4096]
+            assert fake.calls == [(offset, 4096)]  # no prefetch for a random read
+        assert ra.prefetched == 0
+
+
+async def test_random_read_is_completed_from_short_replies(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A READ may return fewer bytes than asked without eof (RFC 8881 section 18.22.3);
+    FUSE takes a short read for end of file, so the client must ask for the rest."""
+    data = os.urandom(1024 * KiB)
+    fake = FakeReader(data, max_reply=32 * KiB)
+    ra = ReadAhead(fake.read, block=128 * KiB, ahead=2, nursery=nursery_)
+    with trio.fail_after(TIMEOUT):
+        offset = 500 * KiB + 3
+        assert await ra.read(offset, 128 * KiB) == data[offset : offset + 128 * KiB]
+
+
+async def test_reads_at_and_past_end_of_file(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    data = os.urandom(300 * KiB)
+    fake = FakeReader(data)
+    ra = ReadAhead(fake.read, block=128 * KiB, ahead=2, nursery=nursery_)
+    with trio.fail_after(TIMEOUT):
+        assert await ra.read(0, 128 * KiB) == data[: 128 * KiB]
+        assert await ra.read(128 * KiB, 128 * KiB) == data[128 * KiB : 256 * KiB]
+        assert await ra.read(256 * KiB, 128 * KiB) == data[256 * KiB :]  # short: EOF
+        assert await ra.read(300 * KiB, 128 * KiB) == b""
+        assert await ra.read(10 * 1024 * KiB, 4096) == b""  # far past the end
+
+
+async def test_read_error_propagates_and_is_not_cached(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    block = 64 * KiB
+    data = os.urandom(8 * block)
+    fake = FakeReader(data)
+    fake.fail_offsets.add(2 * block)
+    ra = ReadAhead(fake.read, block=block, ahead=2, nursery=nursery_)
+    with trio.fail_after(TIMEOUT):
+        assert await ra.read(0, block) == data[:block]
+        assert await ra.read(block, block) == data[block : 2 * block]
+        with pytest.raises(NFS4Error) as info:
+            await ra.read(2 * block, block)
+        assert info.value.status == nfsstat4.NFS4ERR_IO
+        fake.fail_offsets.clear()  # the server recovered: a retry reads it again
+        assert await ra.read(2 * block, block) == data[2 * block : 3 * block]
+
+
+async def test_invalidate_drops_cached_blocks(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    block = 64 * KiB
+    old = bytes(4 * block)
+    fake = FakeReader(old)
+    ra = ReadAhead(fake.read, block=block, ahead=2, nursery=nursery_)
+    with trio.fail_after(TIMEOUT):
+        assert await ra.read(0, block) == old[:block]
+        await trio.sleep(1)  # let the prefetches land
+        fake.data = b"\x01" * (4 * block)  # the file changed on the server
+        assert await ra.read(block, block) == old[block : 2 * block]  # cached
+        ra.invalidate()
+        assert await ra.read(2 * block, block) == fake.data[2 * block : 3 * block]
+        assert await ra.read(0, block) == fake.data[:block]
+
+
+# ======================================================================= write-behind
+class FakeWriter:
+    """WRITE and COMMIT on a bytearray "server file" with a write verifier.
+
+    ``stable_store`` is what survives a server restart: FILE_SYNC writes go there at once,
+    UNSTABLE ones only at COMMIT.  ``restart()`` loses the unstable data and changes the
+    verifier, as a rebooted server does (RFC 8881 section 18.32.3).
+    """
+
+    def __init__(self, max_count: int | None = None, latency: float = 0.01) -> None:
+        self.file = bytearray()
+        self.stable_store = bytearray()
+        self.verf = b"verf-001"
+        self.max_count = max_count
+        self.latency = latency
+        self.writes: list[tuple[int, int, stable_how4]] = []
+        self.commits = 0
+        self.inflight = 0
+        self.max_inflight = 0
+        self.fail_offsets: set[int] = set()
+        self.restart_at_commit = False
+        self.fail_commits = 0
+        self.fail_file_sync = 0
+
+    @staticmethod
+    def _put(buf: bytearray, offset: int, data: bytes) -> None:
+        if len(buf) < offset + len(data):
+            buf.extend(bytes(offset + len(data) - len(buf)))
+        buf[offset : offset + len(data)] = data
+
+    async def write(
+        self, offset: int, data: bytes, stable: stable_how4
+    ) -> tuple[int, stable_how4, bytes]:
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            await trio.sleep(self.latency)
+            if offset in self.fail_offsets:
+                raise nfs4_error(nfsstat4.NFS4ERR_NOSPC, 1, "WRITE")
+            if stable == stable_how4.FILE_SYNC4 and self.fail_file_sync:
+                self.fail_file_sync -= 1
+                raise nfs4_error(nfsstat4.NFS4ERR_IO, 1, "WRITE")
+            if self.max_count is not None:
+                data = data[: self.max_count]
+            self.writes.append((offset, len(data), stable))
+            self._put(self.file, offset, data)
+            if stable != stable_how4.UNSTABLE4:
+                self._put(self.stable_store, offset, data)
+            return len(data), stable, self.verf
+        finally:
+            self.inflight -= 1
+
+    async def commit(self) -> bytes:
+        await trio.sleep(self.latency)
+        if self.fail_commits:
+            self.fail_commits -= 1
+            raise nfs4_error(nfsstat4.NFS4ERR_IO, 1, "COMMIT")
+        self.commits += 1
+        if self.restart_at_commit:
+            self.restart_at_commit = False
+            self.restart()
+        self.stable_store[:] = self.file
+        return self.verf
+
+    def restart(self) -> None:
+        self.file[:] = self.stable_store
+        self.verf = b"verf-002"
+
+
+def make_wb(fake: FakeWriter, nursery: trio.Nursery, block: int, inflight: int = 4) -> WriteBehind:
+    return WriteBehind(fake.write, fake.commit, block=block, nursery=nursery, max_inflight=inflight)
+
+
+async def test_written_data_reaches_the_file(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=64 * KiB)
+    data = os.urandom(1000 * KiB + 17)
+    with trio.fail_after(TIMEOUT):
+        for off in range(0, len(data), 128 * KiB):
+            assert await wb.write(off, data[off : off + 128 * KiB]) == len(
+                data[off : off + 128 * KiB]
+            )
+        await wb.commit()
+    assert bytes(fake.file) == data
+    assert bytes(fake.stable_store) == data
+    assert fake.commits == 1 and wb.commits == 1
+    assert not wb.busy
+    assert all(count <= 64 * KiB for _, count, _ in fake.writes)
+    assert {stable for _, _, stable in fake.writes} == {stable_how4.UNSTABLE4}
+
+
+async def test_write_returns_before_the_server_answers(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter(latency=5.0)
+    wb = make_wb(fake, nursery_, block=64 * KiB)
+    with trio.fail_after(TIMEOUT):
+        start = trio.current_time()
+        await wb.write(0, b"x" * (128 * KiB))
+        assert trio.current_time() == start  # queued, not waited for
+        assert wb.busy
+        await wb.drain()
+        assert not wb.busy and trio.current_time() - start == pytest.approx(5.0)
+    assert bytes(fake.file) == b"x" * (128 * KiB)
+
+
+async def test_inflight_writes_are_bounded(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=4 * KiB, inflight=3)
+    data = os.urandom(256 * KiB)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, data)  # 64 WRITEs
+        await wb.commit()
+    assert fake.max_inflight == 3
+    assert len(fake.writes) == 64
+    assert bytes(fake.file) == data
+
+
+async def test_short_writes_continue_with_the_rest(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter(max_count=1000)
+    wb = make_wb(fake, nursery_, block=8 * KiB)
+    data = os.urandom(20 * KiB + 3)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(100, data)
+        await wb.commit()
+    assert bytes(fake.file[100:]) == data
+    assert all(count <= 1000 for _, count, _ in fake.writes)
+    assert sum(count for _, count, _ in fake.writes) == len(data)
+    assert wb.writes == len(fake.writes)
+
+
+async def test_error_is_latched_and_raised_by_the_next_write(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter()
+    fake.fail_offsets.add(8 * KiB)
+    wb = make_wb(fake, nursery_, block=4 * KiB)
+    with trio.fail_after(TIMEOUT):
+        assert await wb.write(0, b"a" * (16 * KiB)) == 16 * KiB  # accepted: queued
+        await wb.drain()
+        with pytest.raises(NFS4Error) as info:
+            await wb.write(16 * KiB, b"b" * 4096)
+        assert info.value.status == nfsstat4.NFS4ERR_NOSPC
+        # Reported once; the next write goes through.
+        fake.fail_offsets.clear()
+        assert await wb.write(16 * KiB, b"b" * 4096) == 4096
+        await wb.commit()
+
+
+async def test_error_is_latched_and_raised_by_commit(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter()
+    fake.fail_offsets.add(0)
+    wb = make_wb(fake, nursery_, block=4 * KiB)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, b"a" * 4096)
+        with pytest.raises(NFS4Error):
+            await wb.commit()
+        await wb.commit()  # nothing latched any more
+
+
+async def test_zero_byte_write_reply_is_an_error(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter(max_count=0)
+    wb = make_wb(fake, nursery_, block=4 * KiB)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, b"a" * 10)
+        with pytest.raises(NFSClientError, match="0 bytes"):
+            await wb.commit()
+
+
+async def test_verifier_change_resends_exactly_the_uncommitted_data(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=16 * KiB)
+    first = os.urandom(64 * KiB)
+    second = os.urandom(48 * KiB)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, first)
+        await wb.commit()  # durable under verf-001
+        fake.writes.clear()
+        await wb.write(64 * KiB, second)
+        fake.restart_at_commit = True  # the server reboots before COMMIT: data lost
+        await wb.commit()
+    assert fake.verf == b"verf-002"
+    resent = [(off, n) for off, n, stable in fake.writes if stable == stable_how4.FILE_SYNC4]
+    # The three 16 KiB pieces of the second write, not the committed first one.
+    assert sorted(resent) == [(64 * KiB + i * 16 * KiB, 16 * KiB) for i in range(3)]
+    assert wb.resends == 3
+    assert bytes(fake.stable_store) == first + second
+    assert bytes(fake.file) == first + second
+
+
+async def test_resend_after_verifier_change_continues_short_writes(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter(max_count=5000)
+    wb = make_wb(fake, nursery_, block=16 * KiB)
+    data = os.urandom(16 * KiB)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, data)
+        fake.restart_at_commit = True
+        await wb.commit()
+    assert bytes(fake.stable_store) == data
+    resent = sum(n for _, n, stable in fake.writes if stable == stable_how4.FILE_SYNC4)
+    assert resent == len(data)
+
+
+async def test_failed_commit_keeps_the_data_for_the_next_one(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Until a COMMIT succeeds the data is not known to be durable: a failed COMMIT
+    must not drop it, or a server restart before the next COMMIT loses it silently."""
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=16 * KiB)
+    data = os.urandom(64 * KiB)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, data)
+        fake.fail_commits = 1
+        with pytest.raises(NFS4Error):
+            await wb.commit()
+        fake.restart()  # the unstable data is lost on the server; new verifier
+        await wb.commit()
+    assert wb.resends == 4
+    assert bytes(fake.stable_store) == data
+
+
+async def test_failed_resend_is_tried_again_at_the_next_commit(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=16 * KiB)
+    data = os.urandom(64 * KiB)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, data)
+        fake.restart_at_commit = True
+        fake.fail_file_sync = 1  # the first FILE_SYNC re-send fails
+        with pytest.raises(NFS4Error):
+            await wb.commit()
+        await wb.commit()
+    assert bytes(fake.stable_store) == data
+
+
+async def test_same_verifier_means_no_resend(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=16 * KiB)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, b"z" * (32 * KiB))
+        await wb.commit()
+        await wb.commit()  # nothing uncommitted: no COMMIT sent
+    assert wb.resends == 0 and fake.commits == 1
+    assert all(stable == stable_how4.UNSTABLE4 for _, _, stable in fake.writes)
+
+
+async def test_uncommitted_limit_forces_a_commit(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Data held for a re-send is bounded: at ``max_uncommitted`` bytes (counted when the
+    WRITEs complete) the next write COMMITs first."""
+    fake = FakeWriter()
+    wb = WriteBehind(
+        fake.write,
+        fake.commit,
+        block=16 * KiB,
+        nursery=nursery_,
+        max_inflight=2,
+        max_uncommitted=64 * KiB,
+    )
+    data = os.urandom(256 * KiB)
+    with trio.fail_after(TIMEOUT):
+        for off in range(0, len(data), 32 * KiB):
+            await wb.write(off, data[off : off + 32 * KiB])
+            await wb.drain()
+        commits_while_writing = fake.commits
+        await wb.commit()
+    # 256 KiB in 64 KiB batches: three forced COMMITs, then the final one.
+    assert commits_while_writing == 3
+    assert fake.commits == 4
+    assert bytes(fake.stable_store) == data

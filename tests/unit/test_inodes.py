@@ -1,0 +1,142 @@
+"""The inode table: stable numbers per (fsid, fileid), FUSE lookup counts, attribute merge."""
+
+from __future__ import annotations
+
+import pyfuse3
+import pytest
+
+from fusenfs.inodes import Inode, InodeTable, merge_attrs
+from session.xdr.const import nfs_ftype4
+from session.xdr.fattr import NFSAttrs
+from session.xdr.nfs4 import fsid4, nfstime4
+
+FS1 = fsid4(10, 1)
+FS2 = fsid4(10, 2)
+
+
+def attrs(fileid: int, fsid: fsid4 = FS1, **more: object) -> NFSAttrs:
+    a = NFSAttrs(fsid=fsid, fileid=fileid, type=nfs_ftype4.NF4REG)
+    for name, value in more.items():
+        setattr(a, name, value)
+    return a
+
+
+def table_with_root() -> tuple[InodeTable, Inode]:
+    table = InodeTable()
+    root = table.set_root(b"root-fh", attrs(2, type=nfs_ftype4.NF4DIR))
+    return table, root
+
+
+def test_root_is_inode_1_with_one_reference() -> None:
+    table, root = table_with_root()
+    assert pyfuse3.ROOT_INODE == 1
+    assert root.ino == 1 and root.fh == b"root-fh" and root.lookups == 1
+    assert table.get(1) is root
+    assert len(table) == 1
+
+
+def test_seeing_the_root_again_gives_inode_1() -> None:
+    table, root = table_with_root()
+    again = table.learn(b"root-fh-2", attrs(2))
+    assert again is root and again.ino == 1
+    assert root.fh == b"root-fh-2"
+
+
+def test_new_files_get_new_numbers_above_the_root() -> None:
+    table, _ = table_with_root()
+    a = table.learn(b"fa", attrs(100))
+    b = table.learn(b"fb", attrs(101))
+    assert a.ino > 1 and b.ino > 1 and a.ino != b.ino
+    assert table.get(a.ino) is a and table.get(b.ino) is b
+    assert len(table) == 3
+
+
+def test_same_fsid_and_fileid_keep_their_number_and_take_the_new_fh() -> None:
+    table, _ = table_with_root()
+    a = table.learn(b"fh-old", attrs(100, size=1))
+    again = table.learn(b"fh-new", attrs(100, size=2))
+    assert again is a
+    assert a.fh == b"fh-new" and a.attrs.size == 2
+
+
+def test_same_fileid_on_another_file_system_is_another_inode() -> None:
+    table, _ = table_with_root()
+    a = table.learn(b"fa", attrs(100, FS1))
+    b = table.learn(b"fb", attrs(100, FS2))
+    assert a.ino != b.ino
+    assert (b.fsid, b.fileid) == (FS2, 100)
+
+
+def test_learn_without_fileid_is_refused() -> None:
+    table, _ = table_with_root()
+    with pytest.raises(ValueError):
+        table.learn(b"f", NFSAttrs(fsid=FS1))
+
+
+def test_forget_drops_the_record_when_no_lookups_remain() -> None:
+    table, _ = table_with_root()
+    a = table.learn(b"fa", attrs(100))
+    a.lookups = 3
+    table.forget(a.ino, 2)
+    assert table.get(a.ino) is a and a.lookups == 1
+    table.forget(a.ino, 1)
+    assert table.get(a.ino) is None
+    assert len(table) == 1
+
+
+def test_forget_more_than_held_does_not_go_negative() -> None:
+    table, _ = table_with_root()
+    a = table.learn(b"fa", attrs(100))
+    a.lookups = 1
+    table.forget(a.ino, 5)
+    assert table.get(a.ino) is None
+
+
+def test_an_open_inode_outlives_its_last_forget() -> None:
+    table, _ = table_with_root()
+    a = table.learn(b"fa", attrs(100))
+    a.lookups, a.opens = 1, 1
+    table.forget(a.ino, 1)
+    assert table.get(a.ino) is a and a.lookups == 0
+
+
+def test_root_and_unknown_inodes_are_never_forgotten() -> None:
+    table, root = table_with_root()
+    table.forget(root.ino, 10)
+    assert table.get(1) is root
+    table.forget(12345, 1)  # unknown: no error
+    assert len(table) == 1
+
+
+def test_numbers_are_not_reused_after_forget() -> None:
+    table, _ = table_with_root()
+    a = table.learn(b"fa", attrs(100))
+    number = a.ino
+    a.lookups = 1
+    table.forget(number, 1)
+    b = table.learn(b"fb", attrs(101))
+    assert b.ino != number
+    back = table.learn(b"fa2", attrs(100))  # the same file seen again: the same number
+    assert back.ino == number and back is not a
+    assert back.lookups == 0
+
+
+def test_merge_fills_only_what_the_new_attributes_lack() -> None:
+    mtime = nfstime4(1_700_000_000, 5)
+    old = NFSAttrs(size=10, mode=0o644, fileid=7, time_modify=mtime, owner="a@x")
+    new = NFSAttrs(size=20, fileid=7, owner="b@x")
+    merged = merge_attrs(old, new)
+    assert merged is new
+    assert (merged.size, merged.mode, merged.owner) == (20, 0o644, "b@x")
+    assert merged.time_modify == mtime
+    assert merged.type is None  # absent from both
+
+
+def test_set_attrs_merges_partial_attributes_and_stamps_the_time() -> None:
+    table, _ = table_with_root()
+    a = table.learn(b"fa", attrs(100, size=5, mode=0o600))
+    before = a.attrs_at
+    assert before > 0
+    a.set_attrs(NFSAttrs(size=9))  # e.g. a WRITE's post-op size only
+    assert a.attrs.size == 9 and a.attrs.mode == 0o600 and a.attrs.fileid == 100
+    assert a.attrs_at >= before
