@@ -47,6 +47,21 @@ def setup_logging(debug: bool, to_file: str | None = None) -> None:
         logging.getLogger("session.transport").setLevel(logging.WARNING)
 
 
+def is_mounted(path: str) -> bool:
+    """Whether ``path`` is a mount point, from /proc/self/mountinfo.
+
+    Unlike ``os.path.ismount`` this never stats the path, so it answers even when the
+    file system behind it hangs (a FUSE daemon waiting for a dead server).
+    """
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            points = [line.split()[4] for line in f if len(line.split()) > 4]
+    except OSError:
+        return os.path.ismount(path)
+    wanted = path.replace("\\", "\\134").replace(" ", "\\040")
+    return wanted in points
+
+
 def check_mountpoint(path: str) -> None:
     if not os.path.isdir(path):
         raise CliError(f"mount point {path} does not exist or is not a directory")
@@ -156,7 +171,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
 def cmd_umount(args: argparse.Namespace) -> int:
     mountpoint = os.path.abspath(args.mountpoint)
-    if not os.path.ismount(mountpoint):
+    if not is_mounted(mountpoint):
         raise CliError(f"{mountpoint} is not mounted")
     tool = shutil.which("fusermount3") or shutil.which("fusermount")
     if tool is None:
@@ -165,7 +180,7 @@ def cmd_umount(args: argparse.Namespace) -> int:
     if result.returncode != 0:
         raise CliError(result.stderr.strip() or f"{tool} -u {mountpoint} failed")
     deadline = time.monotonic() + 10
-    while os.path.ismount(mountpoint) and time.monotonic() < deadline:
+    while is_mounted(mountpoint) and time.monotonic() < deadline:
         time.sleep(0.05)
     return 0
 

@@ -305,7 +305,7 @@ class StateManager:
                 f"{address_of(session)}: {len(opens)} opens, {len(locks)} lock owners",
                 "RFC 8881 8.4.2.1",
             )
-            report = await reclaim_all(self.client, opens, locks)
+            report = await reclaim_all(self.client, opens, locks, session)
             self.log.count("reclaims", report.opens_reclaimed + report.locks_reclaimed)
             if report.errors:
                 self.log.record("", "state not reclaimed", "; ".join(report.errors[:5]), "8.4.2.1")

@@ -325,7 +325,7 @@ async def _try_location(
     mgr.log.record(label, action_of(action).value, action.evidence, "seed 001 4.2.3")
     kind = action_of(action)
     if kind is StateAction.RECLAIM_ALL:
-        report = await reclaim_all(client, opens, locks)
+        report = await reclaim_all(client, opens, locks, dest)
         rec.reclaimed += report.opens_reclaimed + report.locks_reclaimed
         mgr.log.count("reclaims", report.opens_reclaimed + report.locks_reclaimed)
         if report.errors:
@@ -373,7 +373,7 @@ async def _test_and_reclaim(
     # A lock whose open was lost goes with it; reclaim both.
     lost_ids = {id(s) for s in lost_opens}
     relock = lost_locks + [lk for lk in locks if id(lk.open) in lost_ids and lk not in lost_locks]
-    report = await reclaim_all(mgr.client, lost_opens, relock)
+    report = await reclaim_all(mgr.client, lost_opens, relock, dest)
     rec.reclaimed += report.opens_reclaimed + report.locks_reclaimed
     mgr.log.count("reclaims", report.opens_reclaimed + report.locks_reclaimed)
 

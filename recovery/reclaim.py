@@ -14,10 +14,11 @@ in the destination's per-FS grace (seed 001 section 4.2.3).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from session.client import NFSClient, make_locker
-from session.session import ServerSession
+from session.session import CompoundResult, ServerSession
 from session.state import LockState, OpenState
 from session.status import NFS4Error
 from session.xdr import nfs4
@@ -44,7 +45,9 @@ class ReclaimReport:
     errors: list[str] = field(default_factory=list)
 
 
-async def reclaim_open(client: NFSClient, state: OpenState) -> None:
+async def reclaim_open(
+    client: NFSClient, state: OpenState, session: ServerSession | None = None
+) -> None:
     """OPEN(CLAIM_PREVIOUS) of ``state.fh`` with the access it held (section 9.11).
 
     Raises:
@@ -67,13 +70,15 @@ async def reclaim_open(client: NFSClient, state: OpenState) -> None:
             ),
         ]
 
-    res = await client.compound(build, via=state.fh)
+    res = await _send(client, session, build, state.fh)
     opened = res.resarray[1]
     assert isinstance(opened, nfs4.OPEN4res) and opened.resok is not None
     state.stateid = opened.resok.stateid  # new state: a new "other"
 
 
-async def reclaim_lock(client: NFSClient, lock: LockState) -> None:
+async def reclaim_lock(
+    client: NFSClient, lock: LockState, session: ServerSession | None = None
+) -> None:
     """LOCK(reclaim=TRUE) of every range ``lock`` held (section 18.10.3)."""
     lock.stateid = None
     for offset, length, locktype in list(lock.ranges):
@@ -92,20 +97,39 @@ async def reclaim_lock(client: NFSClient, lock: LockState) -> None:
                 ),
             ]
 
-        res = await client.compound(build, via=lock.open.fh)
+        res = await _send(client, session, build, lock.open.fh)
         lk = res.resarray[1]
         assert isinstance(lk, nfs4.LOCK4res) and lk.resok is not None
         lock.update(lk.resok.lock_stateid)
 
 
+async def _send(
+    client: NFSClient,
+    session: ServerSession | None,
+    build: Callable[[ServerSession], list[nfs4.ArgOp]],
+    fh: bytes,
+) -> CompoundResult:
+    """Straight to ``session`` when recovery names one (the file system is parked, so
+    the client's own path would wait for the very recovery that is sending this)."""
+    if session is not None:
+        return await session.compound(build(session))
+    return await client.compound(build, via=fh)
+
+
 async def reclaim_all(
-    client: NFSClient, opens: list[OpenState], locks: list[LockState]
+    client: NFSClient,
+    opens: list[OpenState],
+    locks: list[LockState],
+    session: ServerSession | None = None,
 ) -> ReclaimReport:
-    """Reclaim ``opens`` then ``locks``; failures are reported, not raised."""
+    """Reclaim ``opens`` then ``locks``; failures are reported, not raised.
+
+    ``session``: send there directly (migration recovery, the file system parked).
+    """
     report = ReclaimReport()
     for state in opens:
         try:
-            await reclaim_open(client, state)
+            await reclaim_open(client, state, session)
             report.opens_reclaimed += 1
         except NFS4Error as e:
             log.warning("reclaim of open %s failed: %s", state.fh.hex(), e)
@@ -117,7 +141,7 @@ async def reclaim_all(
             report.lost_locks.append(lock)
             continue
         try:
-            await reclaim_lock(client, lock)
+            await reclaim_lock(client, lock, session)
             report.locks_reclaimed += 1
         except NFS4Error as e:
             log.warning("reclaim of lock on %s failed: %s", lock.open.fh.hex(), e)
