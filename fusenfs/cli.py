@@ -205,6 +205,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
         f"TEST_STATEIDs {counters.get('test_stateid', 0)}, "
         f"LEASE_MOVED seen {counters.get('lease_moved_seen', 0)}"
     )
+    summary = data.get("summary", {})
+    if summary.get("migrations") or summary.get("failed") or summary.get("referrals"):
+        print(
+            f"migrations {summary['migrations']} (failed {summary['failed']}), referrals "
+            f"{summary['referrals']}; recovery median {summary['recovery_ms_median']} ms, "
+            f"longest {summary['recovery_ms_longest']} ms"
+        )
     for fs in data.get("filesystems", []):
         print(f"{fs['fs']:<16} {fs['path']:<24} on {fs['server']}")
     migrations = data.get("migrations", [])

@@ -55,6 +55,7 @@ R = TypeVar("R")
 NOBODY = 65534
 #: The extended attribute of the mount's root that carries ``fusenfs stats`` output.
 STATS_XATTR = b"user.fusenfs.stats"
+XATTR_SIZE_MAX = 65536  # Linux's limit on an extended attribute's value, bytes
 TYPE_BITS: dict[int, int] = {
     nfs_ftype4.NF4REG: stat.S_IFREG,
     nfs_ftype4.NF4DIR: stat.S_IFDIR,
@@ -737,7 +738,12 @@ class NFSOperations(pyfuse3.Operations):
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         """``user.fusenfs.stats`` on the root: the statistics as JSON (``fusenfs stats``)."""
         if inode == pyfuse3.ROOT_INODE and name == STATS_XATTR:
-            return json.dumps(self.statistics(), default=str).encode()
+            data = self.statistics()
+            raw = json.dumps(data, default=str, separators=(",", ":")).encode()
+            while len(raw) > XATTR_SIZE_MAX and data.get("events"):
+                data["events"] = data["events"][len(data["events"]) // 2 :]
+                raw = json.dumps(data, default=str, separators=(",", ":")).encode()
+            return raw
         raise pyfuse3.FUSEError(errno.ENODATA)
 
     @fuse_errors

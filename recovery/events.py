@@ -7,6 +7,7 @@ happen and ``fusenfs stats MOUNTPOINT`` prints them with the per-file-system his
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -86,9 +87,26 @@ class EventLog:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, last_events: int = 40, last_migrations: int = 40) -> dict[str, Any]:
+        """A summary over all migrations, and the most recent events and migrations.
+
+        Bounded so that it fits an extended attribute (64 KiB) however long the mount
+        has run: ``summary`` covers everything, the lists only the last entries.
+        """
+        moves = [m for m in self.migrations if m.kind != "referral"]
+        ok = [m.seconds for m in moves if m.ok]
+        summary = {
+            "migrations": len(ok),
+            "failed": len(moves) - len(ok),
+            "referrals": len(self.migrations) - len(moves),
+            "recovery_ms_median": round(statistics.median(ok) * 1000, 2) if ok else None,
+            "recovery_ms_longest": round(max(ok) * 1000, 2) if ok else None,
+        }
         return {
-            "events": [asdict(e) for e in self.events],
-            "migrations": [dict(asdict(m), seconds=m.seconds) for m in self.migrations],
+            "summary": summary,
+            "events": [asdict(e) for e in self.events[-last_events:]] if last_events else [],
+            "migrations": [
+                dict(asdict(m), seconds=m.seconds) for m in self.migrations[-last_migrations:]
+            ],
             "counters": dict(self.counters),
         }
