@@ -294,7 +294,35 @@ class StateManager:
 
     # ------------------------------------------------------------------ reboot
     async def recover_client_id(self, session: ServerSession) -> None:
-        """A new client ID on ``session``: reclaim what it serves (RFC 8881 8.4.2.1)."""
+        """A new client ID on ``session``: reclaim what it serves (RFC 8881 8.4.2.1).
+
+        The new EXCHANGE_ID is compared with the old one (seed 001 section 4.1.3): a
+        different server_scope means another server now answers at this address, and
+        nothing obtained before can be trusted: the state is treated as lost, not
+        reclaimed.  A different so_major_id under the same scope: reclaim (the
+        filehandles may still be good).  Same major id: only the minor id, which
+        decides trunking, is taken as it now is.
+        """
+        before, after = session.previous_exchange_id, session.exchange_id
+        if before is not None and after is not None:
+            if before.eir_server_scope != after.eir_server_scope:
+                self.log.record(
+                    "",
+                    "server_scope changed at this address: state treated as lost, not reclaimed",
+                    f"{address_of(session)}: {before.eir_server_scope!r} -> "
+                    f"{after.eir_server_scope!r}",
+                    "seed 001 4.1.3; RFC 8881 2.10.5",
+                )
+                self.log.count("state_lost_scope_change")
+                return
+            if before.eir_server_owner.so_major_id != after.eir_server_owner.so_major_id:
+                self.log.record(
+                    "",
+                    "so_major_id changed under the same scope: attempting reclaims",
+                    f"{before.eir_server_owner.so_major_id!r} -> "
+                    f"{after.eir_server_owner.so_major_id!r}",
+                    "seed 001 4.1.3",
+                )
         async with self.tasks_for(session).lock:
             fsids = {fs.fsid for fs in self._filesystems_on(session)}
             opens = [s for s in self.client.state.opens.values() if s.fsid in fsids]

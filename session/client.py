@@ -41,45 +41,27 @@ from session.xdr.fattr import NFSAttrs, bitmap4_from, decode_fattr4, encode_fatt
 log = logging.getLogger("session.client")
 
 #: What every GETATTR for a FUSE ``stat`` asks for (RFC 8881 section 5.6, 5.7).
-STAT_ATTRS = bitmap4_from(
-    [
-        FATTR4.TYPE,
-        FATTR4.CHANGE,
-        FATTR4.SIZE,
-        FATTR4.FSID,
-        FATTR4.FILEID,
-        FATTR4.MODE,
-        FATTR4.NUMLINKS,
-        FATTR4.OWNER,
-        FATTR4.OWNER_GROUP,
-        FATTR4.RAWDEV,
-        FATTR4.SPACE_USED,
-        FATTR4.TIME_ACCESS,
-        FATTR4.TIME_METADATA,
-        FATTR4.TIME_MODIFY,
-    ]
+STAT_ATTR_LIST = (
+    FATTR4.TYPE,
+    FATTR4.CHANGE,
+    FATTR4.SIZE,
+    FATTR4.FSID,
+    FATTR4.FILEID,
+    FATTR4.MODE,
+    FATTR4.NUMLINKS,
+    FATTR4.OWNER,
+    FATTR4.OWNER_GROUP,
+    FATTR4.RAWDEV,
+    FATTR4.SPACE_USED,
+    FATTR4.TIME_ACCESS,
+    FATTR4.TIME_METADATA,
+    FATTR4.TIME_MODIFY,
 )
-#: READDIR asks for the filehandle too, so every entry can become an inode at once.
+STAT_ATTRS = bitmap4_from(STAT_ATTR_LIST)
+#: READDIR asks for the filehandle too, so every entry can become an inode at once,
+#: and rdattr_error, so a junction (NFS4ERR_MOVED) is seen rather than failing the page.
 READDIR_ATTRS = bitmap4_from(
-    [
-        FATTR4.RDATTR_ERROR,
-        FATTR4.FILEHANDLE,
-        FATTR4.TYPE,
-        FATTR4.CHANGE,
-        FATTR4.SIZE,
-        FATTR4.FSID,
-        FATTR4.FILEID,
-        FATTR4.MODE,
-        FATTR4.NUMLINKS,
-        FATTR4.OWNER,
-        FATTR4.OWNER_GROUP,
-        FATTR4.RAWDEV,
-        FATTR4.SPACE_USED,
-        FATTR4.TIME_ACCESS,
-        FATTR4.TIME_METADATA,
-        FATTR4.TIME_MODIFY,
-        FATTR4.MOUNTED_ON_FILEID,
-    ]
+    [FATTR4.RDATTR_ERROR, FATTR4.FILEHANDLE, *STAT_ATTR_LIST, FATTR4.MOUNTED_ON_FILEID]
 )
 STATFS_ATTRS = bitmap4_from(
     [

@@ -200,6 +200,9 @@ class ServerSession:
     create_session_seqid: int = 0
     sessionid: bytes = b""
     exchange_id: nfs4.EXCHANGE_ID4resok | None = None
+    #: The EXCHANGE_ID result before the last new client ID: recovery compares the
+    #: server_owner and server_scope (seed 001 section 4.1.3).
+    previous_exchange_id: nfs4.EXCHANGE_ID4resok | None = None
     create_session: nfs4.CREATE_SESSION4resok | None = None
     lease_time: int = 90
     status_flags: int = 0
@@ -689,6 +692,7 @@ class ServerSession:
     async def _new_client_id(self) -> None:
         self.stats.session_rebuilds += 1
         log.warning("client ID %#x lost (server reboot or lease expiry)", self.clientid)
+        self.previous_exchange_id = self.exchange_id
         await self.establish_client_id()
         await self.establish_session()
         if self.on_new_client_id is not None:

@@ -1,0 +1,295 @@
+"""``fusenfs-testserver`` / ``python -m contrib.testserver``: run and drive a cluster.
+
+    serve --instance 127.0.0.1 --instance 127.0.0.2 --fs a --fs b --control /tmp/x.sock
+    status | events [--since N] [--follow]
+    migrate FS --to INSTANCE [--no-tsm] [--no-session] [--new-clientid]
+                             [--lose STATEID ...] [--freeze SECONDS]
+    referral PATH --fs NAME --on INSTANCE
+    reboot INSTANCE | expire INSTANCE [--clientid HEX] [--purge]
+    revoke INSTANCE STATEID | locations FS ENTRY [ENTRY ...]
+    scope INSTANCE SCOPE | owner INSTANCE MAJOR | minor ADDRESS N | move ADDRESS --to INSTANCE
+
+``--instance`` takes ``[NAME=]ADDR[:PORT][/MINOR][,ADDR[:PORT][/MINOR]...]``: several
+addresses of one instance are session-trunkable (same so_minor_id) or client-ID
+trunkable (different ones).  ``--fs`` takes ``NAME[=PATH][@INSTANCE]``.  Instances not
+named are A, B, C in order.  Every client command talks to ``--control`` (default
+``$FUSENFS_TESTSERVER_CONTROL`` or /tmp/fusenfs-testserver.sock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import trio
+
+from contrib.testserver.cluster import Cluster, ClusterConfig, ControlError, FsSpec, open_cluster
+from contrib.testserver.control import DEFAULT_CONTROL_PATH, request, serve_control
+from contrib.testserver.server import EndpointConfig, InstanceConfig
+
+log = logging.getLogger("contrib.testserver")
+
+
+class UsageError(Exception):
+    """A bad command-line value (one line for the user)."""
+
+
+def parse_instance(text: str, index: int, lease: int, grace: float | None) -> InstanceConfig:
+    """``[NAME=]ADDR[:PORT][/MINOR][,...]`` -> InstanceConfig."""
+    name, eq, rest = text.partition("=")
+    if not eq:
+        name, rest = chr(ord("A") + index), text
+    endpoints: list[EndpointConfig] = []
+    for part in rest.split(","):
+        addr_port, slash, minor = part.partition("/")
+        addr, colon, port = addr_port.partition(":")
+        try:
+            endpoints.append(
+                EndpointConfig(
+                    addr.strip(),
+                    int(port) if colon else 0,
+                    int(minor) if slash else 0,
+                )
+            )
+        except ValueError:
+            raise UsageError(f"bad --instance {text!r}: ports and minor ids are numbers") from None
+    if not name or not endpoints:
+        raise UsageError(f"bad --instance {text!r}")
+    return InstanceConfig(name=name, endpoints=endpoints, lease_time=lease, grace_time=grace)
+
+
+def parse_fs(text: str) -> FsSpec:
+    """``NAME[=PATH][@INSTANCE]`` -> FsSpec."""
+    head, at, instance = text.partition("@")
+    name, eq, path = head.partition("=")
+    if not name:
+        raise UsageError(f"bad --fs {text!r}")
+    return FsSpec(name, path if eq else None, instance if at else None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fusenfs-testserver",
+        description="A migration-capable NFSv4.1 test server cluster (RFC 8881 section 11)",
+    )
+    parser.add_argument(
+        "--control",
+        default=os.environ.get("FUSENFS_TESTSERVER_CONTROL", DEFAULT_CONTROL_PATH),
+        help="the Unix control socket (default: %(default)s)",
+    )
+    # --control may also follow the subcommand (serve ... --control PATH).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--control", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", parents=[common], help="run a cluster in the foreground")
+    s.add_argument("--instance", action="append", required=True, metavar="SPEC")
+    s.add_argument("--fs", action="append", default=[], metavar="NAME[=PATH][@INSTANCE]")
+    s.add_argument("--lease", type=int, default=90, help="lease time in seconds")
+    s.add_argument("--grace", type=float, default=None, help="grace period in seconds")
+    s.add_argument("--no-delegations", action="store_true")
+    s.add_argument("--debug", action="store_true", help="log one line per COMPOUND")
+
+    sub.add_parser("status", parents=[common], help="instances, clients, state, file systems")
+    e = sub.add_parser("events", parents=[common], help="the event log")
+    e.add_argument("--since", type=int, default=0)
+    e.add_argument("--follow", action="store_true", help="keep printing new events")
+
+    m = sub.add_parser("migrate", parents=[common], help="move a file system to another instance")
+    m.add_argument("fs")
+    m.add_argument("--to", required=True)
+    m.add_argument("--no-tsm", action="store_true", help="no Transparent State Migration")
+    m.add_argument("--no-session", action="store_true", help="do not transfer sessions")
+    m.add_argument(
+        "--new-clientid",
+        action="store_true",
+        help="transfer the client ID as a new confirmed one instead of merging",
+    )
+    m.add_argument("--lose", nargs="+", default=[], metavar="STATEID")
+    m.add_argument("--freeze", type=float, default=0.0, metavar="SECONDS")
+
+    r = sub.add_parser(
+        "referral", parents=[common], help="make PATH a junction to a new file system elsewhere"
+    )
+    r.add_argument("path")
+    r.add_argument("--fs", required=True)
+    r.add_argument("--on", required=True)
+
+    rb = sub.add_parser(
+        "reboot", parents=[common], help="restart an instance (new boot verifier, grace)"
+    )
+    rb.add_argument("instance")
+
+    x = sub.add_parser("expire", parents=[common], help="expire leases now")
+    x.add_argument("instance")
+    x.add_argument("--clientid")
+    x.add_argument("--purge", action="store_true", help="forget the client ID entirely")
+
+    rv = sub.add_parser("revoke", parents=[common], help="administratively revoke a stateid")
+    rv.add_argument("instance")
+    rv.add_argument("stateid")
+
+    lo = sub.add_parser(
+        "locations", parents=[common], help="extra location entries of a file system"
+    )
+    lo.add_argument("fs")
+    lo.add_argument("entries", nargs="*", metavar="SERVER[,SERVER...]")
+
+    sc = sub.add_parser("scope", parents=[common], help="change an instance's server_scope")
+    sc.add_argument("instance")
+    sc.add_argument("scope")
+    ow = sub.add_parser("owner", parents=[common], help="change an instance's so_major_id")
+    ow.add_argument("instance")
+    ow.add_argument("major")
+    mi = sub.add_parser(
+        "minor", parents=[common], help="change the so_minor_id reported at an address"
+    )
+    mi.add_argument("address")
+    mi.add_argument("minor", type=int)
+    mv = sub.add_parser("move", parents=[common], help="move an address to another instance")
+    mv.add_argument("address")
+    mv.add_argument("--to", required=True)
+    return parser
+
+
+def setup_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.getLogger("session").setLevel(logging.WARNING)
+    logging.getLogger("contrib.testserver").setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+async def run_serve(config: ClusterConfig, control: str) -> None:
+    """Serve until SIGINT or SIGTERM, then stop cleanly (the control socket removed)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_cluster(config) as cluster, trio.open_nursery() as nursery:
+            await nursery.start(serve_control, cluster, control)
+            _print_ready(cluster, control)
+            async for signum in signals:
+                cluster.events.emit(None, "shutdown", f"signal {signum}: stopping the cluster")
+                break
+            nursery.cancel_scope.cancel()
+
+
+def _print_ready(cluster: Cluster, control: str) -> None:
+    for inst in cluster.instances.values():
+        for ep in inst.endpoints:
+            print(
+                f"instance {inst.name} {ep.address}:{ep.port} "
+                f"so_major_id={inst.so_major_id.decode()} so_minor_id={ep.so_minor_id}",
+                flush=True,
+            )
+    for fs in cluster.model.filesystems.values():
+        where = cluster.location_of(fs.name)
+        print(f"fs {fs.name} /{'/'.join(fs.path)} on {where.name if where else '-'}", flush=True)
+    print(f"control {control}", flush=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    setup_logging(args.debug)
+    instances = [
+        parse_instance(text, i, args.lease, args.grace) for i, text in enumerate(args.instance)
+    ]
+    for inst in instances:
+        inst.delegations = not args.no_delegations
+    filesystems = [parse_fs(text) for text in args.fs] or [FsSpec("a")]
+    config = ClusterConfig(instances, filesystems, args.lease, args.grace)
+    try:
+        trio.run(run_serve, config, args.control)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _show(result: Any) -> None:
+    if result is None:
+        print("ok")
+    else:
+        print(json.dumps(result, indent=2))
+
+
+def _print_events(events: list[dict[str, Any]]) -> int:
+    last = 0
+    for event in events:
+        stamp = time.strftime("%H:%M:%S", time.localtime(event["time"]))
+        where = f"[{event['instance']}] " if event["instance"] else ""
+        print(f"{stamp} #{event['seq']} {where}{event['kind']}: {event['message']}", flush=True)
+        last = int(event["seq"])
+    return last
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    path = args.control
+    command = args.command
+    if command == "status":
+        _show(request(path, "status"))
+    elif command == "events":
+        last = _print_events(request(path, "events", since=args.since)) or args.since
+        while args.follow:
+            time.sleep(0.5)
+            last = _print_events(request(path, "events", since=last)) or last
+    elif command == "migrate":
+        _show(
+            request(
+                path,
+                "migrate",
+                fs=args.fs,
+                to=args.to,
+                tsm=not args.no_tsm,
+                session=not args.no_session,
+                merge=not args.new_clientid,
+                lose=args.lose,
+                freeze=args.freeze,
+                timeout=args.freeze + 60,
+            )
+        )
+    elif command == "referral":
+        _show(request(path, "referral", path=args.path, fs=args.fs, on=args.on))
+    elif command == "reboot":
+        _show(request(path, "reboot", instance=args.instance))
+    elif command == "expire":
+        _show(
+            request(
+                path, "expire", instance=args.instance, clientid=args.clientid, purge=args.purge
+            )
+        )
+    elif command == "revoke":
+        _show(request(path, "revoke", instance=args.instance, stateid=args.stateid))
+    elif command == "locations":
+        entries = [e.split(",") for e in args.entries]
+        _show(request(path, "locations", fs=args.fs, entries=entries))
+    elif command == "scope":
+        _show(request(path, "scope", instance=args.instance, scope=args.scope))
+    elif command == "owner":
+        _show(request(path, "major", instance=args.instance, major=args.major))
+    elif command == "minor":
+        _show(request(path, "minor", address=args.address, minor=args.minor))
+    elif command == "move":
+        _show(request(path, "move", address=args.address, to=args.to))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        return cmd_client(args)
+    except (UsageError, ControlError) as exc:
+        print(f"fusenfs-testserver: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"fusenfs-testserver: {args.control}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
