@@ -195,7 +195,8 @@ class WriteBehind:
             await self.commit()
         view = memoryview(data)
         for start in range(0, len(data), self.block):
-            chunk = bytes(view[start : start + self.block])
+            # One FUSE write usually fits one WRITE: then no copy at all.
+            chunk = data if len(data) <= self.block else bytes(view[start : start + self.block])
             await self._slots.acquire()
             self._inflight += 1
             self._idle = trio.Event() if self._idle.is_set() else self._idle
