@@ -74,6 +74,9 @@ __all__ = [
     "serve_connection",
 ]
 
+#: Socket send/receive buffer asked for, bytes (the kernel may cap it).
+SOCKET_BUFFER = 4 * 1024 * 1024
+
 log = logging.getLogger("session.transport")
 
 CallHandler = Callable[[RpcCall], Awaitable[bytes | None]]
@@ -465,6 +468,10 @@ class Transport(RpcConnection):
             stream = await trio.open_tcp_stream(host, port)
         except OSError as exc:
             raise TransportError(f"cannot connect to {peer}: {exc.strerror or exc}") from None
+        # Room for a whole 1 MiB WRITE or READ per send/receive: fewer wake-ups per record.
+        for option in (trio.socket.SO_SNDBUF, trio.socket.SO_RCVBUF):
+            with contextlib.suppress(OSError):
+                stream.setsockopt(trio.socket.SOL_SOCKET, option, SOCKET_BUFFER)
         transport = cls(stream, peer=peer, on_call=on_call, max_record=max_record)
         await nursery.start(transport.run)
         log.info("connected to %s", peer)
