@@ -261,7 +261,7 @@ async def _try_location(
     if relation is not Trunking.NONE:
         # Another path to the same server: the state is where it was.
         if not existed:
-            if relation is Trunking.SESSION and await dest.adopt_session(src.sessionid, src.slots):
+            if relation is Trunking.SESSION and await dest.share_session(src):
                 rec.session = "same session, new connection"
             else:
                 await dest.establish_session()

@@ -311,6 +311,10 @@ class NFSClient:
                     raise
                 moved += 1
                 self.stats.moved_errors += 1
+                if self.session_for(fs) is not session:
+                    # Sent before a recovery that has since rebound the file system:
+                    # just send it again, to where the file system is now.
+                    continue
                 await self.on_moved(fs, e)
             except NFS4Error as e:
                 # The session re-sends a request after it rebuilt a lost client ID (a

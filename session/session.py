@@ -270,6 +270,30 @@ class ServerSession:
         await self.refresh_lease_time()
         return True
 
+    async def share_session(self, other: ServerSession) -> bool:
+        """Carry ``other``'s session on this connection too (session trunking).
+
+        BIND_CONN_TO_SESSION here (RFC 8881 section 18.34); if the server accepts, this
+        object uses the very slot table of ``other``.  One session has one slot table,
+        whichever connection carries a request (section 2.10.5), so two objects for one
+        session must not each count sequence ids: requests on both connections would
+        reuse a slot's next seqid (NFS4ERR_SEQ_MISORDERED, or a reply cached for the
+        other request).  Unlike ``adopt_session``, whose session was copied to another
+        server with slots of its own there.  False: not bound (the caller creates a
+        session instead).
+        """
+        transport = await self._connect()
+        previous = self.sessionid
+        self.sessionid = other.sessionid
+        if not await self._bind_connection(transport):
+            self.sessionid = previous
+            return False
+        self.slots = other.slots
+        self._slot_wait = other._slot_wait
+        self.create_session = other.create_session
+        await self.refresh_lease_time()
+        return True
+
     def _exchange_id_args(self) -> nfs4.EXCHANGE_ID4args:
         """EXCHANGE_ID4args for this client instance (uniform client string, section 2.4)."""
         return nfs4.EXCHANGE_ID4args(

@@ -6,7 +6,8 @@
                              [--lose STATEID ...] [--freeze SECONDS]
     referral PATH --fs NAME --on INSTANCE
     reboot INSTANCE | expire INSTANCE [--clientid HEX] [--purge]
-    revoke INSTANCE STATEID | locations FS ENTRY [ENTRY ...]
+    revoke INSTANCE STATEID | locations [--replace] FS ENTRY [ENTRY ...]
+    retire FS ADDRESS
     scope INSTANCE SCOPE | owner INSTANCE MAJOR | minor ADDRESS N | move ADDRESS --to INSTANCE
 
 ``--instance`` takes ``[NAME=]ADDR[:PORT][/MINOR][,ADDR[:PORT][/MINOR]...]``: several
@@ -140,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lo.add_argument("fs")
     lo.add_argument("entries", nargs="*", metavar="SERVER[,SERVER...]")
+    lo.add_argument(
+        "--replace",
+        action="store_true",
+        help="the entries are the whole list (the serving instance is not put first)",
+    )
+    rt = sub.add_parser(
+        "retire",
+        parents=[common],
+        help="an address stops serving a file system; its instance's other addresses go on",
+    )
+    rt.add_argument("fs")
+    rt.add_argument("address")
 
     sc = sub.add_parser("scope", parents=[common], help="change an instance's server_scope")
     sc.add_argument("instance")
@@ -266,7 +279,9 @@ def cmd_client(args: argparse.Namespace) -> int:
         _show(request(path, "revoke", instance=args.instance, stateid=args.stateid))
     elif command == "locations":
         entries = [e.split(",") for e in args.entries]
-        _show(request(path, "locations", fs=args.fs, entries=entries))
+        _show(request(path, "locations", fs=args.fs, entries=entries, replace=args.replace))
+    elif command == "retire":
+        _show(request(path, "retire", fs=args.fs, address=args.address))
     elif command == "scope":
         _show(request(path, "scope", instance=args.instance, scope=args.scope))
     elif command == "owner":

@@ -22,7 +22,11 @@ Control actions (all logged as events, ``events.py``):
   on a directory (a junction): a referral everywhere else (STATUS4_REFERRAL).
 * :meth:`Cluster.reboot`, :meth:`Cluster.expire`, :meth:`Cluster.revoke`.
 * :meth:`Cluster.set_locations` adds location entries (trunkable addresses of the
-  current server, or other servers) to fs_locations / fs_locations_info.
+  current server, or other servers) to fs_locations / fs_locations_info, or replaces
+  them.
+* :meth:`Cluster.retire_address`: one address of the serving instance stops serving a
+  file system (NFS4ERR_MOVED there) while the instance's other addresses go on: a
+  path change for the client, not a migration (seed 001 section 4.2.4).
 * :meth:`Cluster.set_server_scope`, :meth:`Cluster.set_so_major_id`,
   :meth:`Cluster.set_so_minor_id`, :meth:`Cluster.move_address`: the reconfiguration
   events of seed 001 section 4.1.3.
@@ -51,6 +55,7 @@ from contrib.testserver.clients import ClientRecord, LostState
 from contrib.testserver.events import EventLog
 from contrib.testserver.model import FileSystem, Model
 from contrib.testserver.server import (
+    Endpoint,
     EndpointConfig,
     InstanceConfig,
     ServerInstance,
@@ -187,6 +192,7 @@ class Cluster:
         self.instances: dict[str, ServerInstance] = {}
         self._location: dict[str, ServerInstance] = {}
         self._extra_locations: dict[str, list[list[str]]] = {}
+        self._replaced_locations: set[str] = set()
         self._frozen: dict[str, float] = {}
         self._migrating: set[str] = set()
         for i, icfg in enumerate(config.instances):
@@ -243,14 +249,15 @@ class Cluster:
         return self._location.get(fs_name)
 
     def location_entries(self, fs: FileSystem) -> list[list[str]]:
-        """Location entries of a file system: the serving instance's addresses (one
-        entry: they reach the same server), then the extra entries."""
+        """Location entries of a file system: the serving instance's addresses that
+        serve it (one entry: they reach the same server), then the extra entries; only
+        the extra entries if :meth:`set_locations` replaced the list."""
         entries: list[list[str]] = []
         if fs.index == 0:
             return entries
         serving = self._location.get(fs.name)
-        if serving is not None:
-            entries.append([ep.uaddr() for ep in serving.endpoints])
+        if serving is not None and fs.name not in self._replaced_locations:
+            entries.append([ep.uaddr() for ep in serving.endpoints if fs.name not in ep.retired])
         entries.extend(list(e) for e in self._extra_locations.get(fs.name, []))
         return entries
 
@@ -312,9 +319,16 @@ class Cluster:
         )
         return fs
 
-    def set_locations(self, fs_name: str, entries: Sequence[Sequence[str]]) -> None:
+    def set_locations(
+        self, fs_name: str, entries: Sequence[Sequence[str]], *, replace: bool = False
+    ) -> None:
         """Extra location entries for a file system: each entry lists server strings
-        ("127.0.0.3", "127.0.0.3:2050", or an instance name for all its addresses)."""
+        ("127.0.0.3", "127.0.0.3:2050", or an instance name for all its addresses).
+
+        With ``replace`` the entries are the whole list, in this order: the serving
+        instance's addresses are not put first (name the instance to list it, e.g.
+        after an address where nothing listens: failover, RFC 8881 section 11.5.5).
+        """
         fs = self.filesystem(fs_name)
         resolved: list[list[str]] = []
         for entry in entries:
@@ -328,12 +342,57 @@ class Cluster:
                 servers.append(universal_address(host, int(port)) if port else host)
             resolved.append(servers)
         self._extra_locations[fs.name] = resolved
+        if replace:
+            self._replaced_locations.add(fs.name)
+        else:
+            self._replaced_locations.discard(fs.name)
         self.events.emit(
             None,
             "locations",
-            f"extra location entries for {fs_name}: {resolved} (RFC 8881 section 11.16)",
+            f"{'location entries' if replace else 'extra location entries'} for {fs_name}: "
+            f"{resolved} (RFC 8881 section 11.16)",
             fs=fs_name,
             entries=resolved,
+            replace=replace,
+        )
+
+    def retire_address(self, fs_name: str, address: str) -> None:
+        """``address`` stops serving ``fs_name``; its instance goes on serving it at its
+        other addresses (seed 001 section 4.2.4: "a specific server address being used
+        becomes unavailable to service a particular file system").
+
+        At ``address`` the file system is then absent: its operations get
+        NFS4ERR_MOVED, fs_status says absent but not STATUS4_REFERRAL, and the location
+        entries (everywhere) list the instance's remaining addresses.  Those reach the
+        same server, so a client sees a path change with its state intact: session
+        trunking when the remaining address has the same so_minor_id, client ID
+        trunking otherwise (RFC 8881 section 2.10.5).  A migration of the file system
+        undoes it.
+
+        Raises:
+            ControlError: no such address, the file system is not served by its
+                instance, or no other address of it would serve the file system.
+        """
+        fs = self.filesystem(fs_name)
+        inst = self.instance(address)
+        ep = _endpoint(inst, address)
+        if self._location.get(fs.name) is not inst:
+            raise ControlError(f"{fs_name} is not served by {inst.name}")
+        if not any(e is not ep and fs.name not in e.retired for e in inst.endpoints):
+            raise ControlError(f"no other address of {inst.name} would serve {fs_name}")
+        ep.retired.add(fs.name)
+        inst.event(
+            "address-retired",
+            f"{ep.address}:{ep.port} no longer serves {fs_name} (NFS4ERR_MOVED there); "
+            f"{inst.name} still serves it at "
+            + ", ".join(
+                f"{e.address}:{e.port}/{e.so_minor_id}"
+                for e in inst.endpoints
+                if fs.name not in e.retired
+            )
+            + " (seed 001 section 4.2.4)",
+            fs=fs_name,
+            address=f"{ep.address}:{ep.port}",
         )
 
     # -- migration ----------------------------------------------------------------------
@@ -418,6 +477,8 @@ class Cluster:
             if rec is not None:
                 holders[rec.clientid] = rec
         self._location[fs.name] = dst
+        for ep in (*src.endpoints, *dst.endpoints):
+            ep.retired.discard(fs.name)
         src.migrated_away.add(fs.name)
         dst.migrated_away.discard(fs.name)
         dst.fs_arrived(fs.name)
@@ -624,6 +685,7 @@ class Cluster:
                     raise ControlError(f"{src.name} would be left without an address")
                 src.endpoints.remove(ep)
                 ep.instance = dst
+                ep.retired.clear()
                 dst.endpoints.append(ep)
                 for conn in list(ep.connections):
                     src.spawn(conn.aclose)
@@ -676,7 +738,12 @@ class Cluster:
                 {
                     "name": inst.name,
                     "endpoints": [
-                        {"address": ep.address, "port": ep.port, "so_minor_id": ep.so_minor_id}
+                        {
+                            "address": ep.address,
+                            "port": ep.port,
+                            "so_minor_id": ep.so_minor_id,
+                            "retired": sorted(ep.retired),
+                        }
                         for ep in inst.endpoints
                     ],
                     "so_major_id": inst.so_major_id.decode("utf-8", "replace"),
@@ -701,6 +768,14 @@ class Cluster:
             for fs in self.model.filesystems.values()
         ]
         return {"instances": instances, "filesystems": filesystems}
+
+
+def _endpoint(inst: ServerInstance, address: str) -> Endpoint:
+    """The endpoint of ``inst`` at ``address`` ("127.0.0.1" or "127.0.0.1:PORT")."""
+    for ep in inst.endpoints:
+        if address in (ep.address, f"{ep.address}:{ep.port}"):
+            return ep
+    raise ControlError(f"no address {address}")
 
 
 def _lost_state(holder: ClientRecord, st: AnyState) -> LostState:

@@ -13,7 +13,8 @@ connection may carry any number of requests.  Commands map to :class:`Cluster` m
 ``reboot``     ``instance``
 ``expire``     ``instance``, ``clientid`` (hex, optional), ``purge``
 ``revoke``     ``instance``, ``stateid`` (hex of ``other``)
-``locations``  ``fs``, ``entries`` (list of lists of server strings)
+``locations``  ``fs``, ``entries`` (list of lists of server strings), ``replace``
+``retire``     ``fs``, ``address``
 ``scope``      ``instance``, ``scope``
 ``major``      ``instance``, ``major``
 ``minor``      ``address``, ``minor``
@@ -103,8 +104,12 @@ async def _locations(cluster: Cluster, args: dict[str, Any]) -> Any:
     entries = args.get("entries")
     if not isinstance(entries, list) or not all(isinstance(e, list) for e in entries):
         raise ControlError("'entries' must be a list of lists of server strings")
-    cluster.set_locations(_str(args, "fs"), entries)
+    cluster.set_locations(_str(args, "fs"), entries, replace=bool(args.get("replace", False)))
     return None
+
+
+async def _retire(cluster: Cluster, args: dict[str, Any]) -> Any:
+    cluster.retire_address(_str(args, "fs"), _str(args, "address"))
 
 
 async def _scope(cluster: Cluster, args: dict[str, Any]) -> Any:
@@ -132,6 +137,7 @@ COMMANDS: Final[dict[str, Command]] = {
     "expire": _expire,
     "revoke": _revoke,
     "locations": _locations,
+    "retire": _retire,
     "scope": _scope,
     "major": _major,
     "minor": _minor,

@@ -106,7 +106,7 @@ from session.xdr.const import (
 from session.xdr.fattr import NFSAttrs, bitmap4_from
 
 if TYPE_CHECKING:
-    from contrib.testserver.server import Node, ServerInstance
+    from contrib.testserver.server import Endpoint, Node, ServerInstance
 
 S = nfsstat4
 OP = nfs_opnum4
@@ -232,6 +232,7 @@ class Compound:
         uid, gid, gids: the AUTH_SYS credential (AUTH_NONE: nobody).
         args_size: bytes of the COMPOUND arguments (for ca_maxrequestsize).
         count: how many operations the request has.
+        endpoint: the address it arrived at (None: any address of the instance).
     """
 
     def __init__(
@@ -244,8 +245,10 @@ class Compound:
         gid: int,
         gids: list[int],
         count: int,
+        endpoint: Endpoint | None = None,
     ) -> None:
         self.instance = instance
+        self.endpoint = endpoint
         self.node = node
         self.conn = conn
         self.principal = principal
@@ -265,6 +268,15 @@ class Compound:
     @property
     def state(self) -> StateTable:
         return self.instance.state
+
+    @property
+    def attrs_source(self) -> attrmod.AttrProvider:
+        """Where attribute values come from: the instance as seen at this address."""
+        return self.endpoint if self.endpoint is not None else self.instance
+
+    def present(self, fs: FileSystem) -> bool:
+        """``fs`` is served by this instance at the address the request arrived at."""
+        return self.instance.present(fs, self.endpoint)
 
     def need_fh(self) -> FhRef:
         if self.current is None:
@@ -662,11 +674,11 @@ def op_getattr(c: Compound, args: nfs4.GETATTR4args) -> ResOp:
     want = attrmod.requested(args.attr_request)
     if want & attrmod.WRITE_ONLY_ATTRS:
         raise FsError(S.NFS4ERR_INVAL, "GETATTR of a write-only attribute")
-    absent = not c.instance.present(ref.fs)
+    absent = not c.present(ref.fs)
     if absent and not want & attrmod.LOCATION_ATTRS:
         first_use_moved(c, ref.fs)
         raise FsError(S.NFS4ERR_MOVED, f"file system {ref.fs.name} is not here")
-    fattr = attrmod.build(c.instance, ref.fs, ref.inode, want, absent=absent)
+    fattr = attrmod.build(c.attrs_source, ref.fs, ref.inode, want, absent=absent)
     if want & {FATTR4.FS_LOCATIONS, FATTR4.FS_LOCATIONS_INFO}:
         c.instance.note_locations_fetched(c.client, ref.fs)
     return nfs4.GETATTR4res(S.NFS4_OK, nfs4.GETATTR4resok(fattr))
@@ -718,7 +730,7 @@ def op_setattr(c: Compound, args: nfs4.SETATTR4args) -> ResOp:
 def _verify(c: Compound, given: nfs4.fattr4) -> bool:
     ref = c.need_fh()
     bits = attrmod.decode_for_verify(given)
-    current = attrmod.build(c.instance, ref.fs, ref.inode, bits)
+    current = attrmod.build(c.attrs_source, ref.fs, ref.inode, bits)
     return set(attrmod.requested(current.attrmask)) == bits and current.attr_vals == given.attr_vals
 
 
@@ -783,15 +795,15 @@ def op_readdir(c: Compound, args: nfs4.READDIR4args) -> ResOp:
             continue
         child = ref.fs.get(dentry.fileid)
         child_fs, child_inode = model.cross(ref.fs, child)
-        absent = child_fs is not ref.fs and not c.instance.present(child_fs)
+        absent = child_fs is not ref.fs and not c.present(child_fs)
         if absent:
             if want & attrmod.LOCATION_ATTRS:
-                fattr = attrmod.build(c.instance, child_fs, child_inode, want, absent=True)
+                fattr = attrmod.build(c.attrs_source, child_fs, child_inode, want, absent=True)
                 if want & {FATTR4.FS_LOCATIONS, FATTR4.FS_LOCATIONS_INFO}:
                     c.instance.note_locations_fetched(c.client, child_fs)
             elif FATTR4.RDATTR_ERROR in want:
                 fattr = attrmod.build(
-                    c.instance,
+                    c.attrs_source,
                     child_fs,
                     child_inode,
                     want,
@@ -802,7 +814,7 @@ def op_readdir(c: Compound, args: nfs4.READDIR4args) -> ResOp:
                 first_use_moved(c, child_fs)
                 raise FsError(S.NFS4ERR_MOVED, f"entry {name!r} is an absent file system")
         else:
-            fattr = attrmod.build(c.instance, child_fs, child_inode, want)
+            fattr = attrmod.build(c.attrs_source, child_fs, child_inode, want)
         entry = nfs4.entry4(dentry.cookie, name, fattr)
         enc = Encoder()
         entry.pack(enc)
@@ -1031,7 +1043,7 @@ def op_open(c: Compound, args: nfs4.OPEN4args) -> ResOp:
         raise FsError(S.NFS4ERR_INVAL, f"claim {claim}")
 
     fs, inode = target.fs, target.inode
-    if not c.instance.present(fs):
+    if not c.present(fs):
         first_use_moved(c, fs)
         raise FsError(S.NFS4ERR_MOVED)
     require_regular(inode)
@@ -1581,7 +1593,7 @@ def op_reclaim_complete(c: Compound, args: nfs4.RECLAIM_COMPLETE4args) -> ResOp:
     client = c.need_client()
     if args.rca_one_fs:
         ref = c.need_fh()
-        if not inst.present(ref.fs):
+        if not c.present(ref.fs):
             first_use_moved(c, ref.fs)
             raise FsError(S.NFS4ERR_MOVED)
         status = inst.reclaim_complete_fs(client, ref.fs.name)

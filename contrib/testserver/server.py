@@ -174,6 +174,9 @@ class Endpoint:
         self.so_minor_id = config.so_minor_id
         self.connections: set[ServerConnection] = set()
         self.listeners: list[trio.SocketListener] = []
+        #: File systems this address no longer serves although its instance does
+        #: (:meth:`Cluster.retire_address`): here they are absent, NFS4ERR_MOVED.
+        self.retired: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.instance.name} {self.address}:{self.port}>"
@@ -186,6 +189,28 @@ class Endpoint:
         """The address as a location server string: "ADDR" for port 2049, else the
         RFC 5665 universal address "ADDR.P1.P2" that carries the port."""
         return universal_address(self.address, self.port)
+
+    # -- the instance as seen at this address (``attrs.AttrProvider``) ----------------
+    @property
+    def model(self) -> Model:
+        return self.instance.model
+
+    @property
+    def lease_time(self) -> int:
+        return self.instance.lease_time
+
+    @property
+    def max_io(self) -> int:
+        return self.instance.max_io
+
+    def fs_locations(self, fs: FileSystem) -> nfs4.fs_locations4:
+        return self.instance.fs_locations(fs)
+
+    def fs_locations_info(self, fs: FileSystem) -> nfs4.fs_locations_info4:
+        return self.instance.fs_locations_info(fs)
+
+    def fs_status(self, fs: FileSystem) -> nfs4.fs4_status:
+        return self.instance.fs_status(fs, self)
 
 
 def universal_address(address: str, port: int) -> str:
@@ -332,9 +357,14 @@ class ServerInstance:
         self.cluster.events.emit(self.name, kind, message, **details)
 
     # -- presence, locations (RFC 8881 sections 11.3, 11.16 - 11.18) -------------------
-    def present(self, fs: FileSystem) -> bool:
-        """The file system is served here (the pseudo-fs always is)."""
-        return fs.index == 0 or self.cluster.location_of(fs.name) is self
+    def present(self, fs: FileSystem, ep: Endpoint | None = None) -> bool:
+        """The file system is served here (the pseudo-fs always is); with ``ep``, at
+        that address too (it may have been retired for the file system there)."""
+        if fs.index == 0:
+            return True
+        return self.cluster.location_of(fs.name) is self and (
+            ep is None or fs.name not in ep.retired
+        )
 
     def fs_root(self, fs: FileSystem) -> list[str]:
         """The file system's path on this server (fs_locations4.fs_root): where it is
@@ -386,11 +416,12 @@ class ServerInstance:
             items.append(nfs4.fs_locations_item4(entries, path))
         return nfs4.fs_locations_info4(0, 0, self.fs_root(fs), items)
 
-    def fs_status(self, fs: FileSystem) -> nfs4.fs4_status:
-        """fs_status (RFC 8881 section 11.18): absent here or not; an absent file system
-        that migrated away is not STATUS4_REFERRAL (seed 001 section 4.2.6)."""
-        absent = not self.present(fs)
-        if absent and fs.name not in self.migrated_away:
+    def fs_status(self, fs: FileSystem, ep: Endpoint | None = None) -> nfs4.fs4_status:
+        """fs_status (RFC 8881 section 11.18): absent here (at ``ep``) or not; an absent
+        file system that migrated away, or that this instance serves at other addresses
+        only, is not STATUS4_REFERRAL (seed 001 sections 4.2.4, 4.2.6)."""
+        absent = not self.present(fs, ep)
+        if absent and fs.name not in self.migrated_away and not self.present(fs):
             kind = fs4_status_type.STATUS4_REFERRAL
         elif fs.read_only or fs.index == 0:
             kind = fs4_status_type.STATUS4_FIXED
@@ -411,7 +442,12 @@ class ServerInstance:
         if key in self._moved_reported:
             return
         self._moved_reported.add(key)
-        kind = "migrated" if fs.name in self.migrated_away else "referral"
+        if self.present(fs):
+            kind = "address retired"
+        elif fs.name in self.migrated_away:
+            kind = "migrated"
+        else:
+            kind = "referral"
         where = self.cluster.location_of(fs.name)
         self.event(
             "moved",
@@ -893,14 +929,14 @@ class ServerInstance:
                 call.xid, reject_stat.AUTH_ERROR, auth=auth_stat.AUTH_BADCRED
             )
         try:
-            body = self.process_compound(conn, ep.node, call, creds)
+            body = self.process_compound(conn, ep, call, creds)
         except XdrError as exc:
             log.info("%s: garbage arguments from %s: %s", self.name, conn.peer, exc)
             return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.GARBAGE_ARGS)
         return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS, body)
 
     # -- the COMPOUND executor, RFC 8881 section 16.2.3 --------------------------------
-    def process_compound(self, conn: Any, node: Node, call: RpcCall, creds: Credentials) -> bytes:
+    def process_compound(self, conn: Any, ep: Endpoint, call: RpcCall, creds: Credentials) -> bytes:
         """Execute one COMPOUND and return the encoded COMPOUND4res.
 
         Raises:
@@ -911,7 +947,9 @@ class ServerInstance:
         tag, minorversion, count = nfs4.COMPOUND4args.unpack_head(dec)
         if minorversion != 1:
             return encode_compound_res(S.NFS4ERR_MINOR_VERS_MISMATCH, tag, [])
-        c = Compound(self, node, conn, creds.principal, creds.uid, creds.gid, creds.gids, count)
+        c = Compound(
+            self, ep.node, conn, creds.principal, creds.uid, creds.gid, creds.gids, count, ep
+        )
         results: list[tuple[int, Packable]] = []
         names: list[str] = []
         status = S.NFS4_OK
@@ -1005,7 +1043,7 @@ class ServerInstance:
         if op in ops.SAVED_FH_OPS:
             refs.append(c.need_saved())
         for ref in refs:
-            if not self.present(ref.fs) and op != OP.OP_GETATTR:
+            if not c.present(ref.fs) and op != OP.OP_GETATTR:
                 self.note_moved(c.client, ref.fs)
                 raise FsError(S.NFS4ERR_MOVED, f"file system {ref.fs.name} is not here")
             if self.cluster.is_frozen(ref.fs.name):

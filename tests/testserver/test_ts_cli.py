@@ -94,6 +94,19 @@ async def test_serve_and_control_commands(nursery: trio.Nursery) -> None:
             assert attrs.fs_locations.locations[0].server == [universal_address(*endpoints["B"])]
             events = (await _cli(control, "events")).stdout.decode()
             assert "freeze" in events and "migrate" in events
+            replaced = await _cli(control, "locations", "--replace", "a", "127.0.0.9:3000", "B")
+            assert replaced.returncode == 0, replaced.stderr.decode()
+            res = await client.seq([nfs4.PUTFH4args(fh), nfs4.GETATTR4args(want)])
+            ga = res.resarray[-1]
+            assert isinstance(ga, nfs4.GETATTR4res) and ga.resok is not None
+            attrs = decode_fattr4(ga.resok.obj_attributes)
+            assert attrs.fs_locations is not None
+            assert [loc.server for loc in attrs.fs_locations.locations] == [
+                [universal_address("127.0.0.9", 3000)],
+                [universal_address(*endpoints["B"])],
+            ]
+            alone = await _cli(control, "retire", "a", "127.0.0.2")
+            assert alone.returncode == 2 and b"no other address of B" in alone.stderr
             bad = await _cli(control, "migrate", "nope", "--to", "B")
             assert bad.returncode == 2 and b"no file system" in bad.stderr
             assert request(control, "reboot", instance="B")["instance"] == "B"

@@ -7,9 +7,17 @@ The fixture cluster: instance A (127.0.0.1) serves file systems a and b, instanc
 
 from __future__ import annotations
 
+import pytest
 import trio
 
-from contrib.testserver import Cluster, ClusterConfig, FsSpec, InstanceConfig, open_cluster
+from contrib.testserver import (
+    Cluster,
+    ClusterConfig,
+    ControlError,
+    FsSpec,
+    InstanceConfig,
+    open_cluster,
+)
 from contrib.testserver.rawclient import RawClient
 from contrib.testserver.server import EndpointConfig, universal_address
 from session.xdr import nfs4
@@ -462,3 +470,123 @@ async def test_trunking_and_server_owner_changes(nursery: trio.Nursery) -> None:
             assert e3.resok.eir_server_scope == b"another-scope"
             assert (await other.seq([], slot=2)).status == S.NFS4_OK
             nursery.cancel_scope.cancel()
+
+
+async def test_retired_address_is_a_path_change(nursery: trio.Nursery) -> None:
+    """Seed 001 4.2.4: an address of the serving instance stops serving a file system.
+    There the file system is absent (NFS4ERR_MOVED; fs_status absent, not a referral)
+    and the location entries list the instance's other addresses; at those the same
+    session (same so_minor_id) or the same client ID (another so_minor_id) goes on with
+    the same stateids.  Other file systems stay at the retired address; no
+    LEASE_MOVED (the lease did not move); a migration undoes the retirement."""
+    with trio.fail_after(10):
+        config = ClusterConfig(
+            instances=[
+                InstanceConfig(
+                    "T",
+                    [
+                        EndpointConfig("127.0.0.1"),
+                        EndpointConfig("127.0.0.4"),
+                        EndpointConfig("127.0.0.5", so_minor_id=1),
+                    ],
+                    lease_time=3,
+                ),
+                InstanceConfig("U", [EndpointConfig("127.0.0.2")], lease_time=3),
+            ],
+            filesystems=[FsSpec("a"), FsSpec("b")],
+            lease_time=3,
+        )
+        async with open_cluster(config) as cl:
+            eps = cl.instance("T").endpoints
+            c = await RawClient.connect(eps[0].address, eps[0].port, nursery, owner=b"retire")
+            await c.establish()
+            root = await c.lookup_path("/export/a")
+            fh, sid, _ = await open_file(c, root, b"file", OPEN4_SHARE_ACCESS_BOTH)
+            write = nfs4.WRITE4args(sid, 0, stable_how4.FILE_SYNC4, b"same server")
+            await c.ok([nfs4.PUTFH4args(fh), write])
+
+            with pytest.raises(ControlError, match="not served by U"):
+                cl.retire_address("a", "127.0.0.2")
+            cl.retire_address("a", "127.0.0.1")
+            read = await c.seq([nfs4.PUTFH4args(fh), nfs4.READ4args(sid, 0, 64)])
+            assert read.status == S.NFS4ERR_MOVED
+            assert not c.last_flags & SEQ4_STATUS_LEASE_MOVED
+            res = await c.ok([nfs4.PUTFH4args(fh), nfs4.GETATTR4args(LOCATION_ATTRS)])
+            attrs = decode_fattr4(_resok(getattr_of(res)))
+            assert attrs.fs_status is not None and attrs.fs_status.fss_absent
+            assert attrs.fs_status.fss_type != fs4_status_type.STATUS4_REFERRAL
+            assert attrs.fs_locations is not None
+            assert [loc.server for loc in attrs.fs_locations.locations] == [
+                [eps[1].uaddr(), eps[2].uaddr()]
+            ]
+            b_root = await c.lookup_path("/export/b")  # b is still served here
+            await open_file(c, b_root, b"other", OPEN4_SHARE_ACCESS_READ)
+
+            # Session trunking: the same session, the same stateid, at 127.0.0.4.
+            same = await RawClient.connect(
+                eps[1].address, eps[1].port, nursery, owner=b"retire", verifier=c.verifier
+            )
+            e1 = await same.exchange_id()
+            assert e1.resok is not None and e1.resok.eir_clientid == c.clientid
+            assert e1.resok.eir_server_owner.so_minor_id == 0
+            same.sessionid = c.sessionid
+            res = await same.ok([nfs4.PUTFH4args(fh), nfs4.READ4args(sid, 0, 64)], slot=1)
+            assert isinstance(res.resarray[-1], nfs4.READ4res)
+            assert res.resarray[-1].resok is not None
+            assert res.resarray[-1].resok.data == b"same server"
+            res = await same.ok([nfs4.PUTFH4args(fh), nfs4.GETATTR4args(LOCATION_ATTRS)], slot=1)
+            attrs = decode_fattr4(_resok(getattr_of(res)))
+            assert attrs.fs_status is not None and not attrs.fs_status.fss_absent
+
+            # Client ID trunking: a new session on the same client ID at 127.0.0.5.
+            other = await RawClient.connect(
+                eps[2].address, eps[2].port, nursery, owner=b"retire", verifier=c.verifier
+            )
+            e2 = await other.exchange_id()
+            assert e2.resok is not None and e2.resok.eir_clientid == c.clientid
+            assert e2.resok.eir_flags & EXCHGID4_FLAG_CONFIRMED_R
+            assert (await other.seq([], sessionid=c.sessionid, slot=2)).status == (
+                S.NFS4ERR_BADSESSION
+            )
+            other.clientid, other.cs_sequence = c.clientid, e2.resok.eir_sequenceid
+            cs = await other.create_session()
+            assert cs.status == S.NFS4_OK
+            await other.ok([nfs4.PUTFH4args(fh), nfs4.READ4args(sid, 0, 64)])
+
+            cl.retire_address("a", "127.0.0.4")
+            with pytest.raises(ControlError, match="no other address"):
+                cl.retire_address("a", "127.0.0.5")
+            retired = {
+                ep["address"]: ep["retired"] for ep in cl.status()["instances"][0]["endpoints"]
+            }
+            assert retired == {"127.0.0.1": ["a"], "127.0.0.4": ["a"], "127.0.0.5": []}
+            assert [e.kind for e in cl.events.since(0)].count("address-retired") == 2
+            await cl.migrate("a", to="U")
+            await cl.migrate("a", to="T")
+            assert all(not ep.retired for ep in eps)
+            nursery.cancel_scope.cancel()
+
+
+async def test_replaced_location_entries(cluster: Cluster, connect: Connect) -> None:
+    """``set_locations(..., replace=True)``: the entries are the whole list, in order (an
+    unusable address may come before the real server: failover, RFC 8881 11.5.5)."""
+    with trio.fail_after(10):
+        c, fh, _ = await holder_of(connect, b"replaced")
+        await cluster.migrate("a", to="B", tsm=False)
+        cluster.set_locations("a", [["127.0.0.9:3000"], ["B"]], replace=True)
+        res = await c.ok([nfs4.PUTFH4args(fh), nfs4.GETATTR4args(LOCATION_ATTRS)])
+        attrs = decode_fattr4(_resok(getattr_of(res)))
+        assert attrs.fs_locations is not None
+        host, port = endpoint(cluster, "B")
+        assert [loc.server for loc in attrs.fs_locations.locations] == [
+            ["127.0.0.9.11.184"],
+            [universal_address(host, port)],
+        ]
+        cluster.set_locations("a", [["127.0.0.9:3000"]])
+        res = await c.ok([nfs4.PUTFH4args(fh), nfs4.GETATTR4args(LOCATION_ATTRS)])
+        attrs = decode_fattr4(_resok(getattr_of(res)))
+        assert attrs.fs_locations is not None
+        assert [loc.server for loc in attrs.fs_locations.locations] == [
+            [universal_address(host, port)],
+            ["127.0.0.9.11.184"],
+        ]
