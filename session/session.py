@@ -217,6 +217,7 @@ class ServerSession:
     _cb_seqids: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     _closing: bool = False
     _renewing: bool = False
+    _outage: bool = False  # a reconnect is under way (logged once per outage)
 
     # ---------------------------------------------------------------- set-up and teardown
     async def start(self, nursery: trio.Nursery) -> None:
@@ -457,15 +458,20 @@ class ServerSession:
                 raise TransportError("session not started")
             if t is not None:
                 self.stats.reconnects += 1
-                log.warning(
-                    "connection to %s:%d lost; reconnecting (in-flight requests are re-sent "
-                    "on their slots)",
-                    self.host,
-                    self.port,
-                )
+                if not self._outage:
+                    self._outage = True
+                    log.warning(
+                        "connection to %s:%d lost; reconnecting (in-flight requests are "
+                        "re-sent on their slots)",
+                        self.host,
+                        self.port,
+                    )
             self._transport = await Transport.connect(
                 self.host, self.port, nursery=self._nursery, on_call=self._on_backchannel_call
             )
+            if self._outage:
+                self._outage = False
+                log.warning("reconnected to %s:%d", self.host, self.port)
             if t is not None and self.sessionid:
                 # A new connection must be bound to the session before use; with
                 # SP4_NONE the first SEQUENCE binds it implicitly (section 2.10.3.1),
