@@ -203,20 +203,25 @@ class WriteBehind:
             self._nursery.start_soon(self._send, offset + start, chunk)
         return len(data)
 
+    async def _write_fully(self, offset: int, data: bytes, stable: stable_how4) -> None:
+        """WRITE ``data`` at ``offset``, continuing after short writes (section 18.32.3).
+
+        Pieces the server left UNSTABLE are held, with their verifier, for COMMIT.
+        """
+        sent = 0
+        while sent < len(data):
+            count, committed, verf = await self._write(offset + sent, data[sent:], stable)
+            if count <= 0:
+                raise NFSClientError(f"server wrote 0 bytes at offset {offset + sent}")
+            if committed == stable_how4.UNSTABLE4:
+                self._uncommitted.append((offset + sent, data[sent : sent + count], verf))
+                self._uncommitted_bytes += count
+            sent += count
+            self.writes += 1
+
     async def _send(self, offset: int, data: bytes) -> None:
         try:
-            sent = 0
-            while sent < len(data):
-                count, committed, verf = await self._write(
-                    offset + sent, data[sent:], stable_how4.UNSTABLE4
-                )
-                if count <= 0:
-                    raise NFSClientError(f"server wrote 0 bytes at offset {offset + sent}")
-                if committed == stable_how4.UNSTABLE4:
-                    self._uncommitted.append((offset + sent, data[sent : sent + count], verf))
-                    self._uncommitted_bytes += count
-                sent += count
-                self.writes += 1
+            await self._write_fully(offset, data, stable_how4.UNSTABLE4)
         except NFSClientError as e:
             if self._error is None:
                 self._error = e
@@ -261,14 +266,7 @@ class WriteBehind:
             try:
                 for off, data in stale:
                     self.resends += 1
-                    sent = 0
-                    while sent < len(data):
-                        count, _, _ = await self._write(
-                            off + sent, data[sent:], stable_how4.FILE_SYNC4
-                        )
-                        if count <= 0:
-                            raise NFSClientError(f"server wrote 0 bytes at offset {off + sent}")
-                        sent += count
+                    await self._write_fully(off, data, stable_how4.FILE_SYNC4)
                     done += 1
             finally:
                 if done < len(stale):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -22,8 +21,9 @@ from fusenfs.fs import CacheTimes, NFSOperations
 from fusenfs.options import MountOptions
 from recovery.manager import StateManager
 from session.client import FSINFO_ATTRS, NFSClient
-from session.errors import NFSClientError, TransportError
+from session.errors import NFSClientError
 from session.session import ServerSession, SessionOptions, host_co_ownerid
+from session.transport import resolve_address
 from session.xdr import nfs4
 from session.xdr.const import FATTR4
 from session.xdr.fattr import bitmap4_from, bitmap4_to_set, decode_fattr4
@@ -41,15 +41,6 @@ def session_options(opts: MountOptions) -> SessionOptions:
     return s
 
 
-async def resolve(host: str, port: int) -> str:
-    """The address to connect to; a clear error if the name does not resolve."""
-    try:
-        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as e:
-        raise TransportError(f"cannot resolve server {host!r}: {e}") from None
-    return str(infos[0][4][0])
-
-
 @dataclass(slots=True)
 class MountRequest:
     host: str
@@ -65,7 +56,7 @@ async def serve_mount(req: MountRequest, ready: Callable[[str | None], None]) ->
         NFSClientError: the server could not be reached or refused the mount.
     """
     opts = req.options
-    address = await resolve(req.host, opts.port)
+    address = await resolve_address(req.host, opts.port)
     async with trio.open_nursery() as nursery:
         session = ServerSession(
             host=address,
@@ -151,7 +142,7 @@ async def probe(host: str, port: int) -> list[tuple[str, str]]:
     (negotiated channel attributes), GETATTR on the root (supported attributes, fsid,
     lease time), then DESTROY_SESSION and DESTROY_CLIENTID.
     """
-    address = await resolve(host, port)
+    address = await resolve_address(host, port)
     lines: list[tuple[str, str]] = []
     async with trio.open_nursery() as nursery:
         session = ServerSession(

@@ -21,7 +21,6 @@ Hooks it installs:
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass, field
 
 import trio
@@ -45,6 +44,7 @@ from session.errors import NFSClientError
 from session.mount import FileSystem
 from session.session import ServerSession
 from session.status import NFS4ErrMoved, NFS4Error
+from session.transport import resolve_address
 from session.xdr import nfs4
 from session.xdr.const import (
     SEQ4_STATUS_ADMIN_STATE_REVOKED,
@@ -144,7 +144,7 @@ class StateManager:
         established but no session yet (the caller decides: adopt or create).
         Returns (session, EXCHANGE_ID result, whether the session existed).
         """
-        host = await _resolve(element.host, element.port)
+        host = await resolve_address(element.host, element.port)
         key = f"{host}:{element.port}"
         known = self.servers.get(key)
         if known is not None:
@@ -359,12 +359,3 @@ class StateManager:
             "moved_errors": self.client.stats.moved_errors,
         }
         return data
-
-
-async def _resolve(host: str, port: int) -> str:
-    """An address for a location's server name (DNS only for names, not addresses)."""
-    try:
-        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as e:
-        raise NFSClientError(f"cannot resolve location server {host!r}: {e}") from None
-    return str(infos[0][4][0])

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import socket
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -139,6 +140,19 @@ def _frame(header: bytes, payload: bytes | memoryview = b"") -> Frame:
     if len(header) <= _JOIN_LIMIT:
         return [mark + header, payload] if payload else [mark + header]
     return [mark, header, payload] if payload else [mark, header]
+
+
+async def resolve_address(host: str, port: int) -> str:
+    """An IP address for ``host`` (a name or an address), for connecting to ``port``.
+
+    Raises:
+        TransportError: the name does not resolve (the message names it).
+    """
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise TransportError(f"cannot resolve server {host!r}: {e}") from None
+    return str(infos[0][4][0])
 
 
 def _describe(exc: BaseException) -> str:

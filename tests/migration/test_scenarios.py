@@ -9,6 +9,7 @@ the client took (``fusenfs stats``: decision, session handling, reclaims).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 import trio
@@ -22,16 +23,28 @@ pytestmark = pytest.mark.fuse
 SETTLE = 1.0  # seconds of application I/O after an event
 
 
-async def test_tsm_transferred_client_id_with_session_transfer(cluster: Cluster) -> None:
+async def migrate_under_load(
+    cluster: Cluster, fs: str = "a", to: str = "B", **options: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Mount /export/FS, run the application, move FS to ``to`` with ``options``
+    (``Cluster.migrate``'s keywords), let it run on; return (app result, client stats)
+    once the application has checked that it was unharmed."""
     with trio.fail_after(120):
-        async with scenario(cluster) as sc:
+        async with scenario(cluster, f"/export/{fs}") as sc:
             app = await sc.start_app()
             await trio.sleep(SETTLE)
-            await cluster.migrate("a", to="B", tsm=True, transfer_session=True, merge_client=False)
+            await cluster.migrate(fs, to=to, **options)
             await trio.sleep(SETTLE)
             result = await app.finish()
             stats = await sc.stats()
     assert_app_unharmed(result)
+    return result, stats
+
+
+async def test_tsm_transferred_client_id_with_session_transfer(cluster: Cluster) -> None:
+    _result, stats = await migrate_under_load(
+        cluster, tsm=True, transfer_session=True, merge_client=False
+    )
     m = last_migration(stats)
     assert m["ok"] and m["decision"] == "TSM" and m["reclaimed"] == 0
     assert "transferred" in m["session"]
@@ -39,15 +52,9 @@ async def test_tsm_transferred_client_id_with_session_transfer(cluster: Cluster)
 
 
 async def test_tsm_transferred_client_id_new_session(cluster: Cluster) -> None:
-    with trio.fail_after(120):
-        async with scenario(cluster) as sc:
-            app = await sc.start_app()
-            await trio.sleep(SETTLE)
-            await cluster.migrate("a", to="B", tsm=True, transfer_session=False, merge_client=False)
-            await trio.sleep(SETTLE)
-            result = await app.finish()
-            stats = await sc.stats()
-    assert_app_unharmed(result)
+    _result, stats = await migrate_under_load(
+        cluster, tsm=True, transfer_session=False, merge_client=False
+    )
     m = last_migration(stats)
     assert m["ok"] and m["decision"] == "TSM" and m["reclaimed"] == 0
     assert "CREATE_SESSION" in m["session"]
@@ -73,15 +80,7 @@ async def test_tsm_state_merger(cluster: Cluster) -> None:
 
 
 async def test_no_tsm_reclaims_in_per_fs_grace(cluster: Cluster) -> None:
-    with trio.fail_after(120):
-        async with scenario(cluster) as sc:
-            app = await sc.start_app()
-            await trio.sleep(SETTLE)
-            await cluster.migrate("a", to="B", tsm=False)
-            await trio.sleep(SETTLE)
-            result = await app.finish()
-            stats = await sc.stats()
-    assert_app_unharmed(result)
+    _result, stats = await migrate_under_load(cluster, tsm=False)
     m = last_migration(stats)
     assert m["ok"] and m["decision"] == "no TSM" and m["reclaimed"] >= 2
     assert any("RECLAIM_COMPLETE(rca_one_fs=TRUE)" in e["what"] for e in stats["events"])
@@ -105,15 +104,7 @@ async def test_tsm_with_lost_stateids(cluster: Cluster) -> None:
 
 
 async def test_migration_during_freeze_waits_out_delay(cluster: Cluster) -> None:
-    with trio.fail_after(120):
-        async with scenario(cluster) as sc:
-            app = await sc.start_app()
-            await trio.sleep(SETTLE)
-            await cluster.migrate("a", to="B", freeze=2.0)
-            await trio.sleep(SETTLE)
-            result = await app.finish()
-            stats = await sc.stats()
-    assert_app_unharmed(result)
+    result, stats = await migrate_under_load(cluster, freeze=2.0)
     assert last_migration(stats)["ok"]
     assert result["max_pause"] >= 1.0  # the application waited through the freeze
 
