@@ -565,11 +565,14 @@ class ServerSession:
                 continue
             raise _compound_error(res, ops)
 
-    async def _acquire_slot(self) -> Slot:
+    async def _acquire_slot(self) -> tuple[SlotTable, Slot]:
+        """A free slot, waiting as long as it takes; with the table it came from (the
+        session's table may be replaced while waiting: a new session)."""
         while True:
-            slot = self.slots.acquire()
+            table = self.slots
+            slot = table.acquire()
             if slot is not None:
-                return slot
+                return table, slot
             await self._slot_wait.park()
 
     def _release_slot(self, slot: Slot, outcome: SlotOutcome, table: SlotTable) -> None:
@@ -626,9 +629,9 @@ class ServerSession:
         """One request on one slot, until SEQUENCE itself succeeds or fails for good."""
         seq_delay = 0.05
         while True:
-            table = self.slots
-            slot = await self._acquire_slot()
+            table, slot = await self._acquire_slot()
             outcome = SlotOutcome.UNKNOWN
+            held = True
             try:
                 seq = nfs4.SEQUENCE4args(
                     sa_sessionid=self.sessionid,
@@ -678,16 +681,20 @@ class ServerSession:
                     seq_delay = min(seq_delay * 2, 1.0)
                     continue
                 if status in SESSION_LOST and not self._closing:
+                    held = False
                     self._release_slot(slot, outcome, table)
                     await self._rebuild_session(table)
                     continue
                 if status in CLIENT_LOST and not self._closing:
+                    held = False
                     self._release_slot(slot, outcome, table)
                     await self._rebuild_client(table)
                     continue
                 raise nfs4_error(status, 0, "SEQUENCE")
             finally:
-                self._release_slot(slot, outcome, table)
+                # Released once: after a rebuild another request may hold this slot.
+                if held:
+                    self._release_slot(slot, outcome, table)
 
     def _note_status_flags(self, flags: int) -> None:
         if flags != self.status_flags:

@@ -534,7 +534,7 @@ async def test_manual_replay_of_a_slot_returns_the_cached_reply(
             seq = lookup_args.argarray[0]
             assert isinstance(seq, nfs4.SEQUENCE4args) and not seq.sa_cachethis
 
-            slot = await session._acquire_slot()
+            _, slot = await session._acquire_slot()
             try:
 
                 def create_once(seqid: int) -> bytes:
