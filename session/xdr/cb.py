@@ -132,12 +132,10 @@ class CB_RECALL4res(CbStatusOnly4res):
 
 # -- CB_RECALL_ANY, CB_RECALLABLE_OBJ_AVAIL, RFC 8881 sections 20.6 and 20.7 -----------
 @dataclass(slots=True)
-class CB_RECALL_ANY4args:
-    """CB_RECALL_ANY4args, RFC 8881 section 20.6: keep at most
-    ``craa_objects_to_keep`` of the object types in ``craa_type_mask`` (bitmap4 of
-    RCA4_TYPE_MASK_* bits)."""
+class _RecallAny4args:
+    """The fields and encoding shared by CB_RECALL_ANY4args and its RFC typedef
+    CB_RECALLABLE_OBJ_AVAIL4args; the two stay distinct types (neither is the other)."""
 
-    OPNUM: ClassVar[nfs_cb_opnum4] = nfs_cb_opnum4.OP_CB_RECALL_ANY
     craa_objects_to_keep: int
     craa_type_mask: list[int]
 
@@ -147,8 +145,17 @@ class CB_RECALL_ANY4args:
 
     @classmethod
     def unpack(cls, dec: Decoder) -> Self:
-        keep = dec.uint32("CB_RECALL_ANY4args.craa_objects_to_keep")
-        return cls(keep, unpack_bitmap4(dec, "CB_RECALL_ANY4args.craa_type_mask"))
+        keep = dec.uint32(f"{cls.__name__}.craa_objects_to_keep")
+        return cls(keep, unpack_bitmap4(dec, f"{cls.__name__}.craa_type_mask"))
+
+
+@dataclass(slots=True)
+class CB_RECALL_ANY4args(_RecallAny4args):
+    """CB_RECALL_ANY4args, RFC 8881 section 20.6: keep at most
+    ``craa_objects_to_keep`` of the object types in ``craa_type_mask`` (bitmap4 of
+    RCA4_TYPE_MASK_* bits)."""
+
+    OPNUM: ClassVar[nfs_cb_opnum4] = nfs_cb_opnum4.OP_CB_RECALL_ANY
 
 
 class CB_RECALL_ANY4res(CbStatusOnly4res):
@@ -159,22 +166,11 @@ class CB_RECALL_ANY4res(CbStatusOnly4res):
 
 
 @dataclass(slots=True)
-class CB_RECALLABLE_OBJ_AVAIL4args:
+class CB_RECALLABLE_OBJ_AVAIL4args(_RecallAny4args):
     """CB_RECALLABLE_OBJ_AVAIL4args (RFC: a typedef of CB_RECALL_ANY4args, same
-    fields), RFC 8881 section 20.7."""
+    fields and encoding), RFC 8881 section 20.7."""
 
     OPNUM: ClassVar[nfs_cb_opnum4] = nfs_cb_opnum4.OP_CB_RECALLABLE_OBJ_AVAIL
-    craa_objects_to_keep: int
-    craa_type_mask: list[int]
-
-    def pack(self, enc: Encoder) -> None:
-        enc.uint32(self.craa_objects_to_keep)
-        pack_bitmap4(enc, self.craa_type_mask)
-
-    @classmethod
-    def unpack(cls, dec: Decoder) -> Self:
-        keep = dec.uint32("CB_RECALLABLE_OBJ_AVAIL4args.craa_objects_to_keep")
-        return cls(keep, unpack_bitmap4(dec, "CB_RECALLABLE_OBJ_AVAIL4args.craa_type_mask"))
 
 
 class CB_RECALLABLE_OBJ_AVAIL4res(CbStatusOnly4res):
