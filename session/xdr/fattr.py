@@ -2,8 +2,15 @@
 
 RFC 8881 section 5: an ``fattr4`` is a bitmap plus the XDR of each attribute whose bit
 is set, concatenated in increasing attribute number.  The values are not
-self-describing, so a set bit this module cannot decode stops decoding (the rest of the
-buffer cannot be located).
+self-describing, so a set bit this module cannot decode stops decoding: every attribute
+it knows before that bit has been decoded, and the values from there on cannot be
+located.
+
+Bitmaps come from the peer and may be of any length (a hostile 1 MiB bitmap has 8
+million bits set).  Nothing here expands a wire bitmap into all its bits: decoding
+walks the words lazily and stops at the first bit it cannot decode, and a bitmap-valued
+attribute keeps only the words that can hold an attribute number this client knows
+(``KNOWN_ATTR_WORDS``), after its length has been checked against the bytes left.
 
 Each attribute is one line of ``ATTR_CODECS``: ``FATTR4 -> (NFSAttrs field, pack,
 unpack)``.  To support a new attribute, add a field to ``NFSAttrs`` and a line there.
@@ -11,7 +18,8 @@ unpack)``.  To support a new attribute, add a field to ``NFSAttrs`` and a line t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Sequence
+import logging
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,10 +43,13 @@ from session.xdr.nfs4 import (
 
 __all__ = [
     "ATTR_CODECS",
+    "KNOWN_ATTR_WORDS",
     "NFSAttrs",
+    "bitmap4_bits",
     "bitmap4_from",
     "bitmap4_to_set",
     "decode_fattr4",
+    "decode_fattr4_partial",
     "encode_fattr4",
     "fattr4",
 ]
@@ -63,16 +74,42 @@ def bitmap4_from(attrs: Iterable[int]) -> list[int]:
     return words
 
 
-def bitmap4_to_set(words: Sequence[int]) -> set[int]:
-    """The bit numbers set in bitmap4 ``words``."""
-    bits: set[int] = set()
-    for index, word in enumerate(words):
+def bitmap4_bits(words: Sequence[int], limit: int | None = None) -> Iterator[int]:
+    """The bit numbers set in bitmap4 ``words``, lazily, in increasing order.
+
+    Args:
+        words: bitmap4 words (bit ``n`` is word ``n // 32``, bit ``n % 32``).
+        limit: if given, only bits below it (a count of bits): words wholly at or above
+            it are never looked at.
+
+    Costs O(words looked at) with nothing allocated per word that has no bit set; a
+    caller that stops early (``decode_fattr4`` at an unknown attribute) never touches
+    the rest of a huge hostile bitmap.
+    """
+    count = len(words)
+    if limit is not None:
+        count = min(count, (max(limit, 0) + 31) // 32)
+    for index in range(count):
+        word = words[index]
         base = index * 32
         while word:
             low = word & -word
-            bits.add(base + low.bit_length() - 1)
+            bit = base + low.bit_length() - 1
+            if limit is not None and bit >= limit:
+                return
+            yield bit
             word ^= low
-    return bits
+
+
+def bitmap4_to_set(words: Sequence[int], limit: int | None = None) -> set[int]:
+    """The bit numbers set in bitmap4 ``words`` (only those below ``limit`` if given).
+
+    Without ``limit`` the set has one member per set bit: a bitmap from the wire can
+    have millions (a 1 MiB all-ones bitmap has 8 388 608), so give ``limit`` (e.g. one
+    past the highest attribute number the caller handles) for anything a peer sent, and
+    ``bitmap4_bits`` to stop at the first bit that matters.
+    """
+    return set(bitmap4_bits(words, limit))
 
 
 # -- per-attribute value codecs --------------------------------------------------------
@@ -123,7 +160,10 @@ def _p_bitmap(enc: Encoder, value: Any) -> None:
 
 
 def _u_bitmap(dec: Decoder) -> Any:
-    return dec.uint32_array("bitmap4")
+    """A bitmap4 value (supported_attrs, suppattr_exclcreat): the length is checked
+    against the bytes left, then only the first ``KNOWN_ATTR_WORDS`` words are kept
+    (no attribute this client knows lies beyond them) and the rest is skipped."""
+    return dec.bitmap4("bitmap4", keep=KNOWN_ATTR_WORDS)
 
 
 def _p_fh(enc: Encoder, value: Any) -> None:
@@ -243,6 +283,14 @@ Not decoded (pNFS and retention details): layout_hint, layout_types, mdsthreshol
 retention_get, retention_set, retentevt_get, retentevt_set."""
 
 _ORDERED: Final = sorted(ATTR_CODECS.items())
+_CODEC_BY_BIT: Final[dict[int, tuple[str, _AttrPack, _AttrUnpack]]] = {
+    int(attr): codec for attr, codec in ATTR_CODECS.items()
+}
+
+KNOWN_ATTR_WORDS: Final = max(int(attr) for attr in FATTR4) // 32 + 1
+"""bitmap4 words that can hold an attribute number this client knows (3: up to 95)."""
+
+log = logging.getLogger("session.xdr")
 
 
 @dataclass(slots=True)
@@ -329,20 +377,59 @@ class NFSAttrs:
         return {attr for attr, (name, _, _) in _ORDERED if getattr(self, name) is not None}
 
 
-def decode_fattr4(f: fattr4) -> NFSAttrs:
-    """Decode every attribute set in ``f.attrmask``, in increasing bit order.
+def decode_fattr4_partial(f: fattr4) -> tuple[NFSAttrs, int | None]:
+    """Decode the attributes of ``f`` in increasing bit order, up to the first set bit
+    that has no codec here (RFC 8881 section 5: values are concatenated in bit order and
+    not self-describing, so nothing after that bit can be located).
+
+    ``f.attrmask`` is walked lazily: the cost is O(words up to the stopping bit), never
+    one object per set bit, whatever the length of the bitmap.
+
+    Returns:
+        ``(attrs, stopped_at)``: the decoded values, and the first set bit that was not
+        decoded (an attribute number; the bytes from its value on are left unread), or
+        None if every set bit was decoded and ``attr_vals`` consumed exactly.
 
     Raises:
-        XdrError: ``fattr4`` with the offset in ``attr_vals`` for a set bit with no codec
-            here ("unknown attribute N") or for trailing bytes; ``fattr4.<name>`` for a
-            value that does not decode.
+        XdrError: ``fattr4.<name>`` for a value that does not decode (short, bad
+            length...), with the offset in ``attr_vals``; ``fattr4`` for bytes left over
+            after the last attribute when every set bit was decoded.
     """
+    attrs, stopped_at, _ = _decode_known(f)
+    return attrs, stopped_at
+
+
+def decode_fattr4(f: fattr4) -> NFSAttrs:
+    """Decode every attribute set in ``f.attrmask`` that this module knows, in increasing
+    bit order, stopping at the first set bit it cannot decode (``decode_fattr4_partial``;
+    the stop is logged at DEBUG on ``session.xdr``).
+
+    A reply carries the attributes that were asked for, all of which have codecs here,
+    so a stop means the server sent attributes nobody asked for; the ones before it are
+    still returned.
+
+    Raises:
+        XdrError: as ``decode_fattr4_partial``.
+    """
+    attrs, stopped_at, offset = _decode_known(f)
+    if stopped_at is not None:
+        log.debug(
+            "fattr4: no decoder for attribute %d; attr_vals bytes %d..%d left undecoded",
+            stopped_at,
+            offset,
+            len(f.attr_vals),
+        )
+    return attrs
+
+
+def _decode_known(f: fattr4) -> tuple[NFSAttrs, int | None, int]:
+    """``(attrs, first undecoded bit or None, offset in attr_vals where decoding ended)``."""
     attrs = NFSAttrs()
     dec = Decoder(f.attr_vals)
-    for bit in sorted(bitmap4_to_set(f.attrmask)):
-        codec = ATTR_CODECS.get(FATTR4(bit))
+    for bit in bitmap4_bits(f.attrmask):
+        codec = _CODEC_BY_BIT.get(bit)
         if codec is None:
-            raise XdrError("fattr4", dec.offset, f"unknown attribute {bit}")
+            return attrs, bit, dec.offset
         name, _, unpack = codec
         try:
             value = unpack(dec)
@@ -350,7 +437,7 @@ def decode_fattr4(f: fattr4) -> NFSAttrs:
             raise XdrError(f"fattr4.{name}", exc.offset, exc.detail) from None
         setattr(attrs, name, value)
     dec.done_or_raise("fattr4")
-    return attrs
+    return attrs, None, dec.offset
 
 
 def encode_fattr4(attrs: NFSAttrs, only: Container[int] | None = None) -> fattr4:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
+import time
+import tracemalloc
 
 import pytest
 
 from session.errors import XdrError
-from session.xdr.codec import decode, encode
+from session.xdr.codec import Decoder, decode, encode
 from session.xdr.const import FATTR4, fs4_status_type, layouttype4, nfs_ftype4, nfsstat4, time_how4
 from session.xdr.fattr import (
     ATTR_CODECS,
+    KNOWN_ATTR_WORDS,
     NFSAttrs,
+    bitmap4_bits,
     bitmap4_from,
     bitmap4_to_set,
     decode_fattr4,
+    decode_fattr4_partial,
     encode_fattr4,
     fattr4,
 )
@@ -205,16 +211,108 @@ def test_encode_only_subset() -> None:
     assert decode_fattr4(f) == NFSAttrs(size=FULL.size, mode=FULL.mode)
 
 
-def test_unknown_attribute_bit() -> None:
-    # size (bit 4) then bit 63 (layout_hint, not decoded here)
-    f = fattr4([0x10, 0x80000000], bytes(8) + bytes(8))
+def test_unknown_attribute_bit_stops_decoding() -> None:
+    # size (bit 4) then bit 63 (layout_hint, not decoded here): size still comes out,
+    # and the 8 bytes of layout_hint's value are left alone.
+    f = fattr4([0x10, 0x80000000], struct.pack(">Q", 77) + bytes(8))
+    assert decode_fattr4_partial(f) == (NFSAttrs(size=77), 63)
+    assert decode_fattr4(f) == NFSAttrs(size=77)
+    assert decode_fattr4_partial(fattr4(bitmap4_from([200]), b"junk")) == (NFSAttrs(), 200)
+    assert decode_fattr4_partial(fattr4([0x10], bytes(8))) == (NFSAttrs(size=0), None)
+
+
+def test_bitmap4_bits_is_lazy_and_bounded() -> None:
+    bits = bitmap4_bits([0xFFFFFFFF] * 1_000_000)
+    assert [next(bits) for _ in range(3)] == [0, 1, 2]
+    assert list(bitmap4_bits([0x80000001, 0, 0x1], limit=64)) == [0, 31]
+    assert list(bitmap4_bits([0x80000001, 0, 0x1], limit=65)) == [0, 31, 64]
+    assert list(bitmap4_bits([0xFFFFFFFF], limit=0)) == []
+    assert bitmap4_to_set([0xFFFFFFFF] * 1_000_000, limit=40) == set(range(40))
+
+
+#: Every attribute below 63 (layout_hint, the first one without a codec here) has one.
+BELOW_63: frozenset[int] = frozenset(range(63))
+
+
+def _all_ones_wire(size: int, attr_vals: bytes) -> bytes:
+    """An encoded fattr4 with a ``size``-byte all-ones attrmask."""
+    return struct.pack(">I", size // 4) + b"\xff" * size + encode(fattr4([], attr_vals))[4:]
+
+
+@pytest.mark.parametrize("size", [1 << 20, 4 << 20], ids=["1MiB", "4MiB"])
+def test_huge_all_ones_bitmap_is_cheap(size: int) -> None:
+    """Issue 7: a 1 MiB all-ones bitmap took 640 MB and 20 s; now O(words) and fast."""
+    assert {int(a) for a in ATTR_CODECS} >= BELOW_63 and 63 not in ATTR_CODECS
+    vals = encode_fattr4(FULL, only=BELOW_63).attr_vals
+    wire = _all_ones_wire(size, vals)
+    expected = NFSAttrs(
+        **{name: getattr(FULL, name) for a, (name, _, _) in ATTR_CODECS.items() if a in BELOW_63}
+    )
+    # time: wire bytes to attributes, without tracemalloc's per-object overhead
+    started = time.perf_counter()
+    f = fattr4.unpack(Decoder(wire))
+    attrs, stopped_at = decode_fattr4_partial(f)
+    elapsed = time.perf_counter() - started
+    assert (attrs, stopped_at) == (expected, 63)
+    assert elapsed < 0.3, f"{elapsed:.3f} s"
+    # memory: decoding the attributes allocates nothing per bitmap word...
+    tracemalloc.start()
+    try:
+        decode_fattr4(f)
+        _, peak = tracemalloc.get_traced_memory()
+        assert peak < 64 * 1024, peak
+        # ... and the wire decode holds the words once (a list of ints), no set of bits
+        tracemalloc.reset_peak()
+        fattr4.unpack(Decoder(wire))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * size, f"{peak} bytes for a {size}-byte bitmap"
+
+
+def test_all_ones_bitmap_without_values_is_a_clear_error() -> None:
+    with pytest.raises(XdrError) as err:
+        decode_fattr4(fattr4.unpack(Decoder(_all_ones_wire(1 << 20, b""))))
+    assert err.value.type_name == "fattr4.supported_attrs"
+    assert err.value.offset == 0
+
+
+def test_bitmap4_longer_than_the_data_is_an_error_before_any_work() -> None:
+    # fattr4.attrmask announcing 2**30 words with 8 bytes behind it
+    with pytest.raises(XdrError) as err:
+        fattr4.unpack(Decoder(struct.pack(">III", 1 << 30, 0, 0)))
+    assert err.value.type_name == "fattr4.attrmask" and err.value.offset == 0
+    assert "cannot fit in 8 bytes" in err.value.detail
+    # a bitmap4-valued attribute (supported_attrs) announcing more words than attr_vals
+    f = fattr4(bitmap4_from([FATTR4.SUPPORTED_ATTRS]), struct.pack(">III", 3, 1, 2))
     with pytest.raises(XdrError) as err:
         decode_fattr4(f)
-    assert err.value.type_name == "fattr4"
-    assert err.value.offset == 8
-    assert "unknown attribute 63" in str(err.value)
-    with pytest.raises(XdrError, match="unknown attribute 200"):
-        decode_fattr4(fattr4(bitmap4_from([200]), b""))
+    assert err.value.type_name == "fattr4.supported_attrs"
+    assert "bitmap4 of 3 words needs 12 bytes, 8 left" in err.value.detail
+    with pytest.raises(XdrError, match="bitmap4 of 4294967295 words"):
+        Decoder(b"\xff\xff\xff\xff").bitmap4()
+
+
+def test_bitmap_valued_attribute_keeps_only_known_words() -> None:
+    assert KNOWN_ATTR_WORDS == 3  # attribute numbers up to 95; RFC 8881's end at 76
+    words = [0xFFFFFFFF] * 100_000
+    f = encode_fattr4(NFSAttrs(supported_attrs=words, type=nfs_ftype4.NF4REG))
+    attrs = decode_fattr4(decode(fattr4, encode(f)))
+    assert attrs.supported_attrs == words[:KNOWN_ATTR_WORDS]
+    assert attrs.type == nfs_ftype4.NF4REG  # the skipped words were stepped over
+
+
+def test_uint32_array_bulk_decode_matches_word_by_word() -> None:
+    words = [0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0x01020304]
+    data = struct.pack(f">I{len(words)}I", len(words), *words)
+    dec = Decoder(data + b"tail")
+    assert dec.uint32_array("x") == words
+    assert dec.offset == len(data)
+    with pytest.raises(XdrError, match="count 7 exceeds the maximum 6"):
+        Decoder(struct.pack(">I", 7) + bytes(28)).uint32_array("x", 6)
+    with pytest.raises(XdrError, match="count 2 cannot fit in 4 bytes"):
+        Decoder(struct.pack(">II", 2, 0)).uint32_array("x")
+    assert Decoder(bytes(4)).uint32_array("x") == []
 
 
 def test_attr_vals_must_be_consumed_exactly() -> None:
