@@ -19,7 +19,7 @@ import trio
 from session.errors import NFSClientError
 from session.mount import FileSystem, Superblock, split_path
 from session.rpc import Credential
-from session.session import CompoundResult, ServerSession
+from session.session import CompoundResult, OrphanHook, ServerSession
 from session.state import LockState, OpenState, StateTable
 from session.status import NFS4ErrMoved, NFS4Error
 from session.xdr import nfs4
@@ -277,6 +277,7 @@ class NFSClient:
         cred: Credential | None = None,
         via: bytes | None = None,
         migration_ok: bool = True,
+        on_orphan: OrphanHook | None = None,
     ) -> CompoundResult:
         """Send ``ops`` after SEQUENCE on the session serving the file system of ``via``.
 
@@ -285,6 +286,8 @@ class NFSClient:
         NFS4ERR_MOVED the call is parked: ``on_moved`` (the state manager) recovers
         the file system and the call is retried against its new server (RFC 8881
         section 11.5, seed 002's control flow); calls for a parked file system wait.
+        ``on_orphan`` is passed to ``ServerSession.compound``: it undoes what a request
+        did if its caller was interrupted and the server executed it anyway.
 
         Raises:
             NFS4Error: what the server returned, MOVED included if recovery failed.
@@ -305,7 +308,7 @@ class NFSClient:
             built = ops(session) if callable(ops) else ops
             clientid = session.clientid
             try:
-                return await session.compound(built, cred)
+                return await session.compound(built, cred, on_orphan=on_orphan)
             except NFS4ErrMoved as e:
                 if fs is None or self.on_moved is None or moved >= 3 or not migration_ok:
                     raise
@@ -627,6 +630,7 @@ class NFSClient:
             ],
             cred,
             via=dir_fh,
+            on_orphan=lambda r: self._settle_orphaned_open(r, None, owner, cred),
         )
         opened = _res(res, 1, nfs4.OPEN4res)
         assert opened.resok is not None
@@ -673,6 +677,7 @@ class NFSClient:
                 ],
                 cred,
                 via=fh,
+                on_orphan=lambda r: self._settle_orphaned_open(r, fh, owner, cred),
             )
             opened = _res(res, 1, nfs4.OPEN4res)
             assert opened.resok is not None
@@ -680,6 +685,46 @@ class NFSClient:
             state.add_user(access)
         await self._return_delegation(fh, opened.resok, cred)
         return state
+
+    async def _settle_orphaned_open(
+        self,
+        result: CompoundResult,
+        fh: bytes | None,
+        owner: bytes,
+        cred: Credential | None,
+    ) -> None:
+        """An OPEN whose caller was interrupted was executed by the server anyway.
+
+        If the owner holds the file open for someone, the OPEN only upgraded that open
+        (section 9.1.4: one stateid per file and open owner): keep the newer stateid.
+        Otherwise nobody will ever use or close it: CLOSE it now, so no open state leaks
+        on the server (and give back any delegation it brought).
+        """
+        opened = _res(result, 1, nfs4.OPEN4res)
+        if opened.resok is None:
+            return
+        if fh is None:
+            getfh = _res(result, 2, nfs4.GETFH4res)
+            if getfh.resok is None:
+                return
+            fh = getfh.resok.object
+        await self._return_delegation(fh, opened.resok, cred)
+        async with self.file_lock(fh):
+            state = self.state.find_open(fh, owner)
+            if state is not None and state.in_use():
+                state.update(opened.resok.stateid)
+                return
+            if state is not None:
+                self.state.forget_open(state)
+            log.info("CLOSE of an OPEN whose caller was interrupted")
+            await self.compound(
+                [
+                    nfs4.PUTFH4args(object=fh),
+                    nfs4.CLOSE4args(seqid=0, open_stateid=opened.resok.stateid),
+                ],
+                cred,
+                via=fh,
+            )
 
     async def _return_delegation(
         self, fh: bytes, resok: nfs4.OPEN4resok, cred: Credential | None

@@ -36,6 +36,14 @@ class TransportError(NFSClientError):
     errno = _errno.EIO
 
 
+class ReplyTooLarge(TransportError):
+    """A record from the server was larger than the negotiated maximum (or, before a
+    session exists, than the fixed pre-session cap).  Re-sending the request would get
+    the same reply, so it is not retried."""
+
+    errno = _errno.EIO
+
+
 class RpcError(NFSClientError):
     """The server rejected the RPC call (RFC 5531 section 9): PROG_MISMATCH, AUTH_ERROR..."""
 

@@ -30,7 +30,7 @@ from typing import TypeVar
 
 import trio
 
-from session.errors import CallTimeout, NFSClientError, TransportError
+from session.errors import CallTimeout, NFSClientError, ReplyTooLarge, TransportError
 from session.rpc import NULL_AUTH, AuthSys, Credential, RpcCall, accept_stat, encode_accepted_reply
 from session.slots import Slot, SlotOutcome, SlotTable
 from session.status import NFS4Error, nfs4_error
@@ -89,9 +89,14 @@ class SessionOptions:
     """Tunables of one server session.
 
     Attributes:
-        timeo: seconds to wait for one reply before the connection is dropped and the
-            request re-sent on its slot (nfs(5) ``timeo``, here in seconds).
-        retrans: how many such re-sends before the call fails with ETIMEDOUT.
+        timeo: seconds one try may take (connect, BIND_CONN_TO_SESSION, the call) before
+            the connection is dropped and the request re-sent on its slot: nfs(5)
+            ``timeo``, here in seconds (nfs(5) counts tenths).  A minor timeout.
+        retrans: how many re-sends follow the first try before a major timeout
+            (a count).  ``timeo * (retrans + 1)`` seconds is the retry budget.
+        hard: at a major timeout, keep trying ("server not responding, still trying")
+            instead of failing the call with ETIMEDOUT (nfs(5) ``hard`` / ``soft``).
+            Either way a waiting caller can be cancelled (FUSE INTERRUPT).
         max_request: bytes; upper bound asked for ``ca_maxrequestsize`` (wsize + headers).
         max_response: bytes; upper bound asked for ``ca_maxresponsesize`` (rsize + headers).
         max_slots: the number of slots asked for (``ca_maxrequests``).
@@ -101,10 +106,16 @@ class SessionOptions:
 
     timeo: float = 30.0
     retrans: int = 3
+    hard: bool = False
     max_request: int = 1024 * 1024 + 4096
     max_response: int = 1024 * 1024 + 4096
     max_slots: int = 64
     retry_limit: float = 120.0
+
+    @property
+    def budget(self) -> float:
+        """Seconds from a request's first try to its major timeout: timeo * (retrans + 1)."""
+        return self.timeo * (self.retrans + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +140,17 @@ class SessionStatistics:
     renewals: int = 0
     session_rebuilds: int = 0
     callbacks: int = 0
+    #: Tries that got no reply within ``timeo`` (each re-sent on its slot).
+    minor_timeouts: int = 0
+    #: Requests that reached ``timeo * (retrans + 1)`` without a reply.
+    major_timeouts: int = 0
+    #: Requests whose caller went away (interrupted) while they were on the wire; the
+    #: slot stayed with them until answered (RFC 8881 section 2.10.6.2).
+    orphaned: int = 0
 
 
 StatusFlagsHook = Callable[[int], None]
+OrphanHook = Callable[["CompoundResult"], Awaitable[None]]
 CallbackHandler = Callable[[cb.CB_COMPOUND4args], Awaitable[list[cb.CbResOp]]]
 
 
@@ -173,6 +192,34 @@ def needs_reply_cache(ops: Sequence[nfs4.ArgOp]) -> bool:
 def op_names(ops: Sequence[object]) -> str:
     """``"SEQUENCE PUTFH READ"`` for a debug line."""
     return " ".join(type(op).__name__.removesuffix("4args").removesuffix("4res") for op in ops)
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """One request on one slot, carried by the keeper task that owns the slot.
+
+    Attributes:
+        table, slot: the slot (and the table it came from) the request uses.
+        body: the encoded COMPOUND (bytes), re-sent unchanged after a reconnect.
+        started: ``time.monotonic()`` when handed to the keeper (seconds).
+        res: the decoded reply, once there is one.
+        failure: what the keeper raised instead (usually an ``NFSClientError``).
+        misordered_retry: SEQ_MISORDERED was explained (the slot stepped back once).
+        orphaned: the caller was cancelled before the keeper finished.
+        orphan_hook: then called with a successful result.
+    """
+
+    table: SlotTable
+    slot: Slot
+    body: bytes
+    cred: Credential
+    started: float
+    done: trio.Event = field(default_factory=trio.Event)
+    res: nfs4.COMPOUND4res | None = None
+    failure: Exception | None = None
+    misordered_retry: bool = False
+    orphaned: bool = False
+    orphan_hook: OrphanHook | None = None
 
 
 @dataclass
@@ -218,6 +265,7 @@ class ServerSession:
     _closing: bool = False
     _renewing: bool = False
     _outage: bool = False  # a reconnect is under way (logged once per outage)
+    _not_responding: bool = False  # a major timeout was logged; "OK" when a reply comes
 
     # ---------------------------------------------------------------- set-up and teardown
     async def start(self, nursery: trio.Nursery) -> None:
@@ -449,7 +497,15 @@ class ServerSession:
 
     # ---------------------------------------------------------------- the transport
     async def _connect(self) -> Transport:
-        """The current transport, connecting a new one if there is none or it closed."""
+        """The current transport, connecting a new one if there is none or it closed.
+
+        Each wait is bounded by ``options.timeo`` (the TCP connect, then, on a reconnect,
+        BIND_CONN_TO_SESSION), so ``_connect_lock`` is never held across an unbounded
+        wait; callers may bound it more tightly.
+
+        Raises:
+            TransportError: the connection or the bind failed or timed out.
+        """
         async with self._connect_lock:
             t = self._transport
             if t is not None and not t.closed:
@@ -466,32 +522,56 @@ class ServerSession:
                         self.host,
                         self.port,
                     )
-            self._transport = await Transport.connect(
-                self.host, self.port, nursery=self._nursery, on_call=self._on_backchannel_call
-            )
-            if self._outage:
-                self._outage = False
-                log.warning("reconnected to %s:%d", self.host, self.port)
-            if t is not None and self.sessionid:
-                # A new connection must be bound to the session before use; with
-                # SP4_NONE the first SEQUENCE binds it implicitly (section 2.10.3.1),
-                # but the backchannel needs BIND_CONN_TO_SESSION.
-                await self._bind_connection(self._transport)
-            return self._transport
+            timeo = self.options.timeo
+            with trio.move_on_after(timeo) as connecting:
+                transport = await Transport.connect(
+                    self.host, self.port, nursery=self._nursery, on_call=self._on_backchannel_call
+                )
+            if connecting.cancelled_caught:
+                raise TransportError(
+                    f"cannot connect to {self.host}:{self.port}: no answer in {timeo:g} s"
+                )
+            try:
+                if t is not None and self.sessionid:
+                    # A new connection must be bound to the session before use; with
+                    # SP4_NONE the first SEQUENCE binds it implicitly (section 2.10.3.1),
+                    # but the backchannel needs BIND_CONN_TO_SESSION.
+                    await self._bind_connection(transport)
+            except BaseException:
+                await _close_quietly(transport)
+                raise
+            self._transport = transport
+            return transport
 
     async def _bind_connection(self, transport: Transport) -> bool:
-        """BIND_CONN_TO_SESSION for both channels (RFC 8881 section 18.34); True if bound."""
+        """BIND_CONN_TO_SESSION for both channels (RFC 8881 section 18.34).
+
+        Returns True if bound, False if the server refused (the caller then creates a
+        session, or lets SEQUENCE report the unbound connection).
+
+        Raises:
+            TransportError: no reply within ``options.timeo`` seconds (the connection is
+                useless: the caller drops it and tries again within its budget).
+        """
         args = nfs4.BIND_CONN_TO_SESSION4args(
             bctsa_sessid=self.sessionid,
             bctsa_dir=channel_dir_from_client4.CDFC4_FORE_OR_BOTH,
             bctsa_use_conn_in_rdma_mode=False,
         )
         body = _encode_compound([args])
+        timeo = self.options.timeo
         try:
-            reply = await transport.call(
-                NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, self.machine_cred
-            )
+            with trio.fail_after(timeo):
+                reply = await transport.call(
+                    NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, self.machine_cred
+                )
             res = _decode_compound(reply)
+        except trio.TooSlowError:
+            raise TransportError(
+                f"server {self.host}:{self.port}: no reply to BIND_CONN_TO_SESSION in {timeo:g} s"
+            ) from None
+        except TransportError:
+            raise
         except NFSClientError as e:
             log.info("BIND_CONN_TO_SESSION failed: %s", e)
             return False
@@ -500,40 +580,99 @@ class ServerSession:
             return False
         return True
 
-    async def drop_transport(self) -> None:
-        """Close the connection (tests and recovery); the session survives."""
-        if self._transport is not None:
-            await self._transport.aclose()
+    async def drop_transport(self, only: Transport | None = None) -> None:
+        """Close the connection (tests and recovery); the session survives.
+
+        Args:
+            only: close the current connection only if it is this one (a request that
+                timed out on an old connection must not close a newer one).
+        """
+        t = self._transport
+        if t is not None and (only is None or t is only):
+            await _close_quietly(t)
+
+    def _heard_from_server(self) -> None:
+        """A reply arrived: end an outage, logging its end once (as the kernel's "OK")."""
+        if self._not_responding:
+            self._not_responding = False
+            log.warning("server %s:%d OK", self.host, self.port)
+        if self._outage:
+            self._outage = False
+            log.warning("connection to %s:%d restored", self.host, self.port)
+
+    def _major_timeout(self, budget: float, reason: str) -> None:
+        """``timeo * (retrans + 1)`` without a reply: say so once per outage."""
+        self.stats.major_timeouts += 1
+        if not self._not_responding:
+            self._not_responding = True
+            how = "still trying" if self.options.hard else "timed out"
+            log.warning(
+                "server %s:%d not responding, %s (no reply in %.0f s: %s)",
+                self.host,
+                self.port,
+                how,
+                budget,
+                reason,
+            )
 
     async def _send(self, body: bytes, cred: Credential) -> bytes:
         """Send one record, re-sending the same bytes after a lost connection.
 
         The caller keeps its slot and seqid, so the server's reply cache makes the
-        re-send exactly-once (RFC 8881 section 2.10.6.2).  Each attempt waits ``timeo``
-        seconds for the reply; reconnects back off from 0.1 s to 5 s; the call fails
-        once ``timeo * (retrans + 1)`` seconds have passed without a reply.
+        re-send exactly-once (RFC 8881 section 2.10.6.2).  Each try (connecting and
+        binding a connection if needed, then the call) may take ``timeo`` seconds (a
+        minor timeout: the connection is dropped and the request re-sent); reconnects
+        back off from 0.1 s to 5 s.  After ``timeo * (retrans + 1)`` seconds without a
+        reply (a major timeout) a soft session fails the call; a hard one logs "not
+        responding" once and keeps trying.  Every wait is a checkpoint: a cancelled
+        caller returns at once.
 
         Raises:
-            CallTimeout: the server did not answer in that time (ETIMEDOUT).
+            CallTimeout: soft, and the server did not answer within the budget (ETIMEDOUT).
+            ReplyTooLarge: the reply exceeded the negotiated size (re-sending would get
+                the same reply).
         """
         opts = self.options
-        deadline = trio.current_time() + opts.timeo * (opts.retrans + 1)
+        budget = opts.budget
+        start = trio.current_time()
+        major_at = start + budget
         delay = 0.1
         while True:
+            transport: Transport | None = None
+            now = trio.current_time()
+            try_deadline = now + opts.timeo if opts.hard else min(now + opts.timeo, major_at)
             try:
-                transport = await self._connect()
-                with trio.fail_after(opts.timeo):
-                    return await transport.call(NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, cred)
+                with trio.fail_at(try_deadline):
+                    transport = await self._connect()
+                    reply = await transport.call(
+                        NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, cred
+                    )
+                self._heard_from_server()
+                return reply
+            except ReplyTooLarge:
+                raise
             except TransportError as e:
                 last_error = str(e)
             except trio.TooSlowError:
                 last_error = f"no reply in {opts.timeo:g} s"
-                await self.drop_transport()
-            if self._closing or trio.current_time() + delay >= deadline:
-                raise CallTimeout(f"server {self.host}:{self.port} not responding: {last_error}")
+                self.stats.minor_timeouts += 1
+                await self.drop_transport(only=transport)
+            now = trio.current_time()
+            if now >= major_at:
+                self._major_timeout(budget, last_error)
+                if not opts.hard or self._closing:
+                    raise CallTimeout(
+                        f"server {self.host}:{self.port} not responding: no reply in "
+                        f"{now - start:.0f} s (timeo={opts.timeo:g} s, retrans={opts.retrans}): "
+                        f"{last_error}"
+                    )
+                major_at = now + budget
+            elif self._closing:
+                raise CallTimeout(f"server {self.host}:{self.port}: {last_error} (unmounting)")
             log.debug("re-sending after: %s", last_error)
             self.stats.replays += 1
-            await trio.sleep(delay)
+            pause = delay if opts.hard else min(delay, max(0.0, major_at - now))
+            await trio.sleep(pause)
             delay = min(delay * 2, 5.0)
 
     # ---------------------------------------------------------------- compounds
@@ -581,7 +720,11 @@ class ServerSession:
         self._slot_wait.unpark()
 
     async def compound(
-        self, ops: list[nfs4.ArgOp], cred: Credential | None = None, cachethis: bool | None = None
+        self,
+        ops: list[nfs4.ArgOp],
+        cred: Credential | None = None,
+        cachethis: bool | None = None,
+        on_orphan: OrphanHook | None = None,
     ) -> CompoundResult:
         """Send ``[SEQUENCE] + ops`` and return the results (RFC 8881 section 2.10.6).
 
@@ -590,11 +733,19 @@ class ServerSession:
         bounded exponential backoff (``options.retry_limit`` seconds), rebuilds a lost
         session, and records SEQUENCE status flags.
 
+        Cancelling the caller (a FUSE INTERRUPT) returns at once, but a request already
+        handed to the server keeps its slot until it is answered, re-sent after a
+        reconnect, or times out: the slot's sequence id stays what the server's reply
+        cache expects (section 2.10.6.2).  If such an orphaned request then succeeds,
+        ``on_orphan`` gets its results (the caller uses it to undo state nobody will
+        use: CLOSE an OPEN, LOCKU a LOCK).
+
         Args:
             ops: the operations after SEQUENCE.
             cred: the RPC credential (the FUSE caller's); the machine's by default.
             cachethis: ``sa_cachethis`` (ask the server to cache the whole reply); by
                 default true when any op is not idempotent (``needs_reply_cache``).
+            on_orphan: called with the results of a request whose caller was cancelled.
 
         Raises:
             NFS4Error: (a subclass for MOVED, state loss...) the first failing op;
@@ -607,7 +758,7 @@ class ServerSession:
         delay = 0.05
         deadline = trio.current_time() + self.options.retry_limit
         while True:
-            res = await self._sequenced(ops, cred, cachethis)
+            res = await self._sequenced(ops, cred, cachethis, on_orphan)
             self.stats.compounds += 1
             if res.status == nfsstat4.NFS4_OK:
                 return CompoundResult(res.resarray[1:], self.status_flags)
@@ -624,14 +775,22 @@ class ServerSession:
             raise _compound_error(res, ops, skip_sequence=True)
 
     async def _sequenced(
-        self, ops: list[nfs4.ArgOp], cred: Credential, cachethis: bool
+        self,
+        ops: list[nfs4.ArgOp],
+        cred: Credential,
+        cachethis: bool,
+        on_orphan: OrphanHook | None,
     ) -> nfs4.COMPOUND4res:
-        """One request on one slot, until SEQUENCE itself succeeds or fails for good."""
+        """One request on one slot, until SEQUENCE itself succeeds or fails for good.
+
+        The request travels in a keeper task (``_carry``) that owns the slot from the
+        moment it is sent, so that a cancelled caller leaves the slot with its request.
+        """
+        if self._nursery is None:
+            raise TransportError("session not started")
         seq_delay = 0.05
         while True:
             table, slot = await self._acquire_slot()
-            outcome = SlotOutcome.UNKNOWN
-            held = True
             try:
                 seq = nfs4.SEQUENCE4args(
                     sa_sessionid=self.sessionid,
@@ -641,60 +800,100 @@ class ServerSession:
                     sa_cachethis=cachethis,
                 )
                 body = _encode_compound([seq, *ops])
-                started = time.monotonic()
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug(
-                        "-> slot=%d seq=%d [SEQUENCE %s] %d B",
-                        slot.slotid,
-                        seq.sa_sequenceid,
-                        op_names(ops),
-                        len(body),
-                    )
-                reply = await self._send(body, cred)
-                res = _decode_compound(reply)
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug(
-                        "<- slot=%d %s%s %.1f ms",
-                        slot.slotid,
-                        res.status.name,
-                        _failed_at(res),
-                        (time.monotonic() - started) * 1000,
-                    )
-                if not res.resarray or not isinstance(res.resarray[0], nfs4.SEQUENCE4res):
-                    outcome = SlotOutcome.NOT_SEQUENCED
-                    raise nfs4_error(res.status, 0, "SEQUENCE")
-                seq_res = res.resarray[0]
-                if seq_res.status == nfsstat4.NFS4_OK and seq_res.resok is not None:
-                    outcome = SlotOutcome.SEQUENCED
-                    ok = seq_res.resok
-                    table.update_from_reply(ok.sr_highest_slotid, ok.sr_target_highest_slotid)
-                    self._note_status_flags(ok.sr_status_flags)
-                    self._last_renewal = trio.current_time()
-                    return res
-                outcome = SlotOutcome.NOT_SEQUENCED
-                status = seq_res.status
-                if status == nfsstat4.NFS4ERR_SEQ_MISORDERED and table.misordered(slot):
-                    continue
-                if status == nfsstat4.NFS4ERR_DELAY:
-                    # The server is still working on this slot's previous request.
-                    await trio.sleep(seq_delay)
-                    seq_delay = min(seq_delay * 2, 1.0)
-                    continue
-                if status in SESSION_LOST and not self._closing:
-                    held = False
-                    self._release_slot(slot, outcome, table)
-                    await self._rebuild_session(table)
-                    continue
-                if status in CLIENT_LOST and not self._closing:
-                    held = False
-                    self._release_slot(slot, outcome, table)
-                    await self._rebuild_client(table)
-                    continue
-                raise nfs4_error(status, 0, "SEQUENCE")
+            except BaseException:
+                self._release_slot(slot, SlotOutcome.NOT_SEQUENCED, table)
+                raise
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "-> slot=%d seq=%d [SEQUENCE %s] %d B",
+                    slot.slotid,
+                    seq.sa_sequenceid,
+                    op_names(ops),
+                    len(body),
+                )
+            exchange = _Exchange(table, slot, body, cred, started=time.monotonic())
+            self._nursery.start_soon(self._carry, exchange)
+            answered = False
+            try:
+                await exchange.done.wait()
+                answered = True
             finally:
-                # Released once: after a rebuild another request may hold this slot.
-                if held:
-                    self._release_slot(slot, outcome, table)
+                if not answered and not exchange.done.is_set():
+                    exchange.orphan_hook = on_orphan
+                    exchange.orphaned = True
+                    self.stats.orphaned += 1
+            if exchange.failure is not None:
+                raise exchange.failure
+            res = exchange.res
+            if res is None:
+                raise TransportError(f"session with {self.host}:{self.port} closed")
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "<- slot=%d %s%s %.1f ms",
+                    slot.slotid,
+                    res.status.name,
+                    _failed_at(res),
+                    (time.monotonic() - exchange.started) * 1000,
+                )
+            if not res.resarray or not isinstance(res.resarray[0], nfs4.SEQUENCE4res):
+                raise nfs4_error(res.status, 0, "SEQUENCE")
+            status = res.resarray[0].status
+            if status == nfsstat4.NFS4_OK:
+                return res
+            if status == nfsstat4.NFS4ERR_SEQ_MISORDERED and exchange.misordered_retry:
+                continue
+            if status == nfsstat4.NFS4ERR_DELAY:
+                # The server is still working on this slot's previous request.
+                await trio.sleep(seq_delay)
+                seq_delay = min(seq_delay * 2, 1.0)
+                continue
+            if status in SESSION_LOST and not self._closing:
+                await self._rebuild_session(table)
+                continue
+            if status in CLIENT_LOST and not self._closing:
+                await self._rebuild_client(table)
+                continue
+            raise nfs4_error(status, 0, "SEQUENCE")
+
+    async def _carry(self, exchange: _Exchange) -> None:
+        """Keeper task: send ``exchange``'s request, read SEQUENCE's result, free the slot.
+
+        The slot is released with what is known of the request's fate (SEQUENCED when
+        the server processed SEQUENCE; NOT_SEQUENCED when it refused it; UNKNOWN when no
+        reply came), which decides the slot's next sequence id (section 2.10.6.1).
+        """
+        outcome = SlotOutcome.UNKNOWN
+        table, slot = exchange.table, exchange.slot
+        try:
+            reply = await self._send(exchange.body, exchange.cred)
+            res = _decode_compound(reply)
+            exchange.res = res
+            head = res.resarray[0] if res.resarray else None
+            if isinstance(head, nfs4.SEQUENCE4res) and head.resok is not None:
+                outcome = SlotOutcome.SEQUENCED
+                ok = head.resok
+                table.update_from_reply(ok.sr_highest_slotid, ok.sr_target_highest_slotid)
+                self._note_status_flags(ok.sr_status_flags)
+                self._last_renewal = trio.current_time()
+            else:
+                outcome = SlotOutcome.NOT_SEQUENCED
+                if isinstance(head, nfs4.SEQUENCE4res) and (
+                    head.status == nfsstat4.NFS4ERR_SEQ_MISORDERED
+                ):
+                    exchange.misordered_retry = table.misordered(slot)
+        except Exception as e:  # NFSClientError, or a bug: the caller raises it
+            exchange.failure = e
+        finally:
+            # Released once: after a rebuild another request may hold this slot.
+            self._release_slot(slot, outcome, table)
+            exchange.done.set()
+        if exchange.orphaned and exchange.orphan_hook is not None:
+            done = exchange.res
+            if done is not None and done.status == nfsstat4.NFS4_OK:
+                try:
+                    await exchange.orphan_hook(CompoundResult(done.resarray[1:], self.status_flags))
+                except NFSClientError as e:
+                    log.info("undoing an interrupted request: %s", e)
 
     def _note_status_flags(self, flags: int) -> None:
         if flags != self.status_flags:
@@ -841,6 +1040,12 @@ def default_cb_result(op: cb.CbArgOp) -> cb.CbResOp:
     if issubclass(result_class, cb.CbStatusOnly4res):
         return result_class(status=nfsstat4.NFS4ERR_NOTSUPP)
     return cb.CB_ILLEGAL4res(status=nfsstat4.NFS4ERR_OP_ILLEGAL)
+
+
+async def _close_quietly(transport: Transport) -> None:
+    """Close a connection within a second, even from a cancelled task."""
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        await transport.aclose()
 
 
 def _ok(res: nfs4.ResOp, resok_type: type[_T]) -> _T:

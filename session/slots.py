@@ -31,9 +31,9 @@ class SlotOutcome(Enum):
     #: The server did not process SEQUENCE (NFS4ERR_BADSLOT, BADSESSION, SEQ_MISORDERED,
     #: DELAY on SEQUENCE with no cache entry): the seqid stays.
     NOT_SEQUENCED = "not-sequenced"
-    #: No reply is known (cancelled while in flight): the server may or may not have
-    #: seen it.  The next use sends seqid + 1; a SEQ_MISORDERED reply then tells the
-    #: client to fall back to the old seqid (``Slot.misordered``).
+    #: No reply is known (the request timed out): the server may or may not have seen
+    #: it.  The next use sends seqid + 1; a SEQ_MISORDERED reply then tells the client
+    #: to fall back one seqid (``Slot.misordered``), once per such unconfirmed step.
     UNKNOWN = "unknown"
 
 
@@ -46,17 +46,24 @@ class Slot:
         seqid: the sequence id of the last request the server sequenced on this slot
             (uint32; the next request uses ``seqid + 1`` modulo 2**32).
         in_use: a request holds the slot.
-        uncertain: the last request's fate is unknown (see ``SlotOutcome.UNKNOWN``).
+        unconfirmed: how many of the latest seqid advances were for requests whose fate
+            is unknown (``SlotOutcome.UNKNOWN``): the server's seqid may be up to this
+            many behind ``seqid`` (a count).
     """
 
     slotid: int
     seqid: int = 0
     in_use: bool = False
-    uncertain: bool = False
+    unconfirmed: int = 0
 
     @property
     def next_seqid(self) -> int:
         return (self.seqid + 1) & UINT32_MAX
+
+    @property
+    def uncertain(self) -> bool:
+        """The last request's fate is unknown (see ``SlotOutcome.UNKNOWN``)."""
+        return self.unconfirmed > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,21 +132,24 @@ class SlotTable:
         slot.in_use = False
         if outcome is SlotOutcome.SEQUENCED:
             slot.seqid = slot.next_seqid
-            slot.uncertain = False
+            slot.unconfirmed = 0
         elif outcome is SlotOutcome.UNKNOWN:
             # Assume the server saw it; a SEQ_MISORDERED reply corrects this.
             slot.seqid = slot.next_seqid
-            slot.uncertain = True
+            slot.unconfirmed += 1
 
     def misordered(self, slot: Slot) -> bool:
-        """NFS4ERR_SEQ_MISORDERED on ``slot``: step back once if its last fate was unknown.
+        """NFS4ERR_SEQ_MISORDERED on ``slot``: step back one seqid if an advance was unconfirmed.
 
-        Returns True if the request should be resent on the same slot with the
-        corrected seqid; False if the misorder cannot be explained (a protocol error).
+        Each step undoes one advance made for a request whose fate was unknown, so the
+        client never goes below the last seqid the server confirmed (re-sending that one
+        would fetch another request's cached reply).  Returns True if the request
+        should be resent on the same slot with the corrected seqid; False if the
+        misorder cannot be explained (a protocol error).
         """
-        if slot.uncertain:
+        if slot.unconfirmed > 0:
             slot.seqid = (slot.seqid - 1) & UINT32_MAX
-            slot.uncertain = False
+            slot.unconfirmed -= 1
             return True
         return False
 
@@ -153,7 +163,7 @@ class SlotTable:
             for slot in self.slots[sr_highest_slotid + 1 :]:
                 if not slot.in_use:
                     slot.seqid = 0
-                    slot.uncertain = False
+                    slot.unconfirmed = 0
         if sr_highest_slotid >= len(self.slots):
             # Bounded growth: never more than 1024 slots whatever the server says.
             new_size = min(sr_highest_slotid + 1, 1024)
@@ -165,7 +175,7 @@ class SlotTable:
         """A new session: all seqids restart (the replacement session's slots are fresh)."""
         for slot in self.slots:
             slot.seqid = 0
-            slot.uncertain = False
+            slot.unconfirmed = 0
 
     # -- parking for recovery -----------------------------------------------------------
     def park(self) -> None:

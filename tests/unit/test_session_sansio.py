@@ -36,6 +36,7 @@ from session.rpc import (
 )
 from session.session import (
     NFS4_CALLBACK_PROGRAM,
+    CompoundResult,
     ServerSession,
     SessionOptions,
     _compound_error,
@@ -55,6 +56,7 @@ from session.xdr.const import (
     CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
     EXCHGID4_FLAG_SUPP_MOVED_MIGR,
     EXCHGID4_FLAG_SUPP_MOVED_REFER,
+    OPEN4_SHARE_ACCESS_READ,
     SEQ4_STATUS_ADMIN_STATE_REVOKED,
     SEQ4_STATUS_LEASE_MOVED,
     SEQ4_STATUS_RECALLABLE_STATE_REVOKED,
@@ -62,6 +64,7 @@ from session.xdr.const import (
     nfs_lock_type4,
     nfs_opnum4,
     nfsstat4,
+    open_delegation_type4,
     stable_how4,
     state_protect_how4,
 )
@@ -315,6 +318,25 @@ class FakeServer:
             return nfs4.READ4res(OK, nfs4.READ4resok(eof=True, data=b"data"))
         if isinstance(op, nfs4.REMOVE4args):
             return nfs4.REMOVE4res(OK, nfs4.REMOVE4resok(nfs4.change_info4(True, 1, 2)))
+        if isinstance(op, nfs4.OPEN4args):
+            stateid = nfs4.stateid4(1, self.next_id.to_bytes(12, "big"))
+            self.next_id += 1
+            self.valid_state.add(stateid.other)
+            return nfs4.OPEN4res(
+                OK,
+                nfs4.OPEN4resok(
+                    stateid=stateid,
+                    cinfo=nfs4.change_info4(True, 1, 2),
+                    rflags=0,
+                    attrset=[],
+                    delegation=nfs4.open_delegation4(
+                        delegation_type=open_delegation_type4.OPEN_DELEGATE_NONE
+                    ),
+                ),
+            )
+        if isinstance(op, nfs4.CLOSE4args):
+            self.valid_state.discard(op.open_stateid.other)
+            return nfs4.CLOSE4res(OK, nfs4.stateid4(0, bytes(12)))
         if isinstance(op, nfs4.DESTROY_SESSION4args):
             self.sessions.pop(op.dsa_sessionid, None)
             return nfs4.DESTROY_SESSION4res(OK)
@@ -551,32 +573,108 @@ async def test_compounds_wait_for_a_slot_instead_of_failing(
             assert {s.sa_slotid for s in server.sequences()} == {0, 1}
 
 
-async def test_lost_request_then_seq_misordered_steps_back_once(
+async def test_cancelled_request_keeps_its_slot_until_answered(
     monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """A request cancelled in flight leaves the slot's fate unknown (SlotOutcome.UNKNOWN).
-    If the server never saw it, the next seqid is one too far: SEQ_MISORDERED, and the
-    client steps back once and re-sends (RFC 8881 section 2.10.6.1)."""
+    """A caller cancelled while its request is on the wire (a FUSE INTERRUPT) returns at
+    once, but the request keeps its slot: it is re-sent on the same slot and seqid after
+    the minor timeout and answered, and only then does the next request get the slot,
+    with the next seqid (RFC 8881 section 2.10.6.2)."""
     server = FakeServer(max_slots=1)
 
-    async def drop_first_getattr(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
-        if any(isinstance(op, nfs4.GETATTR4args) for op in args.argarray):
+    async def drop_first_remove(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
+        if any(isinstance(op, nfs4.REMOVE4args) for op in args.argarray):
+            srv.action = None
+            return "drop"
+        return None
+
+    undone: list[CompoundResult] = []
+
+    async def undo(result: CompoundResult) -> None:
+        undone.append(result)
+
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(
+            monkeypatch, server, options=SessionOptions(timeo=10, retrans=2)
+        ) as session:
+            base = session.slots.slots[0].seqid
+            server.action = drop_first_remove
+            start = trio.current_time()
+            with trio.move_on_after(1.0) as scope:
+                await session.compound(
+                    [nfs4.PUTFH4args(FH), nfs4.REMOVE4args(b"f")], on_orphan=undo
+                )
+            assert scope.cancelled_caught
+            assert trio.current_time() - start == pytest.approx(1.0)
+            assert session.slots.slots[0].in_use  # still the orphan's
+            assert session.stats.orphaned == 1
+            res = await session.compound([nfs4.PUTFH4args(FH)])
+            assert len(res.resarray) == 1
+            assert trio.current_time() - start >= 10  # waited for the kept request
+            seqids = [s.sa_sequenceid for s in server.sequences()[-3:]]
+            assert seqids == [base + 1, base + 1, base + 2]
+            assert server.executed["REMOVE"] == 1
+            assert [type(r.resarray[1]).__name__ for r in undone] == ["REMOVE4res"]
+            assert not session.slots.slots[0].uncertain
+
+
+async def test_interrupted_open_executed_later_is_closed(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An OPEN by filehandle whose caller is interrupted while the server holds it: the
+    caller returns at once; the OPEN is re-sent and executed; nobody uses the open, so
+    the client CLOSEs it and no open state is left on the server (issue 7, item 3)."""
+    server = FakeServer()
+
+    async def drop_first_open(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
+        if any(isinstance(op, nfs4.OPEN4args) for op in args.argarray):
             srv.action = None
             return "drop"
         return None
 
     with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session:
-            base = session.slots.slots[0].seqid
-            server.action = drop_first_getattr
+        async with fake_session(
+            monkeypatch, server, options=SessionOptions(timeo=10, retrans=2)
+        ) as session:
+            client = NFSClient(session, "/export", owner_prefix=b"t")
+            server.action = drop_first_open
             with trio.move_on_after(1.0) as scope:
-                await session.compound(GETATTR_OPS)
+                await client.open_fh(FH, nfs4.fsid4(1, 1), OPEN4_SHARE_ACCESS_READ)
             assert scope.cancelled_caught
+            await trio.sleep(30)
+            assert server.executed["OPEN"] == 1
+            assert server.executed["CLOSE"] == 1
+            assert server.valid_state == set()
+            assert client.state.opens == {}
+
+
+async def test_timed_out_request_then_seq_misordered_steps_back_once(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A soft request that timed out leaves its slot's fate unknown (SlotOutcome.UNKNOWN).
+    If the server never saw it, the next seqid is one too far: SEQ_MISORDERED, and the
+    client steps back once and re-sends (RFC 8881 section 2.10.6.1)."""
+    from session.errors import CallTimeout
+
+    server = FakeServer(max_slots=1)
+
+    async def drop_getattr(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
+        return "drop" if any(isinstance(op, nfs4.GETATTR4args) for op in args.argarray) else None
+
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(
+            monkeypatch, server, options=SessionOptions(timeo=5, retrans=1)
+        ) as session:
+            base = session.slots.slots[0].seqid
+            server.action = drop_getattr
+            with pytest.raises(CallTimeout):
+                await session.compound(GETATTR_OPS)
             assert session.slots.slots[0].uncertain
+            server.action = None
             res = await session.compound([nfs4.PUTFH4args(FH)])
             assert len(res.resarray) == 1
-            seqids = [s.sa_sequenceid for s in server.sequences()[-3:]]
-            assert seqids == [base + 1, base + 2, base + 1]
+            seqids = [s.sa_sequenceid for s in server.sequences()[-2:]]
+            assert seqids == [base + 2, base + 1]
             assert not session.slots.slots[0].uncertain
             assert session.slots.slots[0].seqid == base + 1
 
@@ -905,6 +1003,84 @@ async def test_server_that_never_answers_gives_a_timeout(
                 await session.compound(GETATTR_OPS)
             assert 10 <= trio.current_time() - start <= 15 + 1
             server.action = None
+
+
+async def test_silent_server_after_a_reconnect_fails_within_the_budget(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Issue 7: a server that closes the connection once and then answers nothing, not
+    even BIND_CONN_TO_SESSION on the new connection.  The call fails with ETIMEDOUT
+    within timeo * (retrans + 1), the connect lock is free again, and lease renewal
+    goes on."""
+    from session.errors import CallTimeout
+
+    server = FakeServer()
+
+    async def cut_then_silence(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
+        if any(isinstance(op, nfs4.GETATTR4args) for op in args.argarray) and not srv.executed[
+            "cut"
+        ]:
+            srv.executed["cut"] += 1
+            return "cut"
+        return "drop"
+
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(
+            monkeypatch, server, options=SessionOptions(timeo=2, retrans=1)
+        ) as session:
+            server.action = cut_then_silence
+            start = trio.current_time()
+            with pytest.raises(CallTimeout) as info:
+                await session.compound(GETATTR_OPS)
+            assert trio.current_time() - start <= 4 + 0.5
+            assert "not responding" in str(info.value)
+            assert ["BIND_CONN_TO_SESSION"] in server.names()
+            assert not session._connect_lock.locked()
+            # A second call is bounded the same way (no lock left held, no hang).
+            start = trio.current_time()
+            with pytest.raises(CallTimeout):
+                await session.compound(GETATTR_OPS)
+            assert trio.current_time() - start <= 4 + 0.5
+            server.action = None
+            await session.compound(GETATTR_OPS)  # and the session recovers
+
+
+async def test_hard_session_waits_logs_once_and_stays_interruptible(
+    monkeypatch: pytest.MonkeyPatch,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """hard: no ETIMEDOUT at the major timeout; "not responding" is logged once and "OK"
+    once when the server answers again; a waiting caller can still be cancelled."""
+    server = FakeServer()
+    silent = True
+
+    async def maybe_drop(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
+        return "drop" if silent else None
+
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(
+            monkeypatch, server, options=SessionOptions(timeo=2, retrans=1, hard=True)
+        ) as session:
+            server.action = maybe_drop
+            caplog.set_level("WARNING", logger="session")
+            with trio.move_on_after(30) as scope:  # an interrupt after 30 s
+                await session.compound(GETATTR_OPS)
+            assert scope.cancelled_caught
+            start = trio.current_time()
+            async with trio.open_nursery() as nursery:
+
+                async def waiter() -> None:
+                    await session.compound(GETATTR_OPS)
+
+                nursery.start_soon(waiter)
+                await trio.sleep(20)
+                silent = False
+            assert trio.current_time() - start >= 20
+            messages = [r.getMessage() for r in caplog.records]
+            assert sum("not responding, still trying" in m for m in messages) == 1
+            assert sum(m.endswith(" OK") for m in messages) == 1
+            assert session.stats.major_timeouts >= 2
 
 
 async def test_reply_lost_with_the_connection_is_replayed_from_the_cache(
