@@ -45,10 +45,8 @@ from contrib.testserver.state import (
     LockState,
     OpenState,
     StateTable,
-    lock_end,
-    lock_length,
-    plain_lock_type,
 )
+from session.locks import lock_end, lock_length, plain_lock_type
 from session.xdr import nfs4
 from session.xdr.codec import Decoder, Encoder
 from session.xdr.const import (
@@ -1290,7 +1288,7 @@ def op_lock(c: Compound, args: nfs4.LOCK4args) -> ResOp:
     if (
         existing is not None
         and not c.instance.config.lock_splitting
-        and not StateTable.exact_or_disjoint(existing, start, end)
+        and not existing.held.exact_or_disjoint(start, end)
     ):
         raise FsError(S.NFS4ERR_LOCK_RANGE, "this server does not split locks")
     conflict = c.state.lock_conflict(ref.key, (client.clientid, owner), start, end, kind)
@@ -1304,7 +1302,7 @@ def op_lock(c: Compound, args: nfs4.LOCK4args) -> ResOp:
     else:
         lock = existing
         sid = lock.bump()
-    StateTable.apply_lock(lock, start, end, kind)
+    lock.held.lock(start, end, kind)
     c.current_stateid = sid
     if args.reclaim:
         c.instance.event(
@@ -1342,9 +1340,9 @@ def op_locku(c: Compound, args: nfs4.LOCKU4args) -> ResOp:
     found = resolve_stateid(c, args.lock_stateid, ref)
     if not isinstance(found, LockState):
         raise FsError(S.NFS4ERR_BAD_STATEID, "not a lock stateid")
-    if not c.instance.config.lock_splitting and not StateTable.exact_or_disjoint(found, start, end):
+    if not c.instance.config.lock_splitting and not found.held.exact_or_disjoint(start, end):
         raise FsError(S.NFS4ERR_LOCK_RANGE, "this server does not split locks")
-    StateTable.unlock_range(found, start, end)
+    found.held.unlock(start, end)
     sid = found.bump()
     c.current_stateid = sid
     return nfs4.LOCKU4res(S.NFS4_OK, sid)

@@ -28,18 +28,14 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final
 
+from session.locks import LockRange, LockRanges, conflicts, plain_lock_type
 from session.xdr.const import (
-    NFS4_UINT64_MAX,
     nfs_lock_type4,
     nfsstat4,
     open_delegation_type4,
 )
 from session.xdr.nfs4 import stateid4
-
-EOF_OFFSET: Final = 1 << 64
-"""Exclusive end of a lock "to end of file" (length NFS4_UINT64_MAX)."""
 
 FileKey = tuple[str, int]
 """(file system name, fileid): the file a piece of state is on."""
@@ -54,37 +50,6 @@ _other_counter = itertools.count(1)
 def new_other() -> bytes:
     """A fresh 12-byte stateid ``other``, unique in this process (every instance)."""
     return _cluster_prefix + struct.pack(">Q", next(_other_counter))
-
-
-def lock_end(offset: int, length: int) -> int:
-    """Exclusive end of ``(offset, length)``; length NFS4_UINT64_MAX means end of file."""
-    return EOF_OFFSET if length == NFS4_UINT64_MAX else offset + length
-
-
-def lock_length(start: int, end: int) -> int:
-    """The ``length`` on the wire for ``[start, end)``."""
-    return NFS4_UINT64_MAX if end >= EOF_OFFSET else end - start
-
-
-def plain_lock_type(locktype: nfs_lock_type4) -> nfs_lock_type4:
-    """READW_LT / WRITEW_LT are the blocking forms of READ_LT / WRITE_LT (18.10.3)."""
-    if locktype == nfs_lock_type4.READW_LT:
-        return nfs_lock_type4.READ_LT
-    if locktype == nfs_lock_type4.WRITEW_LT:
-        return nfs_lock_type4.WRITE_LT
-    return locktype
-
-
-@dataclass(slots=True)
-class LockRange:
-    """A locked byte range ``[start, end)`` (bytes; end EOF_OFFSET = to end of file)."""
-
-    start: int
-    end: int
-    locktype: nfs_lock_type4
-
-    def overlaps(self, start: int, end: int) -> bool:
-        return self.start < end and start < self.end
 
 
 @dataclass(slots=True, eq=False)
@@ -148,7 +113,12 @@ class LockState(StateRecord):
 
     owner: bytes = b""
     open_other: bytes = b""
-    ranges: list[LockRange] = field(default_factory=list)
+    held: LockRanges = field(default_factory=LockRanges)
+
+    @property
+    def ranges(self) -> list[LockRange]:
+        """The held ranges, sorted and merged (POSIX semantics, ``session.locks``)."""
+        return self.held.ranges
 
     def kind(self) -> str:
         return "lock"
@@ -371,42 +341,7 @@ class StateTable:
             for r in st.ranges:
                 if not r.overlaps(start, end):
                     continue
-                if wanted == nfs_lock_type4.WRITE_LT or r.locktype == nfs_lock_type4.WRITE_LT:
+                if conflicts(r.locktype, wanted):
                     return LockConflict(r.start, r.end, r.locktype, (st.clientid, st.owner))
         return None
 
-    @staticmethod
-    def apply_lock(st: LockState, start: int, end: int, locktype: nfs_lock_type4) -> None:
-        """POSIX semantics: the range replaces what the owner held there (split/merge)."""
-        StateTable.unlock_range(st, start, end)
-        st.ranges.append(LockRange(start, end, plain_lock_type(locktype)))
-        st.ranges.sort(key=lambda r: r.start)
-        merged: list[LockRange] = []
-        for r in st.ranges:
-            if merged and merged[-1].locktype == r.locktype and merged[-1].end >= r.start:
-                merged[-1].end = max(merged[-1].end, r.end)
-            else:
-                merged.append(r)
-        st.ranges = merged
-
-    @staticmethod
-    def unlock_range(st: LockState, start: int, end: int) -> None:
-        """Remove ``[start, end)`` from the owner's ranges, splitting where needed."""
-        kept: list[LockRange] = []
-        for r in st.ranges:
-            if not r.overlaps(start, end):
-                kept.append(r)
-                continue
-            if r.start < start:
-                kept.append(LockRange(r.start, start, r.locktype))
-            if r.end > end:
-                kept.append(LockRange(end, r.end, r.locktype))
-        st.ranges = kept
-
-    @staticmethod
-    def exact_or_disjoint(st: LockState, start: int, end: int) -> bool:
-        """True if every held range is either exactly ``[start, end)`` or disjoint from it
-        (what a server that cannot split locks accepts; else NFS4ERR_LOCK_RANGE)."""
-        return all(
-            (r.start == start and r.end == end) or not r.overlaps(start, end) for r in st.ranges
-        )

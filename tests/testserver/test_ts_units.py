@@ -22,7 +22,8 @@ from contrib.testserver.clients import (
 )
 from contrib.testserver.model import FsError, Model, check_name
 from contrib.testserver.server import universal_address
-from contrib.testserver.state import EOF_OFFSET, StateTable, lock_end, lock_length
+from contrib.testserver.state import StateTable
+from session.locks import EOF_OFFSET, lock_end, lock_length
 from session.xdr import nfs4
 from session.xdr.const import (
     EXCHGID4_FLAG_UPD_CONFIRMED_REC_A,
@@ -109,12 +110,12 @@ def test_lock_arithmetic_and_conflicts() -> None:
     key = ("a", 7)
     opened = table.new_open(1, b"oo", key, OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_DENY_NONE)
     mine = table.new_lock(1, b"me", opened)
-    table.apply_lock(mine, 0, 100, nfs_lock_type4.WRITE_LT)
-    table.unlock_range(mine, 40, 60)
+    mine.held.lock(0, 100, nfs_lock_type4.WRITE_LT)
+    mine.held.unlock(40, 60)
     assert [(r.start, r.end) for r in mine.ranges] == [(0, 40), (60, 100)]
-    table.apply_lock(mine, 40, 60, nfs_lock_type4.WRITEW_LT)
+    mine.held.lock(40, 60, nfs_lock_type4.WRITEW_LT)
     assert [(r.start, r.end) for r in mine.ranges] == [(0, 100)]
-    table.apply_lock(mine, 10, 20, nfs_lock_type4.READ_LT)
+    mine.held.lock(10, 20, nfs_lock_type4.READ_LT)
     assert [(r.start, r.end, r.locktype) for r in mine.ranges] == [
         (0, 10, nfs_lock_type4.WRITE_LT),
         (10, 20, nfs_lock_type4.READ_LT),
@@ -127,8 +128,8 @@ def test_lock_arithmetic_and_conflicts() -> None:
     assert conflict is not None and (conflict.start, conflict.end) == (0, 10)
     assert lock_end(5, NFS4_UINT64_MAX) == EOF_OFFSET
     assert lock_length(5, EOF_OFFSET) == NFS4_UINT64_MAX
-    assert not StateTable.exact_or_disjoint(mine, 0, 50)
-    assert StateTable.exact_or_disjoint(mine, 200, 300)
+    assert not mine.held.exact_or_disjoint(0, 50)
+    assert mine.held.exact_or_disjoint(200, 300)
 
 
 def test_share_reservations_and_revocation() -> None:
