@@ -37,7 +37,7 @@ from recovery.migration import (
     migrate_fs,
     resolve_referral,
 )
-from recovery.reclaim import reclaim_all
+from recovery.reclaim import ReclaimReport, reclaim_all
 from recovery.tsm import ServerIdentity
 from session.client import NFSClient
 from session.errors import NFSClientError
@@ -115,6 +115,7 @@ class StateManager:
         if key not in self.servers or self.servers[key].session is not session:
             self.servers[key] = _ServerTasks(session)
         session.on_status_flags = lambda flags, s=session: self.note_status_flags(s, flags)
+        session.on_callback = self.client.handle_callback
 
         async def reclaim_after_restart(s: ServerSession = session) -> None:
             await self.recover_client_id(s)
@@ -335,10 +336,25 @@ class StateManager:
             )
             report = await reclaim_all(self.client, opens, locks, session)
             self.log.count("reclaims", report.opens_reclaimed + report.locks_reclaimed)
-            if report.errors:
-                self.log.record("", "state not reclaimed", "; ".join(report.errors[:5]), "8.4.2.1")
+            self.note_reclaim_report("", report, "RFC 8881 8.4.2.1")
 
     # ------------------------------------------------------------------ reporting
+    def note_reclaim_report(self, label: str, report: ReclaimReport, rule: str) -> None:
+        """Record what a reclaim pass could not get back; each lost lock by its file.
+
+        A lost lock is not dropped silently: the application is told (EIO) on its next
+        use of the file (RFC 8881 section 9.11: a lock not reclaimed is lost).
+        """
+        if report.errors:
+            self.log.record(label, "state not reclaimed", "; ".join(report.errors[:5]), rule)
+        for lock in report.lost_locks:
+            self.log.record(
+                label,
+                f"lock lost on {self.client.file_label(lock.open.fh)}",
+                f"{lock.lost}; the application gets EIO on its next use of the file",
+                f"{rule}; RFC 8881 9.11",
+            )
+
     def statistics(self) -> dict[str, object]:
         """Per-file-system server and history, migrations, counters (for ``fusenfs stats``)."""
         fss = []

@@ -328,10 +328,7 @@ async def _try_location(
         report = await reclaim_all(client, opens, locks, dest)
         rec.reclaimed += report.opens_reclaimed + report.locks_reclaimed
         mgr.log.count("reclaims", report.opens_reclaimed + report.locks_reclaimed)
-        if report.errors:
-            mgr.log.record(
-                label, "state lost in migration", "; ".join(report.errors[:5]), "seed 001 4.2.1"
-            )
+        mgr.note_reclaim_report(label, report, "seed 001 4.2.1")
     elif kind is StateAction.TEST_AND_RECLAIM:
         await _test_and_reclaim(mgr, fs, dest, opens, locks, rec)
     await dest.reclaim_complete(one_fs=True, fh=fs.root_fh)
@@ -376,6 +373,7 @@ async def _test_and_reclaim(
     report = await reclaim_all(mgr.client, lost_opens, relock, dest)
     rec.reclaimed += report.opens_reclaimed + report.locks_reclaimed
     mgr.log.count("reclaims", report.opens_reclaimed + report.locks_reclaimed)
+    mgr.note_reclaim_report(label, report, "seed 001 4.2.3")
 
 
 async def resolve_referral(

@@ -132,21 +132,23 @@ async def reclaim_all(
             await reclaim_open(client, state, session)
             report.opens_reclaimed += 1
         except NFS4Error as e:
-            log.warning("reclaim of open %s failed: %s", state.fh.hex(), e)
+            log.warning("reclaim of open of %s failed: %s", client.file_label(state.fh), e)
             report.lost_opens.append(state)
-            report.errors.append(f"open {state.fh.hex()}: {e}")
+            report.errors.append(f"open of {client.file_label(state.fh)}: {e}")
     lost = {id(s) for s in report.lost_opens}
     for lock in locks:
         if id(lock.open) in lost:
+            lock.lost = "its open could not be reclaimed"
             report.lost_locks.append(lock)
             continue
         try:
             await reclaim_lock(client, lock, session)
             report.locks_reclaimed += 1
         except NFS4Error as e:
-            log.warning("reclaim of lock on %s failed: %s", lock.open.fh.hex(), e)
+            log.warning("reclaim of lock on %s failed: %s", client.file_label(lock.open.fh), e)
+            lock.lost = f"reclaim refused: {e}"
             report.lost_locks.append(lock)
-            report.errors.append(f"lock {lock.open.fh.hex()}: {e}")
+            report.errors.append(f"lock on {client.file_label(lock.open.fh)}: {e}")
     log.info(
         "reclaimed %d opens and %d locks; lost %d opens, %d locks",
         report.opens_reclaimed,

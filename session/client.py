@@ -17,15 +17,17 @@ from typing import TypeVar
 import trio
 
 from session.errors import NFSClientError
+from session.locks import EOF_OFFSET, LockRanges, lock_end, lock_length
 from session.mount import FileSystem, Superblock, split_path
 from session.rpc import Credential
-from session.session import CompoundResult, OrphanHook, ServerSession
+from session.session import CompoundResult, OrphanHook, ServerSession, default_cb_result
 from session.state import LockState, OpenState, StateTable
 from session.status import NFS4ErrMoved, NFS4Error
-from session.xdr import nfs4
+from session.xdr import cb, nfs4
 from session.xdr.const import (
     FATTR4,
     OPEN4_RESULT_CONFIRM,
+    OPEN4_RESULT_MAY_NOTIFY_LOCK,
     OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
     OPEN4_SHARE_DENY_NONE,
     createmode4,
@@ -78,6 +80,10 @@ FSINFO_ATTRS = bitmap4_from(
     [FATTR4.MAXREAD, FATTR4.MAXWRITE, FATTR4.LEASE_TIME, FATTR4.SUPPORTED_ATTRS, FATTR4.FSID]
 )
 ANONYMOUS_STATEID = nfs4.stateid4(seqid=0, other=bytes(12))
+#: Blocking locks (F_SETLKW): first and longest pause between LOCK attempts, seconds.
+#: A CB_NOTIFY_LOCK ends a pause at once (RFC 8881 section 9.6).
+LOCK_POLL_FIRST = 0.05
+LOCK_POLL_MAX = 0.5
 NFS4_UINT64_MAX = 0xFFFFFFFFFFFFFFFF
 _R = TypeVar("_R")
 
@@ -205,6 +211,8 @@ class NFSClient:
         self.supported_attrs: set[int] = set()
         self._owner_prefix = owner_prefix
         self._file_locks: dict[bytes, trio.Lock] = defaultdict(trio.Lock)
+        #: Blocked lock waiters by (filehandle, lock owner bytes), for CB_NOTIFY_LOCK.
+        self._lock_wakeups: dict[tuple[bytes, bytes], trio.Event] = {}
         self._fsid_by_fh: dict[bytes, nfs4.fsid4] = {}
         self._parked: dict[nfs4.fsid4, trio.Event] = {}
         self._parked_count: dict[nfs4.fsid4, int] = {}
@@ -215,7 +223,16 @@ class NFSClient:
         self.session_of: dict[nfs4.fsid4, ServerSession] = {}
         #: Called with (file system, the MOVED error); returns once it is recovered.
         self.on_moved: MovedHandler | None = None
+        #: Names a file for people (logs, ``fusenfs stats``); the FUSE layer installs
+        #: one that gives the inode number and path.  Default: the filehandle in hex.
+        self.describe_fh: Callable[[bytes], str] | None = None
         self.stats = ClientStatistics()
+
+    def file_label(self, fh: bytes) -> str:
+        """A person's name for the file with filehandle ``fh`` (see ``describe_fh``)."""
+        if self.describe_fh is not None:
+            return self.describe_fh(fh)
+        return "fh " + fh.hex()
 
     @property
     def server(self) -> str:
@@ -646,6 +663,7 @@ class NFSClient:
             state = self.state.record_open(
                 fh, file_attrs.fsid or nfs4.fsid4(0, 0), owner, opened.resok.stateid
             )
+            state.may_notify_lock = bool(opened.resok.rflags & OPEN4_RESULT_MAY_NOTIFY_LOCK)
             state.add_user(access)
         return OpenResult(fh=fh, attrs=file_attrs, state=state, created=create)
 
@@ -682,6 +700,7 @@ class NFSClient:
             opened = _res(res, 1, nfs4.OPEN4res)
             assert opened.resok is not None
             state = self.state.record_open(fh, fsid, owner, opened.resok.stateid)
+            state.may_notify_lock = bool(opened.resok.rflags & OPEN4_RESULT_MAY_NOTIFY_LOCK)
             state.add_user(access)
         await self._return_delegation(fh, opened.resok, cred)
         return state
@@ -754,8 +773,7 @@ class NFSClient:
                 # CLOSE fails with NFS4ERR_LOCKS_HELD while byte-range locks remain (RFC
                 # 8881 section 18.2.3), and none may outlive the open they were made under.
                 for lock_state in [ls for ls in self.state.locks.values() if ls.open is state]:
-                    for offset, length, _ in list(lock_state.ranges):
-                        await self._locku(lock_state, offset, length, cred)
+                    await self._locku(lock_state, 0, EOF_OFFSET, cred)
                 try:
                     await self.compound(
                         lambda s: [
@@ -848,8 +866,28 @@ class NFSClient:
         assert cm.resok is not None
         return cm.resok.writeverf
 
+    # ------------------------------------------------------------------ callbacks
+    async def handle_callback(self, args: cb.CB_COMPOUND4args) -> list[cb.CbResOp]:
+        """The operations of a CB_COMPOUND after CB_SEQUENCE (RFC 8881 section 20).
+
+        CB_NOTIFY_LOCK wakes a blocked lock waiter (section 20.11); the rest get the
+        session's default answers.  Install as ``ServerSession.on_callback``.
+        """
+        results: list[cb.CbResOp] = []
+        for op in args.argarray:
+            if isinstance(op, cb.CB_NOTIFY_LOCK4args):
+                woke = self.notify_lock(op.cnla_fh, op.cnla_lock_owner.owner)
+                log.debug("CB_NOTIFY_LOCK: %s", "waiter woken" if woke else "nobody waits")
+                results.append(cb.CB_NOTIFY_LOCK4res(status=nfsstat4.NFS4_OK))
+            else:
+                results.append(default_cb_result(op))
+            if results[-1].status != nfsstat4.NFS4_OK:
+                break
+        return results
+
     # ------------------------------------------------------------------ byte-range locks
     def lock_owner(self, name: bytes) -> bytes:
+        """The lock owner's ``owner`` bytes for a name unique on this mount (9.1.4)."""
         return self._owner_prefix + b"/lock/" + name
 
     async def lock(
@@ -860,34 +898,180 @@ class NFSClient:
         length: int,
         write: bool,
         cred: Credential | None = None,
+        *,
+        wait: bool = False,
     ) -> LockState:
-        """LOCK a byte range (section 18.10); NFS4ERR_DENIED raises ``NFS4Error``.
+        """LOCK a byte range (section 18.10) with POSIX semantics for the owner's ranges.
 
         ``length`` in bytes, 2**64 - 1 meaning to the end of file.  The first lock of a
         lock owner on an open uses open_to_lock_owner4, later ones exist_lock_owner4.
+        What the owner already holds there is replaced (upgrade, downgrade, merge), as
+        servers do (section 9.1.5); one that cannot split (NFS4ERR_LOCK_RANGE) gets the
+        new layout range by range.  With ``wait`` (F_SETLKW) the request is
+        READW_LT/WRITEW_LT and is retried on NFS4ERR_DENIED with back-off from
+        ``LOCK_POLL_FIRST`` to ``LOCK_POLL_MAX`` seconds, at once on CB_NOTIFY_LOCK
+        (section 9.6); cancelling the caller ends the wait and leaves no lock behind.
+
+        Raises:
+            NFS4Error: NFS4ERR_DENIED (EAGAIN) without ``wait``; NFS4ERR_DEADLOCK...
         """
-        async with self.file_lock(state.fh):
-            lock_state = self.state.lock_state(state, self.lock_owner(lock_owner))
+        owner = self.lock_owner(lock_owner)
+        if not wait:
+            return await self._lock_once(state, owner, offset, length, write, False, cred)
+        key = (state.fh, owner)
+        delay = LOCK_POLL_FIRST
+        while True:
+            wake = self._lock_wakeups.setdefault(key, trio.Event())
+            try:
+                return await self._lock_once(state, owner, offset, length, write, True, cred)
+            except NFS4Error as e:
+                if e.status != nfsstat4.NFS4ERR_DENIED:
+                    raise
+            with trio.move_on_after(delay):
+                await wake.wait()
+            # After CB_NOTIFY_LOCK the lock may be free now: start the back-off again.
+            delay = LOCK_POLL_FIRST if wake.is_set() else min(delay * 2, LOCK_POLL_MAX)
+
+    def notify_lock(self, fh: bytes, owner: bytes) -> bool:
+        """CB_NOTIFY_LOCK (RFC 8881 section 20.11): wake the waiter for ``owner`` on ``fh``.
+
+        Returns True if somebody was waiting.
+        """
+        wake = self._lock_wakeups.pop((fh, owner), None)
+        if wake is None:
+            return False
+        wake.set()
+        return True
+
+    async def _lock_once(
+        self,
+        state: OpenState,
+        owner: bytes,
+        offset: int,
+        length: int,
+        write: bool,
+        blocking: bool,
+        cred: Credential | None,
+    ) -> LockState:
+        """One LOCK attempt, serialized with the file's other state operations."""
+        if blocking:
+            locktype = nfs_lock_type4.WRITEW_LT if write else nfs_lock_type4.READW_LT
+        else:
             locktype = nfs_lock_type4.WRITE_LT if write else nfs_lock_type4.READ_LT
-            res = await self.compound(
-                lambda s: [
-                    nfs4.PUTFH4args(object=state.fh),
-                    nfs4.LOCK4args(
-                        locktype=locktype,
-                        reclaim=False,
-                        offset=offset,
-                        length=length,
-                        locker=make_locker(s.clientid, lock_state),
-                    ),
-                ],
-                cred,
-                via=state.fh,
-            )
-            lk = _res(res, 1, nfs4.LOCK4res)
-            assert lk.resok is not None
-            lock_state.update(lk.resok.lock_stateid)
-            lock_state.ranges.append((offset, length, locktype))
+        start, end = offset, lock_end(offset, length)
+        async with self.file_lock(state.fh):
+            lock_state = self.state.lock_state(state, owner)
+            if lock_state.held.covers(start, end, locktype):
+                return lock_state  # POSIX: already held so; nothing changes
+            try:
+                await self._send_lock(lock_state, start, end, locktype, cred, undo=True)
+            except NFS4Error as e:
+                if e.status != nfsstat4.NFS4ERR_LOCK_RANGE:
+                    raise
+                after = LockRanges(list(lock_state.held.ranges))
+                after.lock(start, end, locktype)
+                await self._relayout(lock_state, after, cred)
             return lock_state
+
+    async def _send_lock(
+        self,
+        lock_state: LockState,
+        start: int,
+        end: int,
+        locktype: nfs_lock_type4,
+        cred: Credential | None,
+        undo: bool = False,
+    ) -> None:
+        """LOCK ``[start, end)`` for ``lock_state`` and record it (``file_lock`` held).
+
+        With ``undo``, a LOCK that the server grants after its caller was interrupted is
+        taken back (LOCKU) and the owner's earlier ranges there are restored, so the
+        server holds what the client's record says.
+        """
+        fh = lock_state.open.fh
+        hook: OrphanHook | None = None
+        if undo:
+            before = lock_state.held.overlapping(start, end)
+
+            async def hook(result: CompoundResult) -> None:
+                lk = _res(result, 1, nfs4.LOCK4res)
+                if lk.resok is None:
+                    return
+                async with self.file_lock(fh):
+                    lock_state.update(lk.resok.lock_stateid)
+                    log.info("LOCKU of a LOCK whose caller was interrupted")
+                    await self._send_locku(lock_state, start, end, cred)
+                    for piece in before:
+                        await self._send_lock(
+                            lock_state, piece.start, piece.end, piece.locktype, cred
+                        )
+
+        res = await self.compound(
+            lambda s: [
+                nfs4.PUTFH4args(object=fh),
+                nfs4.LOCK4args(
+                    locktype=locktype,
+                    reclaim=False,
+                    offset=start,
+                    length=lock_length(start, end),
+                    locker=make_locker(s.clientid, lock_state),
+                ),
+            ],
+            cred,
+            via=fh,
+            on_orphan=hook,
+        )
+        lk = _res(res, 1, nfs4.LOCK4res)
+        assert lk.resok is not None
+        lock_state.update(lk.resok.lock_stateid)
+        lock_state.held.lock(start, end, locktype)
+        lock_state.lost = None
+
+    async def _send_locku(
+        self, lock_state: LockState, start: int, end: int, cred: Credential | None
+    ) -> None:
+        """LOCKU ``[start, end)`` exactly as given, and record it (``file_lock`` held)."""
+        fh = lock_state.open.fh
+        res = await self.compound(
+            lambda s: [
+                nfs4.PUTFH4args(object=fh),
+                nfs4.LOCKU4args(
+                    locktype=nfs_lock_type4.WRITE_LT,
+                    seqid=0,
+                    lock_stateid=stateid_of(lock_state),
+                    offset=start,
+                    length=lock_length(start, end),
+                ),
+            ],
+            cred,
+            via=fh,
+        )
+        lu = _res(res, 1, nfs4.LOCKU4res)
+        if lu.lock_stateid is not None:
+            lock_state.update(lu.lock_stateid)
+        lock_state.held.unlock(start, end)
+
+    async def _relayout(
+        self, lock_state: LockState, after: LockRanges, cred: Credential | None
+    ) -> None:
+        """Make the server hold ``after`` for a server that cannot split ranges.
+
+        Every held range not in ``after`` is unlocked whole, then every range of
+        ``after`` not held is locked.  Not atomic: another client may take a range in
+        between (its LOCK then fails with NFS4ERR_DENIED), so it is logged.
+        """
+        log.warning(
+            "the server cannot split byte-range locks (NFS4ERR_LOCK_RANGE): replacing "
+            "the owner's ranges one by one, not atomically"
+        )
+        keep = [(r.start, r.end, r.locktype) for r in after.ranges]
+        for r in list(lock_state.held.ranges):
+            if (r.start, r.end, r.locktype) not in keep:
+                await self._send_locku(lock_state, r.start, r.end, cred)
+        have = [(r.start, r.end, r.locktype) for r in lock_state.held.ranges]
+        for start, end, locktype in keep:
+            if (start, end, locktype) not in have:
+                await self._send_lock(lock_state, start, end, locktype, cred)
 
     async def unlock(
         self,
@@ -896,36 +1080,84 @@ class NFSClient:
         length: int,
         cred: Credential | None = None,
     ) -> None:
-        """LOCKU a byte range (section 18.12)."""
+        """Release a byte range (section 18.12) of one lock state, splitting as POSIX does.
+
+        Raises:
+            NFSClientError: no LOCK was ever granted to this lock state.
+        """
         if lock_state.stateid is None:
             raise NFSClientError("LOCKU before any LOCK")
         async with self.file_lock(lock_state.open.fh):
-            await self._locku(lock_state, offset, length, cred)
+            await self._locku(lock_state, offset, lock_end(offset, length), cred)
+
+    async def unlock_owner(
+        self,
+        fh: bytes,
+        lock_owner: bytes,
+        offset: int,
+        length: int,
+        cred: Credential | None = None,
+    ) -> int:
+        """Release a range of whatever ``lock_owner`` holds on ``fh``, through any open.
+
+        What F_UNLCK and a close (POSIX: any descriptor of the file) ask for.  Sends
+        nothing when the owner holds nothing there.  Returns the ranges released (a
+        count).
+        """
+        owner = self.lock_owner(lock_owner)
+        states = self.state.locks_of(fh, owner)
+        if not states:
+            return 0
+        released = 0
+        end = lock_end(offset, length)
+        async with self.file_lock(fh):
+            for lock_state in states:
+                released += await self._locku(lock_state, offset, end, cred)
+        return released
 
     async def _locku(
-        self, lock_state: LockState, offset: int, length: int, cred: Credential | None
-    ) -> None:
-        """LOCKU with ``file_lock`` already held (by ``unlock`` or ``release``)."""
-        res = await self.compound(
-            lambda s: [
-                nfs4.PUTFH4args(object=lock_state.open.fh),
-                nfs4.LOCKU4args(
-                    locktype=nfs_lock_type4.WRITE_LT,
-                    seqid=0,
-                    lock_stateid=stateid_of(lock_state),
-                    offset=offset,
-                    length=length,
-                ),
-            ],
-            cred,
-            via=lock_state.open.fh,
-        )
-        lu = _res(res, 1, nfs4.LOCKU4res)
-        if lu.lock_stateid is not None:
-            lock_state.update(lu.lock_stateid)
-        lock_state.ranges = [
-            r for r in lock_state.ranges if not (r[0] == offset and r[1] == length)
-        ]
+        self, lock_state: LockState, start: int, end: int, cred: Credential | None
+    ) -> int:
+        """Unlock ``[start, end)`` piece by held piece (``file_lock`` held).
+
+        Each LOCKU covers a range the owner holds or a part of one, so a server that
+        cannot split still accepts whole ranges; a part it refuses to split
+        (NFS4ERR_LOCK_RANGE) is done by re-laying the owner's ranges.  A lock state left
+        with no locks is freed (FREE_STATEID, section 18.38) and forgotten.  Returns
+        the pieces released (a count).
+        """
+        pieces = lock_state.held.overlapping(start, end)
+        lock_state.lost = None
+        for piece in pieces:
+            try:
+                await self._send_locku(lock_state, piece.start, piece.end, cred)
+            except NFS4Error as e:
+                if e.status != nfsstat4.NFS4ERR_LOCK_RANGE:
+                    raise
+                after = LockRanges(list(lock_state.held.ranges))
+                after.unlock(piece.start, piece.end)
+                await self._relayout(lock_state, after, cred)
+        if pieces and not lock_state.held and lock_state.stateid is not None:
+            await self._free_lock_state(lock_state, cred)
+        return len(pieces)
+
+    async def _free_lock_state(self, lock_state: LockState, cred: Credential | None) -> None:
+        """FREE_STATEID of a lock stateid that holds no locks any more (section 8.2.4)."""
+        stateid = lock_state.stateid
+        self.state.forget_lock(lock_state)
+        if stateid is None:
+            return
+        try:
+            await self.compound(
+                [
+                    nfs4.PUTFH4args(object=lock_state.open.fh),
+                    nfs4.FREE_STATEID4args(fsa_stateid=stateid),
+                ],
+                cred,
+                via=lock_state.open.fh,
+            )
+        except NFS4Error as e:
+            log.info("FREE_STATEID of a lock stateid: %s", e)
 
     async def test_lock(
         self,

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from session.locks import LockRanges
 from session.xdr.const import (
     OPEN4_SHARE_ACCESS_BOTH,
     OPEN4_SHARE_ACCESS_READ,
     OPEN4_SHARE_ACCESS_WRITE,
+    nfs_lock_type4,
 )
 from session.xdr.nfs4 import fsid4, stateid4
 
@@ -56,6 +58,9 @@ class OpenState:
     owner: bytes
     stateid: stateid4
     users: dict[int, int] = field(default_factory=dict)
+    #: The server said OPEN4_RESULT_MAY_NOTIFY_LOCK: it may send CB_NOTIFY_LOCK when a
+    #: lock a client waits for becomes free (RFC 8881 section 9.6, 20.11).
+    may_notify_lock: bool = False
 
     def access(self) -> int:
         """The union of share access the users need (OPEN4_SHARE_ACCESS_* bits)."""
@@ -89,13 +94,21 @@ class LockState:
         open: the open the locks were made under.
         owner: the lock owner's bytes.
         stateid: the newest lock stateid, or None before the first LOCK.
-        ranges: held ranges as (offset, length, locktype) (bytes; length 2**64-1 = to EOF).
+        held: the ranges held, with POSIX split/merge semantics (``session.locks``).
+        lost: why the server no longer holds these locks (a reclaim failed), else None:
+            the application's next operation on the file is told (EIO).
     """
 
     open: OpenState
     owner: bytes
     stateid: stateid4 | None = None
-    ranges: list[tuple[int, int, int]] = field(default_factory=list)
+    held: LockRanges = field(default_factory=LockRanges)
+    lost: str | None = None
+
+    @property
+    def ranges(self) -> list[tuple[int, int, nfs_lock_type4]]:
+        """Held ranges as (offset, length, locktype) (bytes; length 2**64-1 = to EOF)."""
+        return self.held.wire()
 
     def update(self, new: stateid4) -> None:
         self.stateid = new if self.stateid is None else newest_stateid(self.stateid, new)
@@ -127,6 +140,12 @@ class StateTable:
         for key in [k for k, v in self.locks.items() if v.open is state]:
             del self.locks[key]
 
+    def forget_lock(self, lock: LockState) -> None:
+        """After FREE_STATEID of a lock stateid with no locks left."""
+        key = (lock.open.fh, lock.open.owner, lock.owner)
+        if self.locks.get(key) is lock:
+            del self.locks[key]
+
     def lock_state(self, open_state: OpenState, lock_owner: bytes) -> LockState:
         key = (open_state.fh, open_state.owner, lock_owner)
         state = self.locks.get(key)
@@ -141,6 +160,10 @@ class StateTable:
 
     def locks_on(self, fsid: fsid4) -> list[LockState]:
         return [s for s in self.locks.values() if s.open.fsid == fsid]
+
+    def locks_of(self, fh: bytes, lock_owner: bytes) -> list[LockState]:
+        """Every lock state of one lock owner on one file (through any open of it)."""
+        return [s for s in self.locks.values() if s.open.fh == fh and s.owner == lock_owner]
 
 
 def share_access_for_flags(flags: int) -> int:
