@@ -27,6 +27,9 @@ class MountOptions:
         allow_other: let users other than the mounter use the mount.
         foreground: stay in the foreground instead of daemonizing.
         debug: log one line per COMPOUND each way.
+        local_lock: which application locks stay local to the mount instead of
+            becoming NFS locks: "none", "posix", "flock" or "all" (nfs(5); ``nolock``
+            is ``local_lock=all``).
     """
 
     port: int = 2049
@@ -43,6 +46,7 @@ class MountOptions:
     allow_other: bool = False
     foreground: bool = False
     debug: bool = False
+    local_lock: str = "none"
     unknown: list[str] = field(default_factory=list)
 
 
@@ -103,6 +107,16 @@ def parse_options(text: str, base: MountOptions | None = None) -> MountOptions:
             setattr(opts, name, True)
         elif name == "fg":
             opts.foreground = True
+        elif name == "nolock" and not sep:
+            opts.local_lock = "all"
+        elif name == "lock" and not sep:
+            opts.local_lock = "none"
+        elif name == "local_lock":
+            if value not in ("none", "posix", "flock", "all"):
+                raise MountOptionError(
+                    f"mount option local_lock={value}: must be none, posix, flock or all"
+                )
+            opts.local_lock = value
         elif not sep:
             raise MountOptionError(f"unknown mount option {name!r}")
         elif name == "port":

@@ -28,6 +28,15 @@ def test_parses_the_nfs5_options() -> None:
     )
 
 
+def test_lock_options() -> None:
+    assert parse_options("").local_lock == "none"
+    assert parse_options("nolock").local_lock == "all"
+    assert parse_options("nolock,lock").local_lock == "none"
+    assert parse_options("local_lock=flock").local_lock == "flock"
+    with pytest.raises(MountOptionError, match="local_lock=some: must be none, posix"):
+        parse_options("local_lock=some")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
