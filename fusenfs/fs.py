@@ -32,6 +32,7 @@ import trio
 
 from fusenfs.fileio import ReadAhead, WriteBehind
 from fusenfs.inodes import Inode, InodeTable
+from fusenfs.locking import LockHandlers
 from session.client import DirEntry, NFSClient
 from session.errors import NFSClientError
 from session.rpc import AuthSys, Credential
@@ -191,7 +192,7 @@ def ns_nfstime(ns: int) -> nfs4.nfstime4:
     return nfs4.nfstime4(seconds=ns // 1_000_000_000, nseconds=ns % 1_000_000_000)
 
 
-class NFSOperations(pyfuse3.Operations):
+class NFSOperations(LockHandlers, pyfuse3.Operations):
     """FUSE requests served by an NFSv4.1 mount.
 
     Args:
@@ -202,6 +203,14 @@ class NFSOperations(pyfuse3.Operations):
 
     supports_dot_lookup = True
     enable_writeback_cache = False
+    #: A signal to a process waiting on the server (FUSE INTERRUPT) cancels its request:
+    #: EINTR at once; a request already sent keeps its slot until answered (pyfuse3
+    #: patch 0002; session.session.ServerSession.compound).
+    enable_interrupts = True
+    #: Application locks become NFS locks (fusenfs.locking; pyfuse3 patch 0001).
+    getlk = fuse_errors(LockHandlers.getlk)
+    setlk = fuse_errors(LockHandlers.setlk)
+    flock = fuse_errors(LockHandlers.flock)
 
     def __init__(
         self, client: NFSClient, nursery: trio.Nursery, cache: CacheTimes | None = None
@@ -217,6 +226,9 @@ class NFSOperations(pyfuse3.Operations):
         self._dirs: dict[int, OpenDir] = {}
         self._next_fh = 1
         self._hidden_counter = 0
+        #: The pid that last took a lock as each lock owner (F_GETLK reports it).
+        self._lock_pids: dict[bytes, int] = {}
+        client.describe_fh = self.describe_fh
         #: Set by the runner: the state manager's statistics (migrations, events).
         self.recovery_stats: Callable[[], dict[str, Any]] | None = None
 
@@ -263,6 +275,38 @@ class NFSOperations(pyfuse3.Operations):
         inode = self.inodes.learn(fh, attrs)
         inode.lookups += 1
         return inode
+
+    def describe_fh(self, fh: bytes) -> str:
+        """A person's name for a file: its inode number and fileid (logs, stats)."""
+        for node in self._known_inodes():
+            if node.fh == fh:
+                return f"inode {node.ino} (fileid {node.fileid:#x})"
+        return "fh " + fh.hex()
+
+    async def commit_inode(self, inode: Inode) -> None:
+        """Write back and COMMIT every open file's dirty data of ``inode``."""
+        for of in list(self._files.values()):
+            if of.inode is inode and of.writer is not None:
+                await of.writer.commit()
+
+    def drop_cached_data(self, inode: Inode) -> None:
+        """Forget cached file data of ``inode``: read-ahead blocks and kernel pages."""
+        for of in self._files.values():
+            if of.inode is inode:
+                of.reader.invalidate()
+        try:
+            pyfuse3.invalidate_inode(inode.ino, attr_only=False)
+        except OSError as e:
+            log.debug("invalidate_inode(%d): %s", inode.ino, e)
+
+    def _check_lost_lock(self, inode: Inode) -> None:
+        """EIO for I/O on a file whose lock could not be reclaimed (RFC 8881 9.11)."""
+        reason = self.lost_lock(inode)
+        if reason is not None:
+            log.warning(
+                "I/O on %s refused: a lock on it was lost (%s)", self.describe_fh(inode.fh), reason
+            )
+            raise pyfuse3.FUSEError(errno.EIO)
 
     async def _drain_writes(self, inode: Inode) -> None:
         """Wait for this inode's write-behind, so the server's size and mtime are current."""
@@ -615,6 +659,7 @@ class NFSOperations(pyfuse3.Operations):
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
         of = self._file(fh)
+        self._check_lost_lock(of.inode)
         if of.writer is not None and of.writer.busy:
             await of.writer.drain()
             of.reader.invalidate()
@@ -623,6 +668,7 @@ class NFSOperations(pyfuse3.Operations):
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         of = self._file(fh)
+        self._check_lost_lock(of.inode)
         if of.writer is None:
             raise pyfuse3.FUSEError(errno.EBADF)
         of.reader.invalidate()
