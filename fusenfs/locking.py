@@ -72,7 +72,7 @@ def flock_owner(owner: int) -> bytes:
     return b"flock:%x" % owner
 
 
-def flock_range(lock: Any) -> tuple[int, int]:
+def flock_range(lock: pyfuse3.FileLock) -> tuple[int, int]:
     """(offset, NFS length) of a ``pyfuse3.FileLock``: l_len 0 is to end of file."""
     start = int(lock.l_start)
     length = int(lock.l_len)
@@ -83,7 +83,7 @@ def flock_range(lock: Any) -> tuple[int, int]:
     return start, length
 
 
-def denied_to_flock(offset: int, length: int, locktype: int, pid: int) -> Any:
+def denied_to_flock(offset: int, length: int, locktype: int, pid: int) -> pyfuse3.FileLock:
     """A ``pyfuse3.FileLock`` for a conflict LOCKT or LOCK reported (section 18.11.4)."""
     end = lock_end(offset, length)
     start = min(offset, OFF_T_MAX)
@@ -101,7 +101,13 @@ class LockHandlers:
     its errno: NFS4ERR_DENIED is EAGAIN, NFS4ERR_DEADLOCK EDEADLK.
     """
 
-    async def getlk(self, fh: int, owner: int, lock: Any, ctx: Any) -> Any:
+    async def getlk(
+        self,
+        fh: pyfuse3.FileHandleT,
+        owner: int,
+        lock: pyfuse3.FileLock,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.FileLock:
         """F_GETLK: LOCKT with the caller's owner; a conflict comes back as a FileLock.
 
         The pid is the holder's when it is a process on this mount, else 0 (a holder
@@ -120,7 +126,14 @@ class LockHandlers:
         pid = ops._lock_pids.get(denied.owner.owner, 0)
         return denied_to_flock(denied.offset, denied.length, denied.locktype, pid)
 
-    async def setlk(self, fh: int, owner: int, lock: Any, sleep: bool, ctx: Any) -> None:
+    async def setlk(
+        self,
+        fh: pyfuse3.FileHandleT,
+        owner: int,
+        lock: pyfuse3.FileLock,
+        sleep: bool,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
         """F_SETLK / F_SETLKW / F_UNLCK (and the unlock pyfuse3 sends at each close)."""
         ops = self._ops()
         of = ops._file(fh)
@@ -131,7 +144,9 @@ class LockHandlers:
             return
         await self._lock(of, name, offset, length, lock.l_type == fcntl.F_WRLCK, sleep, ctx)
 
-    async def flock(self, fh: int, owner: int, op: int, ctx: Any) -> None:
+    async def flock(
+        self, fh: pyfuse3.FileHandleT, owner: int, op: int, ctx: pyfuse3.RequestContext
+    ) -> None:
         """flock(2) as a whole-file byte-range lock (LOCK_SH, LOCK_EX, LOCK_UN, LOCK_NB)."""
         ops = self._ops()
         of = ops._file(fh)
@@ -150,7 +165,14 @@ class LockHandlers:
         return self  # type: ignore[return-value]
 
     async def _lock(
-        self, of: OpenFile, name: bytes, offset: int, length: int, write: bool, wait: bool, ctx: Any
+        self,
+        of: OpenFile,
+        name: bytes,
+        offset: int,
+        length: int,
+        write: bool,
+        wait: bool,
+        ctx: pyfuse3.RequestContext,
     ) -> None:
         ops = self._ops()
         cred = ops._cred(ctx)

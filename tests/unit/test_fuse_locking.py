@@ -40,10 +40,9 @@ def test_posix_and_flock_owners_are_distinct() -> None:
 
 def test_local_lock_removes_the_handlers() -> None:
     assert operations_class(NFSOperations, LOCAL_LOCK_KINDS["none"]) is NFSOperations
-    both = operations_class(NFSOperations, LOCAL_LOCK_KINDS["all"])
-    assert both.getlk is pyfuse3.Operations.getlk
-    assert both.setlk is pyfuse3.Operations.setlk
-    assert both.flock is pyfuse3.Operations.flock
-    posix = operations_class(NFSOperations, LOCAL_LOCK_KINDS["posix"])
-    assert posix.setlk is pyfuse3.Operations.setlk
-    assert posix.flock is NFSOperations.flock
+    base = vars(pyfuse3.Operations)
+    both = vars(operations_class(NFSOperations, LOCAL_LOCK_KINDS["all"]))
+    assert all(both[name] is base[name] for name in ("getlk", "setlk", "flock"))
+    posix = vars(operations_class(NFSOperations, LOCAL_LOCK_KINDS["posix"]))
+    assert posix["setlk"] is base["setlk"] and posix["getlk"] is base["getlk"]
+    assert "flock" not in posix  # inherited from NFSOperations: stays an NFS lock
