@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from contrib.ganesha import GaneshaServer
+
 from .helpers import Mount, MountFactory, Workspace, wait_until
 
 HOLDER = Path(__file__).with_name("lockholder.py")
@@ -237,3 +239,33 @@ def test_lock_revalidates_cached_data(two_mounts: tuple[Path, Path], holders: li
         f.seek(0)
         assert f.read(4) == b"new!"
     os.sync()
+
+
+def test_lock_is_reclaimed_after_a_server_restart(
+    ganesha: GaneshaServer, mount: MountFactory, holders: list[Holder]
+) -> None:
+    """Ganesha restarts with a lock held: mount A reclaims it in the grace period, so a
+    process on mount B is still refused, until A unlocks (RFC 8881 sections 8.4.2.1,
+    9.11).  A Ganesha of this test's own: the shared one must not restart."""
+    server = GaneshaServer(grace_period=15, lease_lifetime=10)
+    try:
+        server.start()
+        server.wait_grace_over()
+        ma, mb = mount(port=server.port), mount(port=server.port)
+        (ma.path / "f").write_bytes(b"z" * 10)
+        ha, hb = holder(holders, ma.path / "f"), holder(holders, mb.path / "f")
+        assert ha.ask("setlk w 0 0") == "ok"
+        assert hb.ask("setlk w 0 0").split()[-1] in CONFLICT
+        started = server.started_at or 0.0
+        time.sleep(max(0.0, started + 2.0 - time.monotonic()))  # a new epoch second
+        server.restart()
+        # B's LOCK waits out the grace period (NFS4ERR_GRACE), then meets A's reclaimed lock.
+        assert hb.ask("setlk w 0 0", timeout=60).split()[-1] in CONFLICT
+        assert ha.ask("setlk u 0 0") == "ok"
+        assert hb.ask("setlk w 0 0") == "ok"
+        for h in holders:
+            h.stop()
+        problems = mb.unmount() + ma.unmount()
+        assert not problems, problems
+    finally:
+        server.cleanup()
