@@ -13,8 +13,10 @@ blocks the servers.  ``Scenario`` bundles them:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,10 @@ import trio
 from contrib.testserver import Cluster, ClusterConfig, FsSpec, InstanceConfig
 from contrib.testserver.server import EndpointConfig
 from fusenfs.cli import is_mounted
+from recovery.manager import StateManager
+from session.client import NFSClient
+from session.session import ServerSession, SessionOptions
+from tests.fuse.helpers import daemon_pids
 
 APP = Path(__file__).with_name("app.py")
 LEASE = 4
@@ -152,13 +158,61 @@ async def scenario(
 
 
 async def unmount(mnt: str) -> None:
-    """``fusenfs umount``; if the daemon hangs (a test failed mid-recovery), kill it."""
+    """``fusenfs umount``; if the daemon hangs (a test failed mid-recovery), kill exactly
+    the daemon serving ``mnt`` (by PID) and detach the mount point."""
+    pids = daemon_pids(Path(mnt))
     umount = [sys.executable, "-m", "fusenfs", "umount", mnt]
     with trio.move_on_after(20):
         await trio.run_process(umount, check=False, capture_stderr=True)
     if is_mounted(mnt):
-        subprocess.run(["pkill", "-9", "-f", f"fusenfs mount .* {mnt} "], check=False)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         subprocess.run(["fusermount3", "-uz", mnt], check=False, capture_output=True)
+
+
+@dataclass
+class ApiMount:
+    """A mounted ``NFSClient`` and its ``StateManager``."""
+
+    client: NFSClient
+    mgr: StateManager
+
+    def session_of_fh(self, fh: bytes) -> ServerSession:
+        return self.client.session_for(self.client.fs_of(fh))
+
+    def events(self, fragment: str) -> list[str]:
+        """The recorded events whose ``what`` contains ``fragment``."""
+        return [f"{e.what} ({e.evidence})" for e in self.mgr.log.events if fragment in e.what]
+
+
+@asynccontextmanager
+async def api_mount(
+    cluster: Cluster, name: str, instance: str = "A", export: str = "/export/a", index: int = 0
+) -> AsyncIterator[ApiMount]:
+    """Mount ``export`` of ``instance`` (its ``index``-th address) with a client ID of
+    its own (``co_ownerid`` unique per call), recovery attached."""
+    ep = cluster.instance(instance).endpoints[index]
+    async with trio.open_nursery() as nursery:
+        session = ServerSession(
+            ep.address,
+            ep.port,
+            co_ownerid=f"api-test/{name}/{uuid.uuid4().hex}".encode(),
+            options=SessionOptions(timeo=5, retrans=2, retry_limit=15),
+        )
+        await session.start(nursery)
+        client = NFSClient(session, export, owner_prefix=name.encode())
+        await client.mount()
+        mgr = StateManager(client, nursery)
+        mgr.attach()
+        try:
+            yield ApiMount(client, mgr)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                for each in mgr.sessions():
+                    await each.shutdown()
+            nursery.cancel_scope.cancel()
+
 
 
 def assert_app_unharmed(result: dict[str, Any]) -> None:

@@ -13,23 +13,21 @@ trunkable address, server_scope / so_major_id changes at one address (seed 001
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import pytest
 import trio
 
 from contrib.testserver import Cluster, ClusterConfig, FsSpec, InstanceConfig, open_cluster
 from contrib.testserver.server import EndpointConfig
-from recovery.manager import StateManager
 from recovery.migration import test_stateids as stateid_codes
-from session.client import NFSClient, OpenResult
-from session.session import ServerSession, SessionOptions
+from session.client import OpenResult
 from session.state import LockState
 from session.status import NFS4Error
 from session.xdr.const import OPEN4_SHARE_ACCESS_BOTH, nfsstat4, stable_how4
+
+from .harness import ApiMount as Mount
+from .harness import api_mount
 
 LEASE = 4
 GRACE = 3.0
@@ -53,49 +51,6 @@ def config(*instances: InstanceConfig) -> ClusterConfig:
 async def cluster() -> AsyncIterator[Cluster]:
     async with open_cluster(config()) as running:
         yield running
-
-
-@dataclass
-class Mount:
-    """A mounted ``NFSClient`` and its ``StateManager``."""
-
-    client: NFSClient
-    mgr: StateManager
-
-    def session_of_fh(self, fh: bytes) -> ServerSession:
-        return self.client.session_for(self.client.fs_of(fh))
-
-    def events(self, fragment: str) -> list[str]:
-        """The recorded events whose ``what`` contains ``fragment``."""
-        return [f"{e.what} ({e.evidence})" for e in self.mgr.log.events if fragment in e.what]
-
-
-@asynccontextmanager
-async def api_mount(
-    cluster: Cluster, name: str, instance: str = "A", export: str = "/export/a", index: int = 0
-) -> AsyncIterator[Mount]:
-    """Mount ``export`` of ``instance`` (its ``index``-th address) with a client ID of
-    its own (``co_ownerid`` unique per call), recovery attached."""
-    ep = cluster.instance(instance).endpoints[index]
-    async with trio.open_nursery() as nursery:
-        session = ServerSession(
-            ep.address,
-            ep.port,
-            co_ownerid=f"api-test/{name}/{uuid.uuid4().hex}".encode(),
-            options=SessionOptions(timeo=5, retrans=2, retry_limit=15),
-        )
-        await session.start(nursery)
-        client = NFSClient(session, export, owner_prefix=name.encode())
-        await client.mount()
-        mgr = StateManager(client, nursery)
-        mgr.attach()
-        try:
-            yield Mount(client, mgr)
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                for each in mgr.sessions():
-                    await each.shutdown()
-            nursery.cancel_scope.cancel()
 
 
 async def open_locked(m: Mount, name: bytes = b"locked") -> tuple[OpenResult, LockState]:
