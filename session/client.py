@@ -1127,7 +1127,13 @@ class NFSClient:
         the pieces released (a count).
         """
         pieces = lock_state.held.overlapping(start, end)
-        lock_state.lost = None
+        if lock_state.lost is not None:
+            # The server does not hold these any more (a reclaim failed): forget them
+            # here; the application learns that the lock is gone by letting go of it.
+            lock_state.held.unlock(start, end)
+            if not lock_state.held:
+                self.state.forget_lock(lock_state)
+            return len(pieces)
         for piece in pieces:
             try:
                 await self._send_locku(lock_state, piece.start, piece.end, cred)

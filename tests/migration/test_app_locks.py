@@ -102,3 +102,41 @@ async def test_application_lock_survives_migration(cluster: Cluster, variant: st
         assert m["freed"] >= 1 and m["reclaimed"] >= 1
     else:
         assert m["decision"] == "TSM" and m["reclaimed"] == 0
+
+
+async def test_lock_that_cannot_be_reclaimed_is_reported(cluster: Cluster) -> None:
+    """The lock was revoked on the source before a move without TSM; the destination's
+    per-file-system grace refuses its reclaim (NFS4ERR_RECLAIM_BAD).  The application's
+    next I/O on the file fails with EIO (not silently unlocked), ``fusenfs stats`` names
+    the file, and after the application unlocks the file works again."""
+    name = "revoked-lock"
+    with trio.fail_after(120):
+        async with scenario(cluster) as sc:
+            path = os.path.join(sc.mountpoint, name)
+            await trio.to_thread.run_sync(Path(path).write_bytes, b"locked data")
+            holder = await AsyncHolder.start(path)
+            try:
+                assert await holder.ask("open rw") == "ok"
+                assert await holder.ask("setlk w 0 100") == "ok"
+                state = cluster.instance("A").state.for_fs("a")
+                (lock,) = [st.other.hex() for st in state if st.kind() == "lock"]
+                cluster.revoke("A", lock)
+                await cluster.migrate("a", to="B", tsm=False)
+                ino = (await trio.to_thread.run_sync(os.stat, path)).st_ino
+                assert await holder.ask("getlk w 200 1") == "none"  # recovery runs now
+
+                def read() -> bytes:
+                    with open(path, "rb") as f:
+                        return f.read()
+
+                with pytest.raises(OSError) as info:
+                    await trio.to_thread.run_sync(read)
+                assert info.value.errno == 5  # EIO
+                stats = await sc.stats()
+                lost = [e for e in stats["events"] if e["what"].startswith("lock lost on")]
+                assert lost and f"inode {ino}" in lost[0]["what"]
+                assert "9.11" in lost[0]["rule"]
+                assert await holder.ask("setlk u 0 100") == "ok"
+                assert await trio.to_thread.run_sync(read) == b"locked data"
+            finally:
+                holder.stop()
