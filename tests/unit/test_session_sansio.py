@@ -56,6 +56,7 @@ from session.xdr.const import (
     CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
     EXCHGID4_FLAG_SUPP_MOVED_MIGR,
     EXCHGID4_FLAG_SUPP_MOVED_REFER,
+    OPEN4_SHARE_ACCESS_BOTH,
     OPEN4_SHARE_ACCESS_READ,
     SEQ4_STATUS_ADMIN_STATE_REVOKED,
     SEQ4_STATUS_LEASE_MOVED,
@@ -140,6 +141,8 @@ class FakeServer:
     connections: list[ServerConnection] = field(default_factory=list)
     #: ``other`` of the stateids READ accepts; others get NFS4ERR_STALE_STATEID.
     valid_state: set[bytes] = field(default_factory=set)
+    #: LOCK answers NFS4ERR_DENIED while this is true.
+    lock_denied: bool = False
 
     # -- the wire ----------------------------------------------------------------------
     async def handle(self, conn: ServerConnection, call: RpcCall) -> bytes | None:
@@ -334,6 +337,14 @@ class FakeServer:
                     ),
                 ),
             )
+        if isinstance(op, nfs4.LOCK4args):
+            if self.lock_denied:
+                holder = nfs4.state_owner4(clientid=1, owner=b"someone else")
+                return nfs4.LOCK4res(
+                    nfsstat4.NFS4ERR_DENIED,
+                    denied=nfs4.LOCK4denied(0, 10, nfs_lock_type4.WRITE_LT, holder),
+                )
+            return nfs4.LOCK4res(OK, nfs4.LOCK4resok(nfs4.stateid4(1, b"L" * 12)))
         if isinstance(op, nfs4.CLOSE4args):
             self.valid_state.discard(op.open_stateid.other)
             return nfs4.CLOSE4res(OK, nfs4.stateid4(0, bytes(12)))
@@ -1153,6 +1164,49 @@ async def test_connection_cut_before_execution_resends_on_the_same_slot(
             await session.compound([nfs4.PUTFH4args(FH), nfs4.REMOVE4args(b"f")])
             assert server.executed["REMOVE"] == 1
             assert session.stats.reconnects == 1
+
+
+async def test_blocked_lock_is_retried_at_once_on_cb_notify_lock(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """F_SETLKW: WRITEW_LT, NFS4ERR_DENIED, a back-off growing to LOCK_POLL_MAX; a
+    CB_NOTIFY_LOCK for the waiting owner ends the pause at once (RFC 8881 section 9.6,
+    20.11)."""
+    from session.client import LOCK_POLL_MAX
+
+    server = FakeServer(lock_denied=True)
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(monkeypatch, server) as session:
+            client = NFSClient(session, "/export", owner_prefix=b"t")
+            session.on_callback = client.handle_callback
+            state = await client.open_fh(FH, nfs4.fsid4(1, 1), OPEN4_SHARE_ACCESS_BOTH)
+            got: list[float] = []
+
+            async def waiter() -> None:
+                await client.lock(state, b"me", 0, 10, write=True, wait=True)
+                got.append(trio.current_time())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiter)
+                await trio.sleep(20)
+                locks = [s for s in server.seen if "LOCK" in s.names]
+                kinds = {
+                    op.locktype
+                    for s in locks
+                    for op in s.args.argarray
+                    if isinstance(op, nfs4.LOCK4args)
+                }
+                assert kinds == {nfs_lock_type4.WRITEW_LT}
+                gaps = [b.at - a.at for a, b in itertools.pairwise(locks)]
+                assert max(gaps) <= LOCK_POLL_MAX + 0.01  # bounded back-off
+                assert not got
+                server.lock_denied = False
+                now = trio.current_time()
+                notify = cb.CB_NOTIFY_LOCK4args(
+                    cnla_fh=FH, cnla_lock_owner=nfs4.state_owner4(1, client.lock_owner(b"me"))
+                )
+                await call_back(server, cb_compound(session.sessionid, [notify]))
+            assert got and got[0] - now < 0.01  # at once, not after the pause
 
 
 # ---------------------------------------------------------------- the backchannel
