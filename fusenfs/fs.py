@@ -54,6 +54,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 NOBODY = 65534
+NAME_MAX = 255  # Linux's limit on one path component, bytes
 #: The extended attribute of the mount's root that carries ``fusenfs stats`` output.
 STATS_XATTR = b"user.fusenfs.stats"
 XATTR_SIZE_MAX = 65536  # Linux's limit on an extended attribute's value, bytes
@@ -184,6 +185,15 @@ class IdMapper:
         return self._map(group, self._gids, lambda n: grp.getgrnam(n).gr_gid)
 
 
+def settime(now: bool, ns: int) -> nfs4.settime4:
+    """settime4 for a time to set: the server's clock when the kernel said "now"
+    (UTIME_NOW: any user with write access may, RFC 8881 section 5.8.2.39 and
+    time_how4), else the given time (``ns``: nanoseconds; only the owner may)."""
+    if now:
+        return nfs4.settime4(set_it=time_how4.SET_TO_SERVER_TIME4)
+    return nfs4.settime4(set_it=time_how4.SET_TO_CLIENT_TIME4, time=ns_nfstime(ns))
+
+
 def nfstime_ns(t: nfs4.nfstime4 | None) -> int:
     return 0 if t is None else t.seconds * 1_000_000_000 + t.nseconds
 
@@ -240,6 +250,13 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             groups = []
         return AuthSys(uid=ctx.uid, gid=ctx.gid, gids=groups)
 
+    @staticmethod
+    def _check_name(name: bytes) -> bytes:
+        """ENAMETOOLONG for a component longer than the NAME_MAX ``statfs`` reports."""
+        if len(name) > NAME_MAX:
+            raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
+        return name
+
     def _inode(self, ino: int) -> Inode:
         inode = self.inodes.get(ino)
         if inode is None:
@@ -271,9 +288,18 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         entry.st_ctime_ns = nfstime_ns(a.time_metadata)
         return entry
 
-    def _learn(self, fh: bytes, attrs: NFSAttrs) -> Inode:
+    def _learn(
+        self, fh: bytes, attrs: NFSAttrs, parent: Inode | None = None, name: bytes = b""
+    ) -> Inode:
+        """The inode for an entry the kernel is being given (one more lookup reference).
+
+        ``parent`` and ``name``: where it was found, remembered for ".." and for
+        re-resolving a filehandle by path.
+        """
         inode = self.inodes.learn(fh, attrs)
         inode.lookups += 1
+        if parent is not None and name not in (b"", b".", b".."):
+            inode.parent, inode.name = parent.ino, name
         return inode
 
     def describe_fh(self, fh: bytes) -> str:
@@ -331,12 +357,13 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         parent = self._inode(parent_inode)
+        self._check_name(name)
         if name == b".":
             inode = parent
             inode.lookups += 1
             return self._entry(inode)
         fh, attrs = await self.client.lookup(parent.fh, name, self._cred(ctx))
-        return self._entry(self._learn(fh, attrs))
+        return self._entry(self._learn(fh, attrs, parent, name))
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, nlookup in inode_list:
@@ -363,19 +390,19 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         # size) past what was set: futimens() right after write(), as tar does.
         await self._drain_writes(node)
         want = NFSAttrs()
-        if fields.update_mode:
+        if fields.update_mode and not self._kills_privileges(node, attr.st_mode, ctx):
             want.mode = attr.st_mode & 0o7777
         if fields.update_uid:
             want.owner = str(attr.st_uid)
         if fields.update_gid:
             want.owner_group = str(attr.st_gid)
         if fields.update_atime:
-            want.time_access_set = nfs4.settime4(
-                set_it=time_how4.SET_TO_CLIENT_TIME4, time=ns_nfstime(attr.st_atime_ns)
+            want.time_access_set = settime(
+                getattr(fields, "update_atime_now", False), attr.st_atime_ns
             )
         if fields.update_mtime:
-            want.time_modify_set = nfs4.settime4(
-                set_it=time_how4.SET_TO_CLIENT_TIME4, time=ns_nfstime(attr.st_mtime_ns)
+            want.time_modify_set = settime(
+                getattr(fields, "update_mtime_now", False), attr.st_mtime_ns
             )
         stateid: nfs4.stateid4 | None = None
         if fields.update_size:
@@ -400,6 +427,26 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         else:
             await self._fresh_attrs(node, cred)
         return self._entry(node)
+
+    def _kills_privileges(self, node: Inode, mode: int, ctx: pyfuse3.RequestContext) -> bool:
+        """True for the kernel's own "clear setuid/setgid" before a non-owner's write.
+
+        The kernel asks with the writer's credentials, which the server refuses (only
+        the owner may chmod); but an NFS server clears those bits itself when someone
+        other than the owner writes (as a local file system does).  So the request is
+        not sent, and the attributes returned already show the bits cleared.  A real
+        chmod by a non-owner never gets here: the kernel refuses it first
+        (default_permissions).
+        """
+        current = (node.attrs.mode or 0) & 0o7777
+        cleared = current & ~mode & 0o7777
+        uid = self.ids.uid(node.attrs.owner)
+        if ctx.uid == 0 or ctx.uid == uid or not cleared:
+            return False
+        if cleared & ~(stat.S_ISUID | stat.S_ISGID) or mode & 0o7777 & ~current:
+            return False
+        node.attrs.mode = mode & 0o7777
+        return True
 
     @fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -435,7 +482,10 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         out.f_files = a.files_total or 0
         out.f_ffree = a.files_free or 0
         out.f_favail = a.files_avail or 0
-        out.f_namemax = a.maxname or 255
+        # The server's maxname may describe its own limits rather than the file system's
+        # (Ganesha says 1024 on ext4); programs size names from it, so no more than
+        # NAME_MAX, as the Linux client does.
+        out.f_namemax = min(a.maxname or NAME_MAX, NAME_MAX)
         return out
 
     # ------------------------------------------------------------------ namespace
@@ -448,9 +498,10 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
         parent = self._inode(parent_inode)
+        self._check_name(name)
         attrs = NFSAttrs(mode=mode & ~ctx.umask & 0o7777)
         fh, got = await self.client.create(parent.fh, name, objtype, attrs, self._cred(ctx))
-        return self._entry(self._learn(fh, got))
+        return self._entry(self._learn(fh, got, parent, name))
 
     @fuse_errors
     async def mkdir(
@@ -477,6 +528,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         kind = stat.S_IFMT(mode)
+        self._check_name(name)
         if kind == stat.S_IFREG:
             parent = self._inode(parent_inode)
             cred = self._cred(ctx)
@@ -490,7 +542,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
                 cred=cred,
             )
             await self.client.release(opened.state, OPEN4_SHARE_ACCESS_WRITE, cred)
-            return self._entry(self._learn(opened.fh, opened.attrs))
+            return self._entry(self._learn(opened.fh, opened.attrs, parent, name))
         if kind == stat.S_IFIFO:
             objtype = nfs4.createtype4(type=nfs_ftype4.NF4FIFO)
         elif kind == stat.S_IFSOCK:
@@ -555,7 +607,10 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EINVAL)  # RENAME_NOREPLACE/EXCHANGE: no NFS op
         old = self._inode(parent_inode_old)
         new = self._inode(parent_inode_new)
+        self._check_name(name_new)
         await self.client.rename(old.fh, name_old, new.fh, name_new, self._cred(ctx))
+        for node in self.inodes.children(old.ino, name_old):
+            node.parent, node.name = new.ino, name_new
 
     @fuse_errors
     async def link(
@@ -563,6 +618,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         node = self._inode(inode)
         parent = self._inode(new_parent_inode)
+        self._check_name(new_name)
         attrs = await self.client.link(node.fh, parent.fh, new_name, self._cred(ctx))
         node.set_attrs(attrs)
         node.lookups += 1
@@ -630,6 +686,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         parent = self._inode(parent_inode)
+        self._check_name(name)
         cred = self._cred(ctx)
         access = share_access_for_flags(flags)
         opened = await self.client.open(
@@ -641,7 +698,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             attrs=NFSAttrs(mode=mode & ~ctx.umask & 0o7777),
             cred=cred,
         )
-        node = self._learn(opened.fh, opened.attrs)
+        node = self._learn(opened.fh, opened.attrs, parent, name)
         if flags & os.O_TRUNC and opened.attrs.size:
             node.set_attrs(
                 await self.client.setattr(node.fh, NFSAttrs(size=0), opened.state.stateid, cred)
@@ -727,7 +784,15 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         od = self._dirs.get(fh)
         if od is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        cookie = start_id
+        # NFSv4 servers never return "." and ".." (cookies 1 and 2 are reserved for them,
+        # RFC 8881 section 18.23.3): the client makes them, at offsets 1 and 2.
+        if start_id == 0 and not pyfuse3.readdir_reply(token, b".", self._entry(od.inode), 1):
+            return
+        if start_id <= 1 and not pyfuse3.readdir_reply(
+            token, b"..", self._parent_entry(od.inode), 2
+        ):
+            return
+        cookie = start_id if start_id > 2 else 0
         while True:
             entries = od.cached_after(cookie)
             if entries is None:
@@ -762,6 +827,19 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
                 if not pyfuse3.readdir_reply(token, entry.name, self._entry(inode), cookie):
                     return
                 inode.lookups += 1
+                inode.parent, inode.name = od.inode.ino, entry.name
+
+    def _parent_entry(self, inode: Inode) -> pyfuse3.EntryAttributes:
+        """The entry of ".." in directory ``inode``: its parent (the root's is itself)."""
+        if inode.ino == pyfuse3.ROOT_INODE:
+            return self._entry(inode)
+        parent = self.inodes.get(inode.parent)
+        if parent is not None:
+            return self._entry(parent)
+        entry = pyfuse3.EntryAttributes()  # forgotten by the kernel: its number is enough
+        entry.st_ino = inode.parent or pyfuse3.ROOT_INODE
+        entry.st_mode = stat.S_IFDIR
+        return entry
 
     @fuse_errors
     async def releasedir(self, fh: int) -> None:

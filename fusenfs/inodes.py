@@ -32,6 +32,8 @@ class Inode:
         opens: FUSE file handles open on it (a count).
         change_at_open: the change attribute at the last open (close-to-open check).
         hidden: (directory fh, name) of a silly-renamed file, removed at last close.
+        parent: the inode number of the directory it was last found in (0: unknown).
+        name: its name there (bytes): with ``parent``, a path from the mount's root.
     """
 
     ino: int
@@ -44,6 +46,8 @@ class Inode:
     opens: int = 0
     change_at_open: int | None = None
     hidden: tuple[bytes, bytes] | None = None
+    parent: int = 0
+    name: bytes = b""
     #: Seconds the kernel may trust these attributes: grows while the file does not
     #: change, back to the minimum when it does (nfs(5) acregmin..acregmax).
     ac_timeout: float = 0.0
@@ -119,6 +123,24 @@ class InodeTable:
             inode.fh = fh
         inode.set_attrs(attrs)
         return inode
+
+    def children(self, parent: int, name: bytes) -> list[Inode]:
+        """Known inodes last seen as ``name`` in directory ``parent`` (after a rename)."""
+        return [i for i in self._by_ino.values() if i.parent == parent and i.name == name]
+
+    def path_of(self, ino: int, limit: int = 4096) -> list[bytes] | None:
+        """Names from the mount's root to ``ino`` (root: []), or None where unknown.
+
+        ``limit`` bounds the walk (a count of components), so a cycle cannot hang it.
+        """
+        names: list[bytes] = []
+        while ino != pyfuse3.ROOT_INODE:
+            inode = self._by_ino.get(ino)
+            if inode is None or not inode.parent or not inode.name or len(names) >= limit:
+                return None
+            names.append(inode.name)
+            ino = inode.parent
+        return names[::-1]
 
     def forget(self, ino: int, nlookup: int) -> None:
         """Drop ``nlookup`` kernel references; the record goes when none remain."""

@@ -62,11 +62,20 @@ def mount(
             pytest.fail(f"FUSE is required under CI: {reason}", pytrace=False)
         pytest.skip(reason)
     made: list[Mount] = []
+    publics: list[Path] = []  # world-searchable parents of ``public`` mount points
     request.node.stash[_mounts_key] = made
 
-    def make(options: str = "", *, port: int | None = None) -> Mount:
+    def make(options: str = "", *, port: int | None = None, public: bool = False) -> Mount:
         index = len(made)
-        mountpoint = tmp_path / f"mnt{index}"
+        if public:
+            # Other users must reach the mount point (allow_other tests): tmp_path's
+            # ancestors are private to root, so use a world-searchable directory.
+            outer = Path(tempfile.mkdtemp(prefix="fusenfs-public-"))
+            outer.chmod(0o755)
+            publics.append(outer)
+            mountpoint = outer / f"mnt{index}"
+        else:
+            mountpoint = tmp_path / f"mnt{index}"
         mountpoint.mkdir()
         log_path = tmp_path / f"client{index}.log"
         port = ganesha.port if port is None else port
@@ -107,6 +116,10 @@ def mount(
     problems: list[str] = []
     for m in reversed(made):
         problems.extend(m.unmount())
+    for outer in publics:
+        # Only once nothing is mounted below it: never delete through a mount.
+        if not any(m.is_mounted() for m in made if outer in m.path.parents):
+            shutil.rmtree(outer, ignore_errors=True)
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 

@@ -1,0 +1,129 @@
+"""POSIX details a local file system gets right, through a real mount (issue 9).
+
+"." and ".." in readdir, NAME_MAX, and what a user who is not the owner may do: touch a
+file they can write (UTIME_NOW goes as SET_TO_SERVER_TIME4) and write to a setuid file
+(the bits end up cleared, the write succeeds).  The other users are plain uids run with
+setpriv on an allow_other mount.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from contrib.ganesha import GaneshaServer
+
+from .helpers import MountFactory, Workspace, run
+
+pytestmark = pytest.mark.fuse
+
+OTHER_UID = 4242  # any uid that owns nothing on the export
+
+
+def as_other(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run a command as OTHER_UID (no supplementary groups)."""
+    return run(
+        ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups", *argv],
+        check=False,
+    )
+
+
+def raw_readdir(path: Path) -> dict[str, int]:
+    """name -> d_ino exactly as readdir(3) returns them (os.scandir hides the dots, and
+    ls shows the outer directory's inode for ".." of a mount point)."""
+
+    class Dirent(ctypes.Structure):
+        _fields_ = [
+            ("d_ino", ctypes.c_uint64),
+            ("d_off", ctypes.c_int64),
+            ("d_reclen", ctypes.c_ushort),
+            ("d_type", ctypes.c_ubyte),
+            ("d_name", ctypes.c_char * 256),
+        ]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.opendir.restype = ctypes.c_void_p
+    libc.readdir.restype = ctypes.POINTER(Dirent)
+    libc.readdir.argtypes = [ctypes.c_void_p]
+    libc.closedir.argtypes = [ctypes.c_void_p]
+    handle = libc.opendir(os.fsencode(path))
+    assert handle, os.strerror(ctypes.get_errno())
+    found: dict[str, int] = {}
+    try:
+        for _ in range(10_000):
+            entry = libc.readdir(handle)
+            if not entry:
+                break
+            found[entry.contents.d_name.decode()] = entry.contents.d_ino
+    finally:
+        libc.closedir(handle)
+    return found
+
+
+def test_readdir_has_dot_and_dotdot_with_their_inode_numbers(ws: Workspace) -> None:
+    sub = ws.dir / "sub"
+    sub.mkdir()
+    (sub / "f").write_bytes(b"")
+    entries = raw_readdir(sub)
+    assert set(entries) == {".", "..", "f"}
+    assert entries["."] == os.stat(sub).st_ino
+    assert entries[".."] == os.stat(ws.dir).st_ino
+    assert entries["f"] == os.stat(sub / "f").st_ino
+    top = raw_readdir(ws.mount.path)
+    assert top["."] == top[".."] == os.stat(ws.mount.path).st_ino  # ".." of the root
+    listing = run(["ls", "-fa", str(sub)]).stdout.split()
+    assert sorted(listing) == [".", "..", "f"]
+    assert sorted(os.listdir(sub)) == ["f"]
+
+
+def test_name_max_is_255_and_enforced(ws: Workspace) -> None:
+    assert os.statvfs(ws.dir).f_namemax <= 255
+    longest = ws.dir / ("n" * 255)
+    longest.write_bytes(b"ok")
+    assert longest.read_bytes() == b"ok"
+    with pytest.raises(OSError) as info:
+        (ws.dir / ("n" * 256)).write_bytes(b"no")
+    assert info.value.errno == errno.ENAMETOOLONG
+
+
+def test_non_owner_touch_of_a_writable_file(mount: MountFactory, fresh_dir: str) -> None:
+    m = mount("allow_other", public=True)
+    d = m.path / fresh_dir
+    d.mkdir(mode=0o755)
+    f = d / "shared"
+    f.write_bytes(b"data")
+    os.chmod(f, 0o666)
+    old = 1_000_000_000
+    os.utime(f, (old, old))
+    result = as_other("touch", str(f))
+    assert result.returncode == 0, result.stderr
+    assert os.stat(f).st_mtime > old + 1000
+    # Setting an explicit time is still the owner's privilege.
+    result = as_other("touch", "-d", "2001-01-01", str(f))
+    assert result.returncode != 0
+
+
+def test_non_owner_write_to_a_setuid_file_clears_the_bits(
+    mount: MountFactory, fresh_dir: str, ganesha: GaneshaServer
+) -> None:
+    m = mount("allow_other", public=True)
+    d = m.path / fresh_dir
+    d.mkdir(mode=0o755)
+    f = d / "setuid"
+    f.write_bytes(b"#!/bin/sh\n")
+    os.chmod(f, 0o4777)
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o4777
+    result = as_other("sh", "-c", f"echo appended >> {f}")
+    assert result.returncode == 0, result.stderr
+    assert f.read_bytes() == b"#!/bin/sh\nappended\n"
+    mode = stat.S_IMODE(os.stat(f).st_mode)
+    assert not mode & stat.S_ISUID, oct(mode)
+    assert mode & 0o777 == 0o777
+    server_mode = stat.S_IMODE((ganesha.export_path / fresh_dir / "setuid").stat().st_mode)
+    assert not server_mode & stat.S_ISUID
