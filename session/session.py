@@ -669,7 +669,7 @@ class ServerSession:
                 major_at = now + budget
             elif self._closing:
                 raise CallTimeout(f"server {self.host}:{self.port}: {last_error} (unmounting)")
-            log.debug("re-sending after: %s", last_error)
+            log.debug("%s:%d re-sending after: %s", self.host, self.port, last_error)
             self.stats.replays += 1
             pause = delay if opts.hard else min(delay, max(0.0, major_at - now))
             await trio.sleep(pause)
@@ -687,11 +687,13 @@ class ServerSession:
         while True:
             body = _encode_compound(ops)
             started = time.monotonic()
-            log.debug("-> [%s] %d B", op_names(ops), len(body))
+            log.debug("-> %s:%d [%s] %d B", self.host, self.port, op_names(ops), len(body))
             reply = await self._send(body, self.machine_cred)
             res = _decode_compound(reply)
             log.debug(
-                "<- %s%s %.1f ms",
+                "<- %s:%d %s%s %.1f ms",
+                self.host,
+                self.port,
                 res.status.name,
                 _failed_at(res),
                 (time.monotonic() - started) * 1000,
@@ -805,7 +807,10 @@ class ServerSession:
                 raise
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
-                    "-> slot=%d seq=%d [SEQUENCE %s] %d B",
+                    "-> %s:%d session=%s slot=%d seq=%d [SEQUENCE %s] %d B",
+                    self.host,
+                    self.port,
+                    self.sessionid[:4].hex(),
                     slot.slotid,
                     seq.sa_sequenceid,
                     op_names(ops),
@@ -829,7 +834,9 @@ class ServerSession:
                 raise TransportError(f"session with {self.host}:{self.port} closed")
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
-                    "<- slot=%d %s%s %.1f ms",
+                    "<- %s:%d slot=%d %s%s %.1f ms",
+                    self.host,
+                    self.port,
                     slot.slotid,
                     res.status.name,
                     _failed_at(res),

@@ -551,6 +551,22 @@ async def test_start_exchanges_id_creates_session_and_completes_reclaim(
         assert not server.sessions
 
 
+async def test_debug_lines_name_the_server(
+    monkeypatch: pytest.MonkeyPatch,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 9: every --debug line says which server (address:port) a COMPOUND went to."""
+    server = FakeServer()
+    caplog.set_level("DEBUG", logger="session")
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(monkeypatch, server) as session:
+            await session.compound(GETATTR_OPS)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage()[:3] in ("-> ", "<- ")]
+    assert len(lines) >= 4
+    assert all(line[3:].startswith("127.0.0.1:2049 ") for line in lines), lines
+
+
 async def test_cachethis_is_set_only_for_non_idempotent_compounds(
     monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
