@@ -230,7 +230,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         self.nursery = nursery
         self.cache = cache or CacheTimes()
         self.inodes = InodeTable()
-        self.inodes.set_root(client.root_fh, client.root_attrs)
+        self.inodes.set_root(client.root_fh, client.root_attrs, client.fs_id_of(client.root_fh))
         self.ids = IdMapper()
         self._files: dict[int, OpenFile] = {}
         self._dirs: dict[int, OpenDir] = {}
@@ -296,7 +296,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         ``parent`` and ``name``: where it was found, remembered for ".." and for
         re-resolving a filehandle by path.
         """
-        inode = self.inodes.learn(fh, attrs)
+        inode = self.inodes.learn(fh, attrs, self.client.fs_id_of(fh))
         inode.lookups += 1
         if parent is not None and name not in (b"", b".", b".."):
             inode.parent, inode.name = parent.ino, name
@@ -414,9 +414,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         if want.present():
             if fields.update_size and stateid is None:
                 # truncate(2) by path: open for write around the SETATTR (section 18.30.3).
-                state = await self.client.open_fh(
-                    node.fh, node.fsid, OPEN4_SHARE_ACCESS_WRITE, cred
-                )
+                state = await self.client.open_fh(node.fh, OPEN4_SHARE_ACCESS_WRITE, cred)
                 try:
                     attrs = await self.client.setattr(node.fh, want, state.stateid, cred)
                 finally:
@@ -565,7 +563,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         if attrs.fsid is None or attrs.fileid is None:
             return None
         for node in self._known_inodes():
-            if node.fsid == attrs.fsid and node.fileid == attrs.fileid:
+            if node.fs_id == self.client.fs_id_of(fh) and node.fileid == attrs.fileid:
                 node.fh = fh
                 return node
         return None
@@ -663,7 +661,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         node = self._inode(inode)
         cred = self._cred(ctx)
         access = share_access_for_flags(flags)
-        state = await self.client.open_fh(node.fh, node.fsid, access, cred)
+        state = await self.client.open_fh(node.fh, access, cred)
         attrs = await self._fresh_attrs(node, cred)
         if flags & os.O_TRUNC and access & OPEN4_SHARE_ACCESS_WRITE and attrs.size:
             node.set_attrs(
@@ -823,7 +821,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
                     continue
                 if fhandle is None or a.fileid is None:
                     continue
-                inode = self.inodes.learn(fhandle, a)
+                inode = self.inodes.learn(fhandle, a, self.client.fs_id_of(fhandle))
                 if not pyfuse3.readdir_reply(token, entry.name, self._entry(inode), cookie):
                     return
                 inode.lookups += 1

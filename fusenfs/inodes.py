@@ -1,9 +1,11 @@
-"""The inode table: FUSE inode numbers for NFS files, stable per (fsid, fileid).
+"""The inode table: FUSE inode numbers for NFS files, stable per (file system, fileid).
 
 The kernel knows files by inode number; the server by filehandle.  An inode number is
-handed out the first time the client sees a (fsid, fileid) pair and never changes for
-the life of the mount, even across a migration (which keeps fsid and fileid, RFC 8881
-section 11.11.3 / seed 000).  Lookup counts follow the FUSE protocol: every entry
+handed out the first time the client sees a (file system, fileid) pair and never changes
+for the life of the mount, even across a migration (which keeps fileids, RFC 8881
+section 11.11.3 / seed 000).  The file system is the superblock's ``fs_id``, not the
+fsid: two servers may report the same fsid for different file systems
+(``session.mount``).  Lookup counts follow the FUSE protocol: every entry
 returned (lookup, create, mkdir, readdir...) adds one, ``forget`` subtracts.
 """
 
@@ -15,7 +17,6 @@ from dataclasses import dataclass, field
 import pyfuse3
 
 from session.xdr.fattr import NFSAttrs
-from session.xdr.nfs4 import fsid4
 
 
 @dataclass(slots=True)
@@ -25,7 +26,7 @@ class Inode:
     Attributes:
         ino: the FUSE inode number.
         fh: the current NFS filehandle.
-        fsid: the file system it is on.
+        fs_id: the file system it is on (``session.mount.FileSystem.fs_id``).
         fileid: the server's fileid (uint64).
         lookups: the kernel's lookup count (a count).
         attrs: the last attributes fetched, and ``attrs_at`` when (monotonic seconds).
@@ -38,7 +39,7 @@ class Inode:
 
     ino: int
     fh: bytes
-    fsid: fsid4
+    fs_id: int
     fileid: int
     lookups: int = 0
     attrs: NFSAttrs = field(default_factory=NFSAttrs)
@@ -79,11 +80,11 @@ def merge_attrs(old: NFSAttrs, new: NFSAttrs) -> NFSAttrs:
 
 
 class InodeTable:
-    """Inodes by number and by (fsid, fileid); numbers are never reused within a mount."""
+    """Inodes by number and by (fs_id, fileid); numbers are never reused within a mount."""
 
     def __init__(self) -> None:
         self._by_ino: dict[int, Inode] = {}
-        self._ino_by_key: dict[tuple[int, int, int], int] = {}
+        self._ino_by_key: dict[tuple[int, int], int] = {}
         self._next = pyfuse3.ROOT_INODE + 1
 
     def __len__(self) -> int:
@@ -92,24 +93,26 @@ class InodeTable:
     def get(self, ino: int) -> Inode | None:
         return self._by_ino.get(ino)
 
-    def set_root(self, fh: bytes, attrs: NFSAttrs) -> Inode:
-        fsid = attrs.fsid or fsid4(0, 0)
+    def set_root(self, fh: bytes, attrs: NFSAttrs, fs_id: int) -> Inode:
         fileid = attrs.fileid or 0
-        inode = Inode(ino=pyfuse3.ROOT_INODE, fh=fh, fsid=fsid, fileid=fileid, lookups=1)
+        inode = Inode(ino=pyfuse3.ROOT_INODE, fh=fh, fs_id=fs_id, fileid=fileid, lookups=1)
         inode.set_attrs(attrs)
         self._by_ino[inode.ino] = inode
-        self._ino_by_key[(fsid.major, fsid.minor, fileid)] = inode.ino
+        self._ino_by_key[(fs_id, fileid)] = inode.ino
         return inode
 
-    def learn(self, fh: bytes, attrs: NFSAttrs) -> Inode:
-        """The inode for a file just seen (attributes must include fsid and fileid).
+    def learn(self, fh: bytes, attrs: NFSAttrs, fs_id: int) -> Inode:
+        """The inode for a file just seen on file system ``fs_id`` (attributes must
+        include the fileid).
 
-        A known (fsid, fileid) keeps its number; its filehandle and attributes update.
+        A known (fs_id, fileid) keeps its number; its filehandle and attributes update.
+
+        Raises:
+            ValueError: the attributes lack a fileid.
         """
-        fsid = attrs.fsid or fsid4(0, 0)
         if attrs.fileid is None:
             raise ValueError("the server returned no fileid; inode numbers need it")
-        key = (fsid.major, fsid.minor, attrs.fileid)
+        key = (fs_id, attrs.fileid)
         ino = self._ino_by_key.get(key)
         if ino is None:
             ino = self._next
@@ -117,7 +120,7 @@ class InodeTable:
             self._ino_by_key[key] = ino
         inode = self._by_ino.get(ino)
         if inode is None:
-            inode = Inode(ino=ino, fh=fh, fsid=fsid, fileid=attrs.fileid)
+            inode = Inode(ino=ino, fh=fh, fs_id=fs_id, fileid=attrs.fileid)
             self._by_ino[ino] = inode
         else:
             inode.fh = fh

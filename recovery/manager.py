@@ -100,7 +100,7 @@ class StateManager:
         self.nursery = nursery
         self.log = log or EventLog()
         self.servers: dict[str, _ServerTasks] = {}
-        self._recovering: dict[nfs4.fsid4, trio.Event] = {}
+        self._recovering: dict[int, trio.Event] = {}  # by fs_id
 
     # ------------------------------------------------------------------ wiring
     def attach(self) -> None:
@@ -182,12 +182,12 @@ class StateManager:
 
     async def recover(self, fs: FileSystem, trigger: str) -> None:
         """Migration recovery of ``fs``, parked and serialized with its server's recovery."""
-        running = self._recovering.get(fs.fsid)
+        running = self._recovering.get(fs.fs_id)
         if running is not None:
             await running.wait()
             return
         done = trio.Event()
-        self._recovering[fs.fsid] = done
+        self._recovering[fs.fs_id] = done
         self.client.park(fs)
         src = self.client.session_for(fs)
         try:
@@ -204,7 +204,7 @@ class StateManager:
         finally:
             parked = self.client.unpark(fs)
             self.log.count("parked_calls", parked)
-            del self._recovering[fs.fsid]
+            del self._recovering[fs.fs_id]
             done.set()
 
     async def on_referral(self, dir_fh: bytes, name: bytes) -> tuple[bytes, NFSAttrs]:
@@ -325,9 +325,9 @@ class StateManager:
                     "seed 001 4.1.3",
                 )
         async with self.tasks_for(session).lock:
-            fsids = {fs.fsid for fs in self._filesystems_on(session)}
-            opens = [s for s in self.client.state.opens.values() if s.fsid in fsids]
-            locks = [lk for lk in self.client.state.locks.values() if lk.open.fsid in fsids]
+            fs_ids = {fs.fs_id for fs in self._filesystems_on(session)}
+            opens = [s for s in self.client.state.opens.values() if s.fs_id in fs_ids]
+            locks = [lk for lk in self.client.state.locks.values() if lk.open.fs_id in fs_ids]
             self.log.record(
                 "",
                 "server restarted: reclaiming",

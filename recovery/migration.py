@@ -225,7 +225,6 @@ async def migrate_fs(mgr: StateManager, fs: FileSystem, src: ServerSession, trig
             rec.ok = True
             mgr.log.migrations.append(rec)
             fs.history.append((time.time(), f"{rec.source} -> {rec.destination}", rec.kind))
-            fs.server = rec.destination
             return True
     rec.finished = time.monotonic()
     rec.error = "no usable location"
@@ -269,7 +268,7 @@ async def _try_location(
             mgr.adopt(dest)
         rec.kind = "path change"
         rec.decision = relation.value
-        client.session_of[fs.fsid] = dest
+        client.bind(fs, dest)
         mgr.log.record(label, "path change: no reclaim, no RECLAIM_COMPLETE", "", "seed 001 4.2.4")
         return True
 
@@ -300,8 +299,8 @@ async def _try_location(
     else:
         rec.session = "existing session to the destination"
 
-    opens = client.state.opens_on(fs.fsid)
-    locks = client.state.locks_on(fs.fsid)
+    opens = client.state.opens_on(fs.fs_id)
+    locks = client.state.locks_on(fs.fs_id)
     tsm = decision.status is TsmStatus.TRANSFERRED_CLIENT_ID
     if decision.status is TsmStatus.STATE_MERGER:
         sample = stateids_of(opens, locks)[:1]
@@ -319,7 +318,7 @@ async def _try_location(
     rec.decision = "TSM" if tsm else "no TSM"
 
     # From here on the file system's calls go to the destination.
-    client.session_of[fs.fsid] = dest
+    client.bind(fs, dest)
     fresh = await dest.compound([])
     action = state_action(tsm, fresh.status_flags)
     mgr.log.record(label, action_of(action).value, action.evidence, "seed 001 4.2.3")

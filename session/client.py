@@ -135,6 +135,11 @@ STALE_STATE_STATUSES = frozenset(
 )
 
 
+def server_key(session: ServerSession) -> str:
+    """``"host:port"``: the server a session talks to, as file systems are keyed."""
+    return f"{session.host}:{session.port}"
+
+
 def first_fh(ops: list[nfs4.ArgOp]) -> bytes | None:
     """The filehandle of the first PUTFH: the file system a COMPOUND works on."""
     for op in ops:
@@ -213,14 +218,17 @@ class NFSClient:
         self._file_locks: dict[bytes, trio.Lock] = defaultdict(trio.Lock)
         #: Blocked lock waiters by (filehandle, lock owner bytes), for CB_NOTIFY_LOCK.
         self._lock_wakeups: dict[tuple[bytes, bytes], trio.Event] = {}
-        self._fsid_by_fh: dict[bytes, nfs4.fsid4] = {}
-        self._parked: dict[nfs4.fsid4, trio.Event] = {}
-        self._parked_count: dict[nfs4.fsid4, int] = {}
+        self._fs_by_fh: dict[bytes, FileSystem] = {}
+        self._parked: dict[int, trio.Event] = {}  # by fs_id
+        self._parked_count: dict[int, int] = {}
         #: Called with (directory fh, name) when LOOKUP crosses into an absent file
         #: system (a referral); returns the new file system's root (fh, attributes).
         self.on_referral: ReferralHandler | None = None
-        #: The session serving each file system (migration changes the binding).
-        self.session_of: dict[nfs4.fsid4, ServerSession] = {}
+        #: The session serving each file system, by ``fs_id`` (``bind`` changes it).
+        self.session_of: dict[int, ServerSession] = {}
+        #: Referrals followed, by (directory's fs_id, directory fh, name): the root of
+        #: the file system there, so a junction is resolved once while it is known.
+        self._referrals: dict[tuple[int, bytes, bytes], bytes] = {}
         #: Called with (file system, the MOVED error); returns once it is recovered.
         self.on_moved: MovedHandler | None = None
         #: Names a file for people (logs, ``fusenfs stats``); the FUSE layer installs
@@ -240,52 +248,67 @@ class NFSClient:
 
     # ------------------------------------------------------------------ routing
     def learn_fh(self, fh: bytes, attrs: NFSAttrs, via: bytes | None = None) -> None:
-        """Remember which file system ``fh`` is on (from its fsid attribute).
+        """Remember which file system ``fh`` is on: (its server, its fsid attribute).
 
-        A file system seen for the first time is served by the session that serves
-        ``via`` (the directory it was found in): crossing into it stayed on one server.
+        The server is the one serving ``via`` (the directory it was found in), or ``fh``
+        itself when known: crossing into another fsid stays on one server, and an fsid
+        means something only there (RFC 8881 section 5.8.1.9).  A file system seen for
+        the first time is recorded with that server.
         """
         if attrs.fsid is None:
             return
-        self._fsid_by_fh[fh] = attrs.fsid
-        if attrs.fsid not in self.superblock.filesystems:
-            session = self.session_for(self.fs_of(via))
-            self.superblock.note(attrs.fsid, fh, [], f"{session.host}:{session.port}")
-            self.session_of[attrs.fsid] = session
+        base = self.fs_of(via) if via is not None else self._fs_by_fh.get(fh)
+        session = self.session_for(base)
+        server = server_key(session)
+        fs = self.superblock.find(server, attrs.fsid)
+        if fs is None:
+            fs = self.superblock.note(server, attrs.fsid, fh, [])
+            self.session_of[fs.fs_id] = session
+        self._fs_by_fh[fh] = fs
 
     def fs_of(self, fh: bytes | None) -> FileSystem | None:
         """The file system a filehandle is on, if known."""
         if fh is None:
             return None
-        fsid = self._fsid_by_fh.get(fh)
-        return None if fsid is None else self.superblock.filesystems.get(fsid)
+        return self._fs_by_fh.get(fh)
+
+    def fs_id_of(self, fh: bytes) -> int:
+        """The superblock's number of the file system ``fh`` is on (0: not known)."""
+        fs = self._fs_by_fh.get(fh)
+        return 0 if fs is None else fs.fs_id
 
     def session_for(self, fs: FileSystem | None) -> ServerSession:
         """The session currently serving ``fs`` (the mount's first session by default)."""
         if fs is None:
             return self.session
-        return self.session_of.get(fs.fsid, self.session)
+        return self.session_of.get(fs.fs_id, self.session)
+
+    def bind(self, fs: FileSystem, session: ServerSession) -> None:
+        """``fs`` is served through ``session`` from now on (migration, path change)."""
+        self.session_of[fs.fs_id] = session
+        self.superblock.rebind(fs, server_key(session))
 
     def park(self, fs: FileSystem) -> None:
         """Hold new calls for ``fs`` until ``unpark`` (recovery is moving it)."""
-        self._parked.setdefault(fs.fsid, trio.Event())
-        self._parked_count[fs.fsid] = 0
+        self._parked.setdefault(fs.fs_id, trio.Event())
+        self._parked_count[fs.fs_id] = 0
 
     def unpark(self, fs: FileSystem) -> int:
         """Release the calls held for ``fs``; returns how many waited (a count)."""
-        event = self._parked.pop(fs.fsid, None)
+        event = self._parked.pop(fs.fs_id, None)
         if event is not None:
             event.set()
-        return self._parked_count.pop(fs.fsid, 0)
+        return self._parked_count.pop(fs.fs_id, 0)
 
     def adopt_filesystem(
         self, fh: bytes, attrs: NFSAttrs, path: list[str], session: ServerSession
     ) -> FileSystem:
-        """A file system reached through a referral, served by ``session``."""
+        """A file system reached through a referral, served by ``session``: a file
+        system of its own even if its fsid equals one on another server."""
         assert attrs.fsid is not None
-        fs = self.superblock.note(attrs.fsid, fh, path, f"{session.host}:{session.port}")
-        self.session_of[attrs.fsid] = session
-        self._fsid_by_fh[fh] = attrs.fsid
+        fs = self.superblock.note(server_key(session), attrs.fsid, fh, path)
+        self.session_of[fs.fs_id] = session
+        self._fs_by_fh[fh] = fs
         return fs
 
     async def compound(
@@ -316,10 +339,10 @@ class NFSClient:
         rebuilt = 0
         while True:
             if fs is not None:
-                waiting = self._parked.get(fs.fsid)
+                waiting = self._parked.get(fs.fs_id)
                 if waiting is not None:
                     self.stats.parked_calls += 1
-                    self._parked_count[fs.fsid] = self._parked_count.get(fs.fsid, 0) + 1
+                    self._parked_count[fs.fs_id] = self._parked_count.get(fs.fs_id, 0) + 1
                     await waiting.wait()
             session = self.session_for(fs)
             built = ops(session) if callable(ops) else ops
@@ -377,11 +400,11 @@ class NFSClient:
         self.maxwrite = min(info.maxwrite or self.maxwrite, self.session.options.max_request - 4096)
         self.supported_attrs = set(info.supported_attrs or [])
         if self.root_attrs.fsid is not None:
-            self.superblock.note(
-                self.root_attrs.fsid, self.root_fh, self.superblock.export_path, self.server
+            fs = self.superblock.note(
+                self.server, self.root_attrs.fsid, self.root_fh, self.superblock.export_path
             )
-            self.session_of[self.root_attrs.fsid] = self.session
-            self._fsid_by_fh[self.root_fh] = self.root_attrs.fsid
+            self.session_of[fs.fs_id] = self.session
+            self._fs_by_fh[self.root_fh] = fs
         return self.root_attrs
 
     # ------------------------------------------------------------------ metadata
@@ -446,7 +469,16 @@ class NFSClient:
             return await self.lookup(dir_fh, name, cred)
         if self.on_referral is None or name == b"..":
             raise err
+        key = (fs.fs_id if fs is not None else 0, dir_fh, name)
+        known = self._referrals.get(key)
+        if known is not None:
+            try:
+                return known, await self.getattr(known, cred)
+            except NFSClientError as e:
+                log.info("referral %r: its root is gone (%s); following it again", name, e)
+                del self._referrals[key]
         fh, attrs = await self.on_referral(dir_fh, name)
+        self._referrals[key] = fh
         return fh, attrs
 
     async def access(self, fh: bytes, mask: int, cred: Credential | None = None) -> int:
@@ -660,16 +692,12 @@ class NFSClient:
         if opened.resok.rflags & OPEN4_RESULT_CONFIRM:
             raise NFSClientError("server asked for OPEN_CONFIRM, which NFSv4.1 does not have")
         async with self.file_lock(fh):
-            state = self.state.record_open(
-                fh, file_attrs.fsid or nfs4.fsid4(0, 0), owner, opened.resok.stateid
-            )
+            state = self.state.record_open(fh, self.fs_id_of(fh), owner, opened.resok.stateid)
             state.may_notify_lock = bool(opened.resok.rflags & OPEN4_RESULT_MAY_NOTIFY_LOCK)
             state.add_user(access)
         return OpenResult(fh=fh, attrs=file_attrs, state=state, created=create)
 
-    async def open_fh(
-        self, fh: bytes, fsid: nfs4.fsid4, access: int, cred: Credential | None = None
-    ) -> OpenState:
+    async def open_fh(self, fh: bytes, access: int, cred: Credential | None = None) -> OpenState:
         """Open a file by filehandle (CLAIM_FH, section 18.16.3), sharing the owner's state.
 
         Only sends OPEN when the access the owner holds does not cover ``access``.
@@ -699,7 +727,7 @@ class NFSClient:
             )
             opened = _res(res, 1, nfs4.OPEN4res)
             assert opened.resok is not None
-            state = self.state.record_open(fh, fsid, owner, opened.resok.stateid)
+            state = self.state.record_open(fh, self.fs_id_of(fh), owner, opened.resok.stateid)
             state.may_notify_lock = bool(opened.resok.rflags & OPEN4_RESULT_MAY_NOTIFY_LOCK)
             state.add_user(access)
         await self._return_delegation(fh, opened.resok, cred)

@@ -21,7 +21,7 @@ from session.xdr.const import (
     OPEN4_SHARE_ACCESS_WRITE,
     nfs_lock_type4,
 )
-from session.xdr.nfs4 import fsid4, stateid4
+from session.xdr.nfs4 import stateid4
 
 
 def seqid_newer(a: int, b: int) -> bool:
@@ -46,7 +46,7 @@ class OpenState:
 
     Attributes:
         fh: the file's filehandle (bytes).
-        fsid: the file system the file is on (its superblock key).
+        fs_id: the file system the file is on (the superblock's number for it).
         owner: the open owner's ``owner`` bytes.
         stateid: the newest open stateid.
         users: how many client handles use each access mode, keyed by
@@ -54,7 +54,7 @@ class OpenState:
     """
 
     fh: bytes
-    fsid: fsid4
+    fs_id: int
     owner: bytes
     stateid: stateid4
     users: dict[int, int] = field(default_factory=dict)
@@ -124,11 +124,11 @@ class StateTable:
     def find_open(self, fh: bytes, owner: bytes) -> OpenState | None:
         return self.opens.get((fh, owner))
 
-    def record_open(self, fh: bytes, fsid: fsid4, owner: bytes, stateid: stateid4) -> OpenState:
+    def record_open(self, fh: bytes, fs_id: int, owner: bytes, stateid: stateid4) -> OpenState:
         """Record (or upgrade) the open of ``fh`` by ``owner`` with the server's stateid."""
         state = self.opens.get((fh, owner))
         if state is None:
-            state = OpenState(fh=fh, fsid=fsid, owner=owner, stateid=stateid)
+            state = OpenState(fh=fh, fs_id=fs_id, owner=owner, stateid=stateid)
             self.opens[(fh, owner)] = state
         else:
             state.update(stateid)
@@ -154,12 +154,12 @@ class StateTable:
             self.locks[key] = state
         return state
 
-    def opens_on(self, fsid: fsid4) -> list[OpenState]:
-        """Opens on one file system: what migration must carry over (section 11.11)."""
-        return [s for s in self.opens.values() if s.fsid == fsid]
+    def opens_on(self, fs_id: int) -> list[OpenState]:
+        """Opens on one file system: what migration must carry over (section 11.12)."""
+        return [s for s in self.opens.values() if s.fs_id == fs_id]
 
-    def locks_on(self, fsid: fsid4) -> list[LockState]:
-        return [s for s in self.locks.values() if s.open.fsid == fsid]
+    def locks_on(self, fs_id: int) -> list[LockState]:
+        return [s for s in self.locks.values() if s.open.fs_id == fs_id]
 
     def locks_of(self, fh: bytes, lock_owner: bytes) -> list[LockState]:
         """Every lock state of one lock owner on one file (through any open of it)."""

@@ -403,7 +403,7 @@ async def test_opens_of_one_owner_share_one_stateid(ganesha: GaneshaServer, fres
             assert fsid is not None
 
             assert await open_denying_writers(other, opened.fh) == nfsstat4.NFS4_OK
-            upgraded = await client.open_fh(opened.fh, fsid, OPEN4_SHARE_ACCESS_WRITE)
+            upgraded = await client.open_fh(opened.fh, OPEN4_SHARE_ACCESS_WRITE)
             assert upgraded is state and len(client.state.opens) == 1
             assert state.access() == OPEN4_SHARE_ACCESS_BOTH
             assert state.stateid.other == first.other
@@ -415,7 +415,7 @@ async def test_opens_of_one_owner_share_one_stateid(ganesha: GaneshaServer, fres
             assert denied == nfsstat4.NFS4ERR_SHARE_DENIED  # the server holds WRITE too
 
             opens_before = len(session.ops_sent(nfs4.OPEN4args))
-            again = await client.open_fh(opened.fh, fsid, OPEN4_SHARE_ACCESS_READ)
+            again = await client.open_fh(opened.fh, OPEN4_SHARE_ACCESS_READ)
             assert again is state  # covered by what is held: no OPEN sent
             assert len(session.ops_sent(nfs4.OPEN4args)) == opens_before
             assert state.users == {OPEN4_SHARE_ACCESS_READ: 2, OPEN4_SHARE_ACCESS_WRITE: 1}

@@ -324,3 +324,20 @@ async def test_concurrent_moved_errors_recover_once(cluster: Cluster) -> None:
             (rec,) = m.mgr.log.migrations
             assert rec.ok and rec.decision == "no TSM" and rec.reclaimed == 2
             assert len(m.events("migration recovery starts")) == 1
+
+
+async def test_a_referral_is_resolved_once_per_junction(cluster: Cluster) -> None:
+    """Issue 9, item 7: LOOKUP of a junction meets NFS4ERR_MOVED each time (the kernel
+    looks it up again whenever its entry expires), but the client follows the referral
+    once (one location fetch, one EXCHANGE_ID) and then goes straight to the root it
+    found on the other server."""
+    cluster.add_referral("/export/a/far", "far", served_by="B")
+    with trio.fail_after(60):
+        async with api_mount(cluster, "referral") as m:
+            first, _ = await m.client.lookup(m.client.root_fh, b"far")
+            for _ in range(5):
+                again, attrs = await m.client.lookup(m.client.root_fh, b"far")
+                assert again == first and attrs.fileid is not None
+            followed = [r for r in m.mgr.log.migrations if r.kind == "referral"]
+            assert len(followed) == 1
+            assert len(m.mgr.sessions()) == 2  # A, and B once

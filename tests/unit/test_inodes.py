@@ -21,9 +21,18 @@ def attrs(fileid: int, fsid: fsid4 = FS1, **more: object) -> NFSAttrs:
     return a
 
 
+#: The superblock's numbers for FS1 and FS2 (``session.mount.FileSystem.fs_id``).
+FS_IDS = {FS1: 1, FS2: 2}
+
+
+def learn(table: InodeTable, fh: bytes, a: NFSAttrs) -> Inode:
+    """``table.learn`` with the fs_id of the attributes' fsid."""
+    return table.learn(fh, a, FS_IDS.get(a.fsid or FS1, 1))
+
+
 def table_with_root() -> tuple[InodeTable, Inode]:
     table = InodeTable()
-    root = table.set_root(b"root-fh", attrs(2, type=nfs_ftype4.NF4DIR))
+    root = table.set_root(b"root-fh", attrs(2, type=nfs_ftype4.NF4DIR), FS_IDS[FS1])
     return table, root
 
 
@@ -37,15 +46,15 @@ def test_root_is_inode_1_with_one_reference() -> None:
 
 def test_seeing_the_root_again_gives_inode_1() -> None:
     table, root = table_with_root()
-    again = table.learn(b"root-fh-2", attrs(2))
+    again = learn(table, b"root-fh-2", attrs(2))
     assert again is root and again.ino == 1
     assert root.fh == b"root-fh-2"
 
 
 def test_new_files_get_new_numbers_above_the_root() -> None:
     table, _ = table_with_root()
-    a = table.learn(b"fa", attrs(100))
-    b = table.learn(b"fb", attrs(101))
+    a = learn(table, b"fa", attrs(100))
+    b = learn(table, b"fb", attrs(101))
     assert a.ino > 1 and b.ino > 1 and a.ino != b.ino
     assert table.get(a.ino) is a and table.get(b.ino) is b
     assert len(table) == 3
@@ -53,29 +62,29 @@ def test_new_files_get_new_numbers_above_the_root() -> None:
 
 def test_same_fsid_and_fileid_keep_their_number_and_take_the_new_fh() -> None:
     table, _ = table_with_root()
-    a = table.learn(b"fh-old", attrs(100, size=1))
-    again = table.learn(b"fh-new", attrs(100, size=2))
+    a = learn(table, b"fh-old", attrs(100, size=1))
+    again = learn(table, b"fh-new", attrs(100, size=2))
     assert again is a
     assert a.fh == b"fh-new" and a.attrs.size == 2
 
 
 def test_same_fileid_on_another_file_system_is_another_inode() -> None:
     table, _ = table_with_root()
-    a = table.learn(b"fa", attrs(100, FS1))
-    b = table.learn(b"fb", attrs(100, FS2))
+    a = learn(table, b"fa", attrs(100, FS1))
+    b = learn(table, b"fb", attrs(100, FS2))
     assert a.ino != b.ino
-    assert (b.fsid, b.fileid) == (FS2, 100)
+    assert (b.fs_id, b.fileid) == (FS_IDS[FS2], 100)
 
 
 def test_learn_without_fileid_is_refused() -> None:
     table, _ = table_with_root()
     with pytest.raises(ValueError):
-        table.learn(b"f", NFSAttrs(fsid=FS1))
+        learn(table, b"f", NFSAttrs(fsid=FS1))
 
 
 def test_forget_drops_the_record_when_no_lookups_remain() -> None:
     table, _ = table_with_root()
-    a = table.learn(b"fa", attrs(100))
+    a = learn(table, b"fa", attrs(100))
     a.lookups = 3
     table.forget(a.ino, 2)
     assert table.get(a.ino) is a and a.lookups == 1
@@ -86,7 +95,7 @@ def test_forget_drops_the_record_when_no_lookups_remain() -> None:
 
 def test_forget_more_than_held_does_not_go_negative() -> None:
     table, _ = table_with_root()
-    a = table.learn(b"fa", attrs(100))
+    a = learn(table, b"fa", attrs(100))
     a.lookups = 1
     table.forget(a.ino, 5)
     assert table.get(a.ino) is None
@@ -94,7 +103,7 @@ def test_forget_more_than_held_does_not_go_negative() -> None:
 
 def test_an_open_inode_outlives_its_last_forget() -> None:
     table, _ = table_with_root()
-    a = table.learn(b"fa", attrs(100))
+    a = learn(table, b"fa", attrs(100))
     a.lookups, a.opens = 1, 1
     table.forget(a.ino, 1)
     assert table.get(a.ino) is a and a.lookups == 0
@@ -110,13 +119,13 @@ def test_root_and_unknown_inodes_are_never_forgotten() -> None:
 
 def test_numbers_are_not_reused_after_forget() -> None:
     table, _ = table_with_root()
-    a = table.learn(b"fa", attrs(100))
+    a = learn(table, b"fa", attrs(100))
     number = a.ino
     a.lookups = 1
     table.forget(number, 1)
-    b = table.learn(b"fb", attrs(101))
+    b = learn(table, b"fb", attrs(101))
     assert b.ino != number
-    back = table.learn(b"fa2", attrs(100))  # the same file seen again: the same number
+    back = learn(table, b"fa2", attrs(100))  # the same file seen again: the same number
     assert back.ino == number and back is not a
     assert back.lookups == 0
 
@@ -134,7 +143,7 @@ def test_merge_fills_only_what_the_new_attributes_lack() -> None:
 
 def test_set_attrs_merges_partial_attributes_and_stamps_the_time() -> None:
     table, _ = table_with_root()
-    a = table.learn(b"fa", attrs(100, size=5, mode=0o600))
+    a = learn(table, b"fa", attrs(100, size=5, mode=0o600))
     before = a.attrs_at
     assert before > 0
     a.set_attrs(NFSAttrs(size=9))  # e.g. a WRITE's post-op size only

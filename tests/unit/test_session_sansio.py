@@ -666,7 +666,7 @@ async def test_interrupted_open_executed_later_is_closed(
             client = NFSClient(session, "/export", owner_prefix=b"t")
             server.action = drop_first_open
             with trio.move_on_after(1.0) as scope:
-                await client.open_fh(FH, nfs4.fsid4(1, 1), OPEN4_SHARE_ACCESS_READ)
+                await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
             assert scope.cancelled_caught
             await trio.sleep(30)
             assert server.executed["OPEN"] == 1
@@ -830,7 +830,7 @@ async def test_request_built_before_a_restart_is_rebuilt_with_reclaimed_state(
     old = nfs4.stateid4(1, b"O" * 12)
     new = nfs4.stateid4(1, b"N" * 12)
     server.valid_state.add(old.other)
-    state = OpenState(fh=FH, fsid=nfs4.fsid4(1, 1), owner=b"o", stateid=old)
+    state = OpenState(fh=FH, fs_id=1, owner=b"o", stateid=old)
 
     async def reclaim() -> None:
         state.stateid = new  # what OPEN(CLAIM_PREVIOUS) gives
@@ -1195,7 +1195,7 @@ async def test_blocked_lock_is_retried_at_once_on_cb_notify_lock(
         async with fake_session(monkeypatch, server) as session:
             client = NFSClient(session, "/export", owner_prefix=b"t")
             session.on_callback = client.handle_callback
-            state = await client.open_fh(FH, nfs4.fsid4(1, 1), OPEN4_SHARE_ACCESS_BOTH)
+            state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_BOTH)
             got: list[float] = []
 
             async def waiter() -> None:

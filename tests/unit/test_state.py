@@ -19,12 +19,12 @@ from session.xdr.const import (
     OPEN4_SHARE_ACCESS_READ,
     OPEN4_SHARE_ACCESS_WRITE,
 )
-from session.xdr.nfs4 import fsid4, stateid4
+from session.xdr.nfs4 import stateid4
 
 OTHER_A = b"A" * 12
 OTHER_B = b"B" * 12
-FS1 = fsid4(1, 1)
-FS2 = fsid4(2, 7)
+FS1 = 1  # fs_id: the superblock's numbers for two file systems
+FS2 = 2
 
 
 def sid(seqid: int, other: bytes = OTHER_A) -> stateid4:
@@ -63,7 +63,7 @@ def test_newest_stateid_with_another_other_is_new_state() -> None:
 
 # -- OpenState ----------------------------------------------------------------------------
 def test_open_state_access_is_the_union_of_users() -> None:
-    state = OpenState(fh=b"fh", fsid=FS1, owner=b"o", stateid=sid(1))
+    state = OpenState(fh=b"fh", fs_id=FS1, owner=b"o", stateid=sid(1))
     assert state.access() == 0 and not state.in_use()
     state.add_user(OPEN4_SHARE_ACCESS_READ)
     assert state.access() == OPEN4_SHARE_ACCESS_READ and state.in_use()
@@ -79,7 +79,7 @@ def test_open_state_access_is_the_union_of_users() -> None:
 
 
 def test_open_state_both_user_covers_read_and_write() -> None:
-    state = OpenState(fh=b"fh", fsid=FS1, owner=b"o", stateid=sid(1))
+    state = OpenState(fh=b"fh", fs_id=FS1, owner=b"o", stateid=sid(1))
     state.add_user(OPEN4_SHARE_ACCESS_BOTH)
     state.add_user(OPEN4_SHARE_ACCESS_READ)
     assert state.access() == OPEN4_SHARE_ACCESS_BOTH
@@ -88,7 +88,7 @@ def test_open_state_both_user_covers_read_and_write() -> None:
 
 
 def test_releasing_an_access_never_added_raises() -> None:
-    state = OpenState(fh=b"fh", fsid=FS1, owner=b"o", stateid=sid(1))
+    state = OpenState(fh=b"fh", fs_id=FS1, owner=b"o", stateid=sid(1))
     state.add_user(OPEN4_SHARE_ACCESS_READ)
     with pytest.raises(ValueError):
         state.remove_user(OPEN4_SHARE_ACCESS_WRITE)
@@ -98,7 +98,7 @@ def test_releasing_an_access_never_added_raises() -> None:
 
 
 def test_open_state_update_ignores_older_seqids() -> None:
-    state = OpenState(fh=b"fh", fsid=FS1, owner=b"o", stateid=sid(2))
+    state = OpenState(fh=b"fh", fs_id=FS1, owner=b"o", stateid=sid(2))
     state.update(sid(1))
     assert state.stateid == sid(2)
     state.update(sid(3))
@@ -106,7 +106,7 @@ def test_open_state_update_ignores_older_seqids() -> None:
 
 
 def test_lock_state_first_update_takes_any_stateid() -> None:
-    open_state = OpenState(fh=b"fh", fsid=FS1, owner=b"o", stateid=sid(1))
+    open_state = OpenState(fh=b"fh", fs_id=FS1, owner=b"o", stateid=sid(1))
     lock = LockState(open=open_state, owner=b"L")
     assert lock.stateid is None
     lock.update(sid(5, OTHER_B))
@@ -170,7 +170,7 @@ def test_opens_on_and_locks_on_select_by_file_system() -> None:
     lb = table.lock_state(b, b"L")
     assert table.opens_on(FS1) == [a, c]
     assert table.opens_on(FS2) == [b]
-    assert table.opens_on(fsid4(9, 9)) == []
+    assert table.opens_on(9) == []
     assert table.locks_on(FS1) == [la]
     assert table.locks_on(FS2) == [lb]
 
