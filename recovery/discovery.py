@@ -3,7 +3,7 @@
 SEQ4_STATUS_LEASE_MOVED says that *some* file system on which this client holds state
 has migrated away from the server that answered, and it stays set until the client
 fetches a location attribute (fs_locations or fs_locations_info) for *every* such file
-system (RFC 8881 section 11.7.7.1).  The indication does not say which file system, so
+system (RFC 8881 sections 18.46.3 and 11.13).  The indication does not say which file system, so
 one discovery task per server walks the file systems the client uses there:
 
 * NON_OPERATING: nothing to do; a LEASE_MOVED seen anywhere starts a pass (NORMAL).

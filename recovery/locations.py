@@ -12,7 +12,7 @@ pseudo-fs).  A server name may be:
 
 Names are resolved by the caller (``recovery.migration``); here only the order and the
 parsing are decided, sans-I/O.  fs_locations_info ranks: a lower read rank, then a lower
-read order, is preferred (section 11.17.1); entries flagged FSLI4GF_ABSENT are skipped.
+read order, is preferred (section 11.17.2); entries flagged FSLI4GF_ABSENT are skipped.
 fs_locations has no ranks: entries keep the server's order.
 """
 

@@ -66,7 +66,7 @@ FLAG_MEANINGS: dict[int, tuple[str, str]] = {
     SEQ4_STATUS_EXPIRED_SOME_STATE_REVOKED: ("lease expired: some state revoked", "18.46.3"),
     SEQ4_STATUS_ADMIN_STATE_REVOKED: ("state revoked by the administrator", "18.46.3"),
     SEQ4_STATUS_RECALLABLE_STATE_REVOKED: ("unreturned delegations revoked", "18.46.3"),
-    SEQ4_STATUS_LEASE_MOVED: ("a file system we hold state on migrated", "11.7.7.1"),
+    SEQ4_STATUS_LEASE_MOVED: ("a file system we hold state on migrated", "18.46.3, 11.13"),
     SEQ4_STATUS_RESTART_RECLAIM_NEEDED: ("server restarted: reclaim needed", "18.46.3"),
 }
 
@@ -196,7 +196,7 @@ class StateManager:
                     fs_label(fs),
                     f"migration recovery starts ({trigger})",
                     f"source {address_of(src)}",
-                    "RFC 8881 11.5; seed 001 4.2.5",
+                    "RFC 8881 11.5.5, 11.13; seed 001 4.2.5",
                 )
                 await migrate_fs(self, fs, src, trigger)
         except NFSClientError as e:

@@ -4,7 +4,7 @@ Called by the state manager (``recovery.manager``) with the file system parked, 
 recovery at a time per source server.  The steps, each recorded as an event:
 
 1. Location discovery: GETATTR(fs_locations, fs_locations_info, fs_status, fsid) with a
-   filehandle of the file system, on the server that said NFS4ERR_MOVED (section 11.5.7;
+   filehandle of the file system, on the server that said NFS4ERR_MOVED (section 11.13;
    seed 002 step 2).  fs_status present means there is nothing to recover.
 2. For each location element, best first (``recovery.locations``): EXCHANGE_ID to it,
    compare server_owner and server_scope with the source (section 2.10.5).  Trunkable:
@@ -145,7 +145,7 @@ async def fetch_locations(
 
     Sent straight to ``session``, not through the parking path: it must work while the
     file system is parked, and GETATTR of these attributes is allowed on an absent file
-    system (RFC 8881 section 11.5.7; the Linux client does PUTFH + GETATTR too).
+    system (RFC 8881 section 11.13; the Linux client does PUTFH + GETATTR too).
 
     Raises:
         NFS4Error: the server refused (MOVED here means it will not even say where).
@@ -208,10 +208,10 @@ async def migrate_fs(mgr: StateManager, fs: FileSystem, src: ServerSession, trig
         f"type={status.fss_type.name if status else '?'}; "
         f"{len(locs.elements)} location elements: "
         + ", ".join(f"{e.address()}:/{'/'.join(e.fs_path)}" for e in locs.elements),
-        "RFC 8881 11.5.7; seed 002",
+        "RFC 8881 11.13, 11.16-11.18; seed 002",
     )
     if status is not None and not status.fss_absent:
-        mgr.log.record(label, "file system still present: nothing to migrate", "", "11.5")
+        mgr.log.record(label, "file system still present: nothing to migrate", "", "11.3, 11.18")
         return False
     candidates = choose_order(locs.elements, locs.fs_root or tuple(fs.path))
     for element in candidates:
@@ -243,7 +243,7 @@ async def _try_location(
     client = mgr.client
     dest, resok, existed = await mgr.session_to(element)
     if dest is src:
-        mgr.log.record(label, f"location {element.address()} is the source itself", "", "11.5")
+        mgr.log.record(label, f"location {element.address()} is the source itself", "", "11.13")
         return False
     dest_id = identity(dest, resok)
     src_id = identity(src)

@@ -4,9 +4,10 @@ Sans-I/O: each function takes what the client has seen (EXCHANGE_ID results, cli
 it already holds, TEST_STATEID answers, SEQUENCE status flags) and returns a decision
 with the evidence and the rule it follows, for the event log (DESIGN.md invariant 8).
 
-References: RFC 8881 sections 2.10.5 (trunking), 11.11 (migration, TSM), 11.12
-(lock state and TSM); seed 001 sections 4.2.2 (initial migration status), 4.2.3 (client
-response), 4.2.4 (multiple location entries).
+References: RFC 8881 sections 2.10.5 (trunking), 11.12 (transferring state upon
+migration), 11.13 (client responsibilities when access is transitioned); seed 001
+sections 4.2.2 (initial migration status), 4.2.3 (client response), 4.2.4 (multiple
+location entries).
 """
 
 from __future__ import annotations
@@ -112,10 +113,10 @@ def classify_exchange_id(dest: ServerIdentity, known_clientids: set[int]) -> Dec
         f"{'already known' if known else 'not previously known'}"
     )
     if not dest.confirmed:
-        return Decision(TsmStatus.NO_TSM, evidence, "seed 001 4.2.2; RFC 8881 11.11.4")
+        return Decision(TsmStatus.NO_TSM, evidence, "seed 001 4.2.2; RFC 8881 11.13, 11.14.1")
     if known:
-        return Decision(TsmStatus.STATE_MERGER, evidence, "seed 001 4.2.2; RFC 8881 11.11.3")
-    return Decision(TsmStatus.TRANSFERRED_CLIENT_ID, evidence, "seed 001 4.2.2; RFC 8881 11.11.3")
+        return Decision(TsmStatus.STATE_MERGER, evidence, "seed 001 4.2.2; RFC 8881 11.12")
+    return Decision(TsmStatus.TRANSFERRED_CLIENT_ID, evidence, "seed 001 4.2.2; RFC 8881 11.12")
 
 
 def after_state_merger(one_stateid_valid: bool) -> Decision:

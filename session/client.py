@@ -325,7 +325,7 @@ class NFSClient:
         that client IDs and stateids are the current ones after a migration.  On
         NFS4ERR_MOVED the call is parked: ``on_moved`` (the state manager) recovers
         the file system and the call is retried against its new server (RFC 8881
-        section 11.5, seed 002's control flow); calls for a parked file system wait.
+        section 11.13, seed 002's control flow); calls for a parked file system wait.
         ``on_orphan`` is passed to ``ServerSession.compound``: it undoes what a request
         did if its caller was interrupted and the server executed it anyway.
 

@@ -88,7 +88,7 @@ class NFS4Error(NFSClientError):
 
 
 class NFS4ErrMoved(NFS4Error):
-    """NFS4ERR_MOVED: the file system is no longer here (RFC 8881 section 11.5)."""
+    """NFS4ERR_MOVED: the file system is no longer here (RFC 8881 sections 11.3, 11.13)."""
 
 
 class NFS4ErrSessionLost(NFS4Error):

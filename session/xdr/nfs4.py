@@ -498,7 +498,7 @@ class fs_locations_server4:
 
 @dataclass(slots=True)
 class fs_locations_item4:
-    """fs_locations_item4, RFC 8881 section 11.17.1: servers sharing one ``fli_rootpath``."""
+    """fs_locations_item4, RFC 8881 section 11.17.3: servers sharing one ``fli_rootpath``."""
 
     fli_entries: list[fs_locations_server4]
     fli_rootpath: list[str]
