@@ -3,9 +3,9 @@
 Several server instances on loopback addresses share one in-memory model of the
 exported file systems; a control API (Python, and a Unix-socket protocol with a CLI)
 migrates file systems between them with or without Transparent State Migration, makes
-referrals, reboots instances, expires leases and changes server identities, so a client
-can be tested against every event RFC 8881 section 11 and the seed 001 sections 4.1.3
-and 4.2.1 - 4.2.7 describe.  See README.md in this directory.
+referrals, reboots instances, expires leases or filehandles and changes server
+identities, so a client can be tested against every event RFC 8881 section 11 and the
+seed 001 sections 4.1.3 and 4.2.1 - 4.2.7 describe.  See README.md in this directory.
 
 Quick start in a test::
 
@@ -20,6 +20,7 @@ from contrib.testserver.cluster import (
     Cluster,
     ClusterConfig,
     ControlError,
+    FhExpiryReport,
     FsSpec,
     MigrationReport,
     open_cluster,
@@ -34,6 +35,7 @@ __all__ = [
     "EndpointConfig",
     "Event",
     "EventLog",
+    "FhExpiryReport",
     "FsSpec",
     "InstanceConfig",
     "MigrationReport",

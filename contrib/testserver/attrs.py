@@ -208,7 +208,9 @@ def build(
     if has(A.TYPE):
         a.type = inode.type
     if has(A.FH_EXPIRE_TYPE):
-        a.fh_expire_type = FH4_PERSISTENT
+        # Per file system (RFC 8881 sections 4.2.3 and 5.8.1.3); the pseudo-fs's is
+        # FH4_PERSISTENT: its root never expires.
+        a.fh_expire_type = fs.fh_expire_type if fs.index != 0 else FH4_PERSISTENT
     if has(A.CHANGE):
         a.change = inode.change
     if has(A.SIZE):

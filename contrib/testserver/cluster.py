@@ -27,6 +27,12 @@ Control actions (all logged as events, ``events.py``):
 * :meth:`Cluster.retire_address`: one address of the serving instance stops serving a
   file system (NFS4ERR_MOVED there) while the instance's other addresses go on: a
   path change for the client, not a migration (seed 001 section 4.2.4).
+* :meth:`Cluster.expire_filehandles` (volatile filehandles, RFC 8881 section 4.2.3):
+  every filehandle of a file system expires now (NFS4ERR_FHEXPIRED on PUTFH where it is
+  served), lookups give new ones for the same objects; ``migrate(...,
+  new_filehandles=True)`` makes the destination serve new filehandles (a new handle
+  class, section 11.11.2); :meth:`Cluster.set_fh_expire_type` changes what the
+  fh_expire_type attribute reports.
 * :meth:`Cluster.set_server_scope`, :meth:`Cluster.set_so_major_id`,
   :meth:`Cluster.set_so_minor_id`, :meth:`Cluster.move_address`: the reconfiguration
   events of seed 001 section 4.1.3.
@@ -53,7 +59,12 @@ import trio
 
 from contrib.testserver.clients import ClientRecord, LostState
 from contrib.testserver.events import EventLog
-from contrib.testserver.model import FileSystem, Model
+from contrib.testserver.model import (
+    FileSystem,
+    Model,
+    fh_expire_type_text,
+    parse_fh_expire_type,
+)
 from contrib.testserver.server import (
     Endpoint,
     EndpointConfig,
@@ -62,7 +73,7 @@ from contrib.testserver.server import (
     universal_address,
 )
 from contrib.testserver.state import AnyState, Delegation, LockState, OpenState
-from session.xdr.const import nfsstat4
+from session.xdr.const import FH4_VOL_MIGRATION, FH4_VOLATILE_ANY, nfsstat4
 
 DEFAULT_SCOPE: Final = b"fusenfs-testserver"
 LOOPBACK: Final = ipaddress.IPv4Network("127.0.0.0/8")
@@ -85,12 +96,16 @@ def check_loopback(address: str) -> None:
 @dataclass(slots=True)
 class FsSpec:
     """A file system to create: ``name``, mount ``path`` (default /export/NAME), the
-    instance serving it (default: the first)."""
+    instance serving it (default: the first), and the ``fh_expire_type`` it reports
+    (RFC 8881 section 4.2.3): "persistent" (the default), "volatile-any",
+    "vol-migration", "vol-rename", combinations such as
+    "volatile-any+noexpire-with-open", or the bitmask (``model.parse_fh_expire_type``)."""
 
     name: str
     path: str | None = None
     served_by: str | None = None
     read_only: bool = False
+    fh_expire_type: str | int = "persistent"
 
 
 @dataclass(slots=True)
@@ -154,6 +169,8 @@ class MigrationReport:
     lost: list[str] = field(default_factory=list)
     lease_moved: list[int] = field(default_factory=list)
     grace: bool = False
+    new_filehandles: bool = False
+    fh_epoch: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -178,6 +195,40 @@ class MigrationReport:
             "lost": self.lost,
             "lease_moved": [f"{cid:#x}" for cid in self.lease_moved],
             "grace": self.grace,
+            "new_filehandles": self.new_filehandles,
+            "fh_epoch": self.fh_epoch,
+        }
+
+
+@dataclass(slots=True)
+class FhExpiryReport:
+    """What :meth:`Cluster.expire_filehandles` did (also in the event log).
+
+    Attributes:
+        fs: the file system.
+        instance: the instance serving it (where old handles get NFS4ERR_FHEXPIRED).
+        epoch: the new filehandle epoch.
+        fh_expire_type: what the file system reports, e.g. "FH4_VOLATILE_ANY".
+        kept_open: fileids whose old handles stay valid while open
+            (FH4_NOEXPIRE_WITH_OPEN).
+        forced: done although fh_expire_type does not allow it (no FH4_VOLATILE_ANY).
+    """
+
+    fs: str
+    instance: str
+    epoch: int
+    fh_expire_type: str
+    kept_open: list[int] = field(default_factory=list)
+    forced: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fs": self.fs,
+            "instance": self.instance,
+            "epoch": self.epoch,
+            "fh_expire_type": self.fh_expire_type,
+            "kept_open": [f"{fileid:#x}" for fileid in self.kept_open],
+            "forced": self.forced,
         }
 
 
@@ -195,6 +246,9 @@ class Cluster:
         self._replaced_locations: set[str] = set()
         self._frozen: dict[str, float] = {}
         self._migrating: set[str] = set()
+        #: (file system, instance) -> the filehandle epoch that instance served the
+        #: file system with last: its handle class (fs_locations_info, 11.11.2).
+        self._served_epoch: dict[tuple[str, str], int] = {}
         for i, icfg in enumerate(config.instances):
             if icfg.name in self.instances:
                 raise ControlError(f"two instances named {icfg.name}")
@@ -204,7 +258,13 @@ class Cluster:
         if not self.instances:
             raise ControlError("a cluster needs at least one instance")
         for spec in config.filesystems:
-            self.add_filesystem(spec.name, spec.path, spec.served_by, read_only=spec.read_only)
+            self.add_filesystem(
+                spec.name,
+                spec.path,
+                spec.served_by,
+                read_only=spec.read_only,
+                fh_expire_type=spec.fh_expire_type,
+            )
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self, nursery: trio.Nursery) -> None:
@@ -264,6 +324,16 @@ class Cluster:
     def is_frozen(self, fs_name: str) -> bool:
         return fs_name in self._frozen
 
+    def handle_class(self, fs: FileSystem, owner: ServerInstance | None) -> int:
+        """FSLI4BX_CLHANDLE of a location (RFC 8881 sections 11.11.2 and 11.17): the
+        filehandle epoch the instance last served the file system with (the current one
+        for an instance that never served it, or a server outside the cluster), as a
+        byte 1 - 255.  Equal classes: filehandles valid at one are valid at the other."""
+        epoch = fs.fh_epoch
+        if owner is not None:
+            epoch = self._served_epoch.get((fs.name, owner.name), epoch)
+        return epoch % 255 + 1
+
     # -- building -----------------------------------------------------------------------
     def add_filesystem(
         self,
@@ -272,14 +342,26 @@ class Cluster:
         served_by: str | None = None,
         *,
         read_only: bool = False,
+        fh_expire_type: str | int = "persistent",
     ) -> FileSystem:
-        """Create a file system mounted on ``path`` (default /export/NAME)."""
+        """Create a file system mounted on ``path`` (default /export/NAME), reporting
+        ``fh_expire_type`` (see :class:`FsSpec`).
+
+        Raises:
+            ControlError: a bad name, path or fh_expire_type.
+        """
         inst = self.instance(served_by) if served_by else next(iter(self.instances.values()))
         try:
-            fs = self.model.add_filesystem(name, path or f"/export/{name}", read_only=read_only)
+            fs = self.model.add_filesystem(
+                name,
+                path or f"/export/{name}",
+                read_only=read_only,
+                fh_expire_type=fh_expire_type,
+            )
         except ValueError as exc:
             raise ControlError(str(exc)) from None
         self._location[name] = inst
+        self._served_epoch[(name, inst.name)] = fs.fh_epoch
         return fs
 
     def add_referral(
@@ -406,6 +488,7 @@ class Cluster:
         merge_client: bool = True,
         lose_stateids: Sequence[str | bytes] = (),
         freeze: float = 0.0,
+        new_filehandles: bool = False,
     ) -> MigrationReport:
         """Move ``fs_name`` to instance ``to`` (see the module docstring).
 
@@ -422,6 +505,16 @@ class Cluster:
                 revoked-state bits) and may be reclaimed in a per-FS grace period.
             freeze: seconds during which operations on the file system get
                 NFS4ERR_DELAY before the transfer happens (seed 001 section 4.2.7).
+            new_filehandles: the destination serves the file system with new
+                filehandles (a new filehandle epoch): every old handle of it gets
+                NFS4ERR_FHEXPIRED there (on PUTFH), lookups give the new ones (same
+                fileids, same fsid), and fs_locations_info reports source and
+                destination in different handle classes (RFC 8881 section 11.11.2:
+                then "all filehandles are assumed to expire as part of the file system
+                transition", whatever fh_expire_type says, FH4_NOEXPIRE_WITH_OPEN
+                included).  Stateids are not tied to handles and migrate as usual.
+                Without it filehandles stay valid (the same handle class), also for a
+                file system reporting FH4_VOL_MIGRATION.
 
         Raises:
             ControlError: unknown names, already there, or a migration in progress.
@@ -439,6 +532,7 @@ class Cluster:
         report = MigrationReport(
             fs_name, src.name, dst.name, tsm, tsm and transfer_session, merge_client, freeze
         )
+        report.new_filehandles = new_filehandles
         self._migrating.add(fs_name)
         try:
             if freeze > 0:
@@ -482,6 +576,13 @@ class Cluster:
         src.migrated_away.add(fs.name)
         dst.migrated_away.discard(fs.name)
         dst.fs_arrived(fs.name)
+        if report.new_filehandles:
+            fs.forget_kept_handles()
+            fs.expire_filehandles(
+                (), cause=f"the migration from {src.name} to {dst.name} with new filehandles"
+            )
+        self._served_epoch[(fs.name, dst.name)] = fs.fh_epoch
+        report.fh_epoch = fs.fh_epoch
         mode = (
             "with Transparent State Migration"
             + (
@@ -492,7 +593,7 @@ class Cluster:
             + (", into existing client IDs" if report.merge_client else ", client IDs transferred")
             if report.tsm
             else "without state transfer (clients reclaim in a per-FS grace period)"
-        )
+        ) + (", with new filehandles" if report.new_filehandles else "")
         self.events.emit(
             None,
             "migrate",
@@ -502,7 +603,27 @@ class Cluster:
             source=src.name,
             destination=dst.name,
             tsm=report.tsm,
+            new_filehandles=report.new_filehandles,
         )
+        if report.new_filehandles:
+            volatile = fs.fh_expire_type & (FH4_VOL_MIGRATION | FH4_VOLATILE_ANY)
+            dst.event(
+                "fh-expired",
+                f"{dst.name} serves {fs.name} with new filehandles (epoch {fs.fh_epoch}): old "
+                f"ones get NFS4ERR_FHEXPIRED here, lookups give the new ones (same fileids, "
+                f"same fsid); fs_locations_info puts {src.name} and {dst.name} in different "
+                "handle classes (RFC 8881 section 11.11.2)"
+                + (
+                    ""
+                    if volatile
+                    else f"; note: {fs.name} reports "
+                    f"{fh_expire_type_text(fs.fh_expire_type)}, so only a client reading the "
+                    "handle classes can expect this"
+                ),
+                fs=fs.name,
+                epoch=fs.fh_epoch,
+                cause="migration",
+            )
         for rec in holders.values():
             rec.lease_moved.add(fs.name)
             report.lease_moved.append(rec.clientid)
@@ -630,6 +751,94 @@ class Cluster:
             dst.clients.remove(unconf)
         dst.clients.add(target)
         return target, "transferred as new confirmed client ID"
+
+    # -- volatile filehandles, RFC 8881 section 4.2.3 ------------------------------------
+    def expire_filehandles(self, fs_name: str, *, force: bool = False) -> FhExpiryReport:
+        """Every filehandle of ``fs_name`` expires now (a new filehandle epoch).
+
+        Where the file system is served, PUTFH of an old handle answers
+        NFS4ERR_FHEXPIRED (NFS4ERR_STALE if the object is gone); PUTROOTFH + LOOKUP...
+        or a LOOKUP from a still-valid handle (the pseudo-fs never expires) gives the new
+        handle of the same object: same fileid, same fsid.  Opens, locks and
+        delegations are kept by fileid, so their stateids go on working with the new
+        handles.  Under FH4_NOEXPIRE_WITH_OPEN the old handles of files open now stay
+        valid until they are closed.  Where the file system is absent, old handles are
+        still taken by PUTFH (then NFS4ERR_MOVED, section 11.3).
+
+        Args:
+            force: expire even though the file system's fh_expire_type lacks
+                FH4_VOLATILE_ANY (a server breaking its own promise: for testing how a
+                client copes).
+
+        Raises:
+            ControlError: unknown file system, or not FH4_VOLATILE_ANY and not ``force``.
+        """
+        fs = self.filesystem(fs_name)
+        serving = self._location.get(fs.name)
+        if serving is None:
+            raise ControlError(f"{fs_name} is not served anywhere")
+        text = fh_expire_type_text(fs.fh_expire_type)
+        if not fs.fh_expire_type & FH4_VOLATILE_ANY and not force:
+            raise ControlError(
+                f"{fs_name} reports fh_expire_type {text}: its filehandles may not expire at "
+                "any time (RFC 8881 section 4.2.3); set it to volatile-any first "
+                "(set_fh_expire_type / fh-expire-type), or force it"
+            )
+        forced = not fs.fh_expire_type & FH4_VOLATILE_ANY
+        open_ids = {fileid for name, fileid in serving.state.files_open() if name == fs.name}
+        epoch = fs.expire_filehandles(open_ids, cause="expire-fh" + (" (forced)" if forced else ""))
+        self._served_epoch[(fs.name, serving.name)] = epoch
+        report = FhExpiryReport(
+            fs.name, serving.name, epoch, text, sorted(fs.fh_kept_open), forced=forced
+        )
+        serving.event(
+            "fh-expired",
+            f"every filehandle of {fs.name} expired (new epoch {epoch}): old ones get "
+            f"NFS4ERR_FHEXPIRED on {serving.name}, lookups give new ones for the same "
+            "fileids (RFC 8881 section 4.2.3)"
+            + (
+                f"; {len(report.kept_open)} open file(s) keep their old handle while open "
+                "(FH4_NOEXPIRE_WITH_OPEN)"
+                if report.kept_open
+                else ""
+            )
+            + (
+                f"; forced although {fs.name} reports {text}, which promises otherwise"
+                if report.forced
+                else ""
+            ),
+            fs=fs.name,
+            epoch=epoch,
+            cause="expire-fh",
+            forced=report.forced,
+        )
+        return report
+
+    def set_fh_expire_type(self, fs_name: str, value: str | int) -> str:
+        """Change what ``fs_name`` reports as fh_expire_type (RFC 8881 section 4.2.3);
+        any value :class:`FsSpec` takes.  Filehandles do not change; clients see the new
+        value at their next GETATTR of it.  Returns the RFC text ("FH4_VOLATILE_ANY").
+
+        Raises:
+            ControlError: unknown file system or a bad value.
+        """
+        fs = self.filesystem(fs_name)
+        try:
+            bits = parse_fh_expire_type(value)
+        except ValueError as exc:
+            raise ControlError(str(exc)) from None
+        before = fh_expire_type_text(fs.fh_expire_type)
+        fs.fh_expire_type = bits
+        text = fh_expire_type_text(bits)
+        self.events.emit(
+            None,
+            "fh-expire-type",
+            f"{fs.name} now reports fh_expire_type {text} (was {before}; RFC 8881 section "
+            "4.2.3); its filehandles are unchanged",
+            fs=fs.name,
+            fh_expire_type=bits,
+        )
+        return text
 
     # -- other control actions ----------------------------------------------------------
     def reboot(self, instance: str) -> ServerInstance:
@@ -764,6 +973,8 @@ class Cluster:
                 "served_by": self._location[fs.name].name if fs.name in self._location else None,
                 "frozen": fs.name in self._frozen,
                 "files": len(fs.inodes),
+                "fh_expire_type": fh_expire_type_text(fs.fh_expire_type),
+                "fh_epoch": fs.fh_epoch,
             }
             for fs in self.model.filesystems.values()
         ]

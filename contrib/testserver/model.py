@@ -7,11 +7,22 @@ regular files (a ``bytearray``), symbolic links and special files.  Which instan
 *serves* a file system is not the model's business (``cluster.py`` keeps that map);
 the model answers questions about names, inodes and filehandles.
 
-Filehandles (RFC 8881 section 4) are persistent (``FH4_PERSISTENT``) and encode
-``(file system index, fileid, generation)``, so any instance can tell which file system
-a filehandle belongs to, and a filehandle stays valid when its file system migrates
-(RFC 8881 section 11.11.2, "Filehandles and File System Transitions": the same
-filehandles on source and destination).
+Filehandles (RFC 8881 section 4) encode ``(file system index, fileid, generation,
+filehandle epoch, object serial)``, so any instance can tell which file system a
+filehandle belongs to.  By default they are persistent (``FH4_PERSISTENT``) and stay
+valid when their file system migrates (RFC 8881 section 11.11.2, "Filehandles and File
+System Transitions": the same filehandles on source and destination).
+
+Volatile filehandles (RFC 8881 section 4.2.3): a file system may be configured with
+another ``fh_expire_type`` (:func:`parse_fh_expire_type`).  Expiry is per file system:
+:meth:`FileSystem.expire_filehandles` starts a new *filehandle epoch*, after which a
+handle of an older epoch is expired (the server answers NFS4ERR_FHEXPIRED) while a
+lookup hands out the new handle of the same object (same fileid, same fsid).  One
+object's handle alone expires by its *serial* (:meth:`FileSystem.expire_filehandle`,
+used for RENAME under ``FH4_VOL_RENAME``).  Under ``FH4_NOEXPIRE_WITH_OPEN`` the old
+handles of files open at the time of an expiry stay valid while they stay open.  The
+pseudo-fs never expires its handles (its root is where a client starts over).  A
+handle of a removed object is NFS4ERR_STALE, never FHEXPIRED (section 4.2.3).
 
 Junctions: a directory may have another file system mounted on it (``Inode.junction``).
 LOOKUP of its name crosses into the root of that file system; LOOKUPP of a file system
@@ -27,17 +38,44 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
-from session.xdr.const import NFS4_FHSIZE, nfs_ftype4, nfsstat4
+from session.xdr.const import (
+    FH4_NOEXPIRE_WITH_OPEN,
+    FH4_PERSISTENT,
+    FH4_VOL_MIGRATION,
+    FH4_VOL_RENAME,
+    FH4_VOLATILE_ANY,
+    NFS4_FHSIZE,
+    nfs_ftype4,
+    nfsstat4,
+)
 from session.xdr.nfs4 import fsid4, nfstime4
 
 FH_MAGIC: Final = b"tsfh"
-_FH = struct.Struct(">4sIQI")  # magic, file system index, fileid, generation
-FH_SIZE: Final = _FH.size  # 20 bytes, well under NFS4_FHSIZE
+_FH = struct.Struct(">4sIQIII")  # magic, fs index, fileid, generation, fh epoch, serial
+FH_SIZE: Final = _FH.size  # 28 bytes, well under NFS4_FHSIZE
 assert FH_SIZE <= NFS4_FHSIZE
+
+FH_EXPIRE_NAMES: Final[dict[str, int]] = {
+    "persistent": FH4_PERSISTENT,
+    "noexpire-with-open": FH4_NOEXPIRE_WITH_OPEN,
+    "volatile-any": FH4_VOLATILE_ANY,
+    "vol-migration": FH4_VOL_MIGRATION,
+    "vol-rename": FH4_VOL_RENAME,
+}
+"""Names of the fh_expire_type bits (RFC 8881 section 4.2.3) in configurations."""
+_FH_EXPIRE_RFC_NAMES: Final = {
+    FH4_NOEXPIRE_WITH_OPEN: "FH4_NOEXPIRE_WITH_OPEN",
+    FH4_VOLATILE_ANY: "FH4_VOLATILE_ANY",
+    FH4_VOL_MIGRATION: "FH4_VOL_MIGRATION",
+    FH4_VOL_RENAME: "FH4_VOL_RENAME",
+}
+_FH_EXPIRE_ALL: Final = (
+    FH4_NOEXPIRE_WITH_OPEN | FH4_VOLATILE_ANY | FH4_VOL_MIGRATION | FH4_VOL_RENAME
+)
 
 MAXNAME: Final = 255
 """Longest file name component in bytes (attribute maxname, RFC 8881 section 5.7)."""
@@ -87,6 +125,65 @@ def check_name(name: bytes) -> None:
         raise FsError(nfsstat4.NFS4ERR_BADCHAR, repr(name)) from None
 
 
+def parse_fh_expire_type(value: str | int) -> int:
+    """The fh_expire_type bits (attribute 2, RFC 8881 sections 4.2.3 and 5.8.1.3) from a
+    configuration value.
+
+    ``value`` is an ``int`` bitmask, or names joined by ``+``, ``,`` or ``|``: the
+    keys of :data:`FH_EXPIRE_NAMES` ("persistent", "volatile-any", "vol-migration",
+    "vol-rename", "noexpire-with-open") or the RFC names ("FH4_VOLATILE_ANY"), in any
+    case; "volatile-any+noexpire-with-open" is FH4_VOLATILE_ANY | FH4_NOEXPIRE_WITH_OPEN.
+
+    Raises:
+        ValueError: an unknown name or bit, "persistent" combined with a volatile bit,
+            or FH4_NOEXPIRE_WITH_OPEN without FH4_VOLATILE_ANY (section 4.2.3: it "may
+            only be set when FH4_VOLATILE_ANY is set").
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"fh_expire_type must be a name or an integer, not {value!r}")
+    if isinstance(value, int):
+        bits = value
+        if bits & ~_FH_EXPIRE_ALL or bits < 0:
+            raise ValueError(f"fh_expire_type {value:#x} has bits RFC 8881 does not define")
+    else:
+        bits = 0
+        names = [n.strip() for n in value.replace("|", "+").replace(",", "+").split("+")]
+        if not any(names):
+            raise ValueError("empty fh_expire_type")
+        persistent = False
+        for name in names:
+            key = name.lower().removeprefix("fh4_").replace("_", "-")
+            if key not in FH_EXPIRE_NAMES:
+                known = ", ".join(FH_EXPIRE_NAMES)
+                raise ValueError(f"unknown fh_expire_type {name!r} (known: {known})")
+            persistent = persistent or key == "persistent"
+            bits |= FH_EXPIRE_NAMES[key]
+        if persistent and bits:
+            raise ValueError(f"{value!r}: persistent means no volatile bit is set")
+    if bits & FH4_NOEXPIRE_WITH_OPEN and not bits & FH4_VOLATILE_ANY:
+        raise ValueError(
+            "FH4_NOEXPIRE_WITH_OPEN may only be set with FH4_VOLATILE_ANY (RFC 8881 4.2.3)"
+        )
+    return bits
+
+
+def fh_expire_type_text(bits: int) -> str:
+    """``"FH4_PERSISTENT"`` or the set bits' RFC names joined by ``|``."""
+    if bits == FH4_PERSISTENT:
+        return "FH4_PERSISTENT"
+    return "|".join(name for bit, name in sorted(_FH_EXPIRE_RFC_NAMES.items()) if bits & bit)
+
+
+class FhFields(NamedTuple):
+    """What a test-server filehandle encodes (:func:`parse_fh`)."""
+
+    fs_index: int  # the file system's index in the model
+    fileid: int
+    generation: int  # Inode.generation: a mismatch is NFS4ERR_STALE
+    epoch: int  # FileSystem.fh_epoch when handed out: older is NFS4ERR_FHEXPIRED
+    serial: int  # Inode.fh_serial when handed out: older is NFS4ERR_FHEXPIRED
+
+
 @dataclass(slots=True)
 class DirEntry:
     """One name in a directory: the inode's ``fileid`` and the entry's READDIR ``cookie``."""
@@ -112,6 +209,8 @@ class Inode:
         junction: name of the file system mounted on this directory, if any.
         change: the change attribute (RFC 8881 section 5.8.1.4), strictly increasing.
         generation: part of the filehandle; a reused fileid never gets an old one.
+        fh_serial: part of the filehandle; raised when this object's handle alone
+            expires (RENAME under FH4_VOL_RENAME).
         create_verf: the EXCLUSIVE4_1 create verifier (RFC 8881 section 18.16.3).
         cookieverf: this directory's READDIR cookie verifier (8 bytes).
         unlinked: removed from every directory, kept while open (PRESERVE_UNLINKED).
@@ -139,6 +238,7 @@ class Inode:
     crtime: nfstime4 = field(default_factory=now_nfstime)
     create_verf: bytes | None = None
     unlinked: bool = False
+    fh_serial: int = 0
 
     @property
     def size(self) -> int:
@@ -170,6 +270,15 @@ class FileSystem:
         read_only: every modification fails with NFS4ERR_ROFS.
         space_total: bytes the file system offers (attributes space_*).
         files_total: inodes it offers (attributes files_*).
+        fh_expire_type: the fh_expire_type bits it reports (RFC 8881 section 4.2.3;
+            any value :func:`parse_fh_expire_type` takes).
+
+    Attributes:
+        fh_epoch: the current filehandle epoch (uint32): handles of older epochs are
+            expired (:meth:`expire_filehandles`).
+        fh_kept_open: FH4_NOEXPIRE_WITH_OPEN: fileid -> the (epoch, serial) pairs of
+            its old handles still valid because the file was open when they expired.
+        fh_expired_by: old epoch -> why it expired (for event messages).
     """
 
     def __init__(
@@ -181,6 +290,7 @@ class FileSystem:
         read_only: bool = False,
         space_total: int = 1 << 30,
         files_total: int = 1 << 20,
+        fh_expire_type: str | int = FH4_PERSISTENT,
     ) -> None:
         self.name = name
         self.index = index
@@ -189,6 +299,10 @@ class FileSystem:
         self.read_only = read_only
         self.space_total = space_total
         self.files_total = files_total
+        self.fh_expire_type = parse_fh_expire_type(fh_expire_type)
+        self.fh_epoch = 0
+        self.fh_kept_open: dict[int, set[tuple[int, int]]] = {}
+        self.fh_expired_by: dict[int, str] = {}
         self.inodes: dict[int, Inode] = {}
         self._next_fileid = 1
         self._change = 0
@@ -233,8 +347,73 @@ class FileSystem:
         return inode
 
     def fh(self, inode: Inode) -> bytes:
-        """The filehandle of ``inode`` (RFC 8881 section 4.2: opaque to clients)."""
-        return _FH.pack(FH_MAGIC, self.index, inode.fileid, inode.generation)
+        """The current filehandle of ``inode`` (RFC 8881 section 4.2: opaque to clients)."""
+        return _FH.pack(
+            FH_MAGIC, self.index, inode.fileid, inode.generation, self.fh_epoch, inode.fh_serial
+        )
+
+    # -- volatile filehandles, RFC 8881 section 4.2.3 ----------------------------------
+    def expire_filehandles(self, open_fileids: Iterable[int], cause: str) -> int:
+        """Expire every filehandle of this file system now: a new epoch begins.
+
+        Args:
+            open_fileids: files open on the serving instance; under
+                FH4_VOLATILE_ANY | FH4_NOEXPIRE_WITH_OPEN their current handles stay
+                valid while they stay open.
+            cause: why, for messages ("expire-fh", "migration to B ...").
+
+        Returns:
+            The new epoch.
+
+        Raises:
+            ValueError: the pseudo-fs (its handles never expire).
+        """
+        if self.index == 0:
+            raise ValueError("the pseudo-fs filehandles never expire")
+        old = self.fh_epoch
+        self.fh_epoch = (old + 1) & 0xFFFFFFFF
+        self.fh_expired_by[old] = cause
+        keep = set(open_fileids) if self.fh_expire_type & FH4_NOEXPIRE_WITH_OPEN else set()
+        for fileid in list(self.fh_kept_open):
+            if fileid not in keep:
+                del self.fh_kept_open[fileid]
+        for fileid in keep:
+            inode = self.inodes.get(fileid)
+            if inode is not None:
+                self.fh_kept_open.setdefault(fileid, set()).add((old, inode.fh_serial))
+        return self.fh_epoch
+
+    def expire_filehandle(self, inode: Inode, still_open: bool) -> None:
+        """Expire the current filehandle of ``inode`` alone (RENAME under
+        FH4_VOL_RENAME); kept while open under FH4_NOEXPIRE_WITH_OPEN."""
+        if self.index == 0:
+            return
+        if still_open and self.fh_expire_type & FH4_NOEXPIRE_WITH_OPEN:
+            self.fh_kept_open.setdefault(inode.fileid, set()).add((self.fh_epoch, inode.fh_serial))
+        inode.fh_serial = (inode.fh_serial + 1) & 0xFFFFFFFF
+
+    def forget_kept_handles(self) -> None:
+        """Old handles of open files expire too (a change of handle class, RFC 8881
+        section 11.11.2: "all filehandles are assumed to expire")."""
+        self.fh_kept_open.clear()
+
+    def fh_expiry(self, handle: FhFields, inode: Inode, still_open: bool) -> str | None:
+        """Why ``handle`` (of ``inode``) has expired, or None if it is still valid.
+
+        ``still_open``: the file has an open on the serving instance (an old handle kept
+        under FH4_NOEXPIRE_WITH_OPEN is valid only as long as that lasts).
+        """
+        if handle.epoch == self.fh_epoch and handle.serial == inode.fh_serial:
+            return None
+        kept = self.fh_kept_open.get(inode.fileid)
+        if kept is not None and (handle.epoch, handle.serial) in kept:
+            if still_open:
+                return None
+            del self.fh_kept_open[inode.fileid]
+        if handle.epoch != self.fh_epoch:
+            cause = self.fh_expired_by.get(handle.epoch, "an expiry")
+            return f"filehandle epoch {handle.epoch} of {self.name} expired by {cause}"
+        return f"filehandle of fileid {inode.fileid:#x} expired by a RENAME (FH4_VOL_RENAME)"
 
     def space_used(self) -> int:
         return sum(inode.space_used for inode in self.inodes.values())
@@ -301,18 +480,18 @@ class FileSystem:
         yield from self.inodes.values()
 
 
-def parse_fh(fh: bytes) -> tuple[int, int, int]:
-    """``(file system index, fileid, generation)`` from a filehandle.
+def parse_fh(fh: bytes) -> FhFields:
+    """The fields of a filehandle (file system index, fileid, generation, epoch, serial).
 
     Raises:
         FsError: NFS4ERR_BADHANDLE if it is not one of ours.
     """
     if len(fh) != FH_SIZE:
         raise FsError(nfsstat4.NFS4ERR_BADHANDLE, f"filehandle of {len(fh)} bytes")
-    magic, index, fileid, generation = _FH.unpack(fh)
+    magic, index, fileid, generation, epoch, serial = _FH.unpack(fh)
     if magic != FH_MAGIC:
         raise FsError(nfsstat4.NFS4ERR_BADHANDLE, "not a test-server filehandle")
-    return index, fileid, generation
+    return FhFields(index, fileid, generation, epoch, serial)
 
 
 class Model:
@@ -322,7 +501,7 @@ class Model:
     ``/export/a`` (creating pseudo-fs directories on the way).  A path inside another
     exported file system (``/export/a/ref``) mounts it on a directory of that file
     system: a junction, which an instance not serving the inner file system presents
-    as a referral (RFC 8881 section 11.5.6, "Uses of Location Information: Referral").
+    as a referral (RFC 8881 section 11.5.6, "File System Referrals").
     """
 
     def __init__(self) -> None:
@@ -338,13 +517,16 @@ class Model:
         *,
         read_only: bool = False,
         space_total: int = 1 << 30,
+        fh_expire_type: str | int = FH4_PERSISTENT,
     ) -> FileSystem:
         """Create file system ``name`` and mount it on ``path``.
 
         Raises:
             ValueError: the name is taken, the path is empty or already a mount point,
-                or a component of it exists and is not a directory.
+                a component of it exists and is not a directory, or ``fh_expire_type``
+                is not valid (:func:`parse_fh_expire_type`).
         """
+        fh_bits = parse_fh_expire_type(fh_expire_type)
         if name in self.filesystems or name == PSEUDO_FS_NAME:
             raise ValueError(f"file system {name!r} already exists")
         components = tuple(c for c in path.split("/") if c)
@@ -356,6 +538,7 @@ class Model:
             components,
             read_only=read_only,
             space_total=space_total,
+            fh_expire_type=fh_bits,
         )
         parent_fs, parent_dir = self.pseudo, self.pseudo.root
         for i, comp in enumerate(components):
@@ -439,20 +622,30 @@ class Model:
         return self._by_index.get(index)
 
     def resolve(self, fh: bytes) -> tuple[FileSystem, Inode]:
-        """The file system and inode of a filehandle.
+        """The file system and inode of a filehandle, whatever its epoch (expiry is
+        the serving instance's decision: :meth:`resolve_handle`).
 
         Raises:
             FsError: NFS4ERR_BADHANDLE (not ours, unknown file system), NFS4ERR_STALE
                 (the object was removed, or its fileid reused with a new generation).
         """
-        index, fileid, generation = parse_fh(fh)
-        fs = self._by_index.get(index)
-        if fs is None:
-            raise FsError(nfsstat4.NFS4ERR_BADHANDLE, f"no file system with index {index}")
-        inode = fs.get(fileid)
-        if inode.generation != generation:
-            raise FsError(nfsstat4.NFS4ERR_STALE, "generation changed")
+        fs, inode, _ = self.resolve_handle(fh)
         return fs, inode
+
+    def resolve_handle(self, fh: bytes) -> tuple[FileSystem, Inode, FhFields]:
+        """As :meth:`resolve`, also giving the handle's fields (for
+        :meth:`FileSystem.fh_expiry`).  A removed object is NFS4ERR_STALE even if its
+        handle had expired too (RFC 8881 section 4.2.3)."""
+        handle = parse_fh(fh)
+        fs = self._by_index.get(handle.fs_index)
+        if fs is None:
+            raise FsError(
+                nfsstat4.NFS4ERR_BADHANDLE, f"no file system with index {handle.fs_index}"
+            )
+        inode = fs.get(handle.fileid)
+        if inode.generation != handle.generation:
+            raise FsError(nfsstat4.NFS4ERR_STALE, "generation changed")
+        return fs, inode, handle
 
     def root_fh(self) -> bytes:
         return self.pseudo.fh(self.pseudo.root)

@@ -69,6 +69,7 @@ from session.xdr.const import (
     EXCHGID4_FLAG_UPD_CONFIRMED_REC_A,
     EXCHGID4_FLAG_USE_NON_PNFS,
     FATTR4,
+    FH4_VOL_RENAME,
     NFS4_UINT64_MAX,
     OPEN4_RESULT_LOCKTYPE_POSIX,
     OPEN4_RESULT_PRESERVE_UNLINKED,
@@ -456,7 +457,19 @@ def first_use_moved(c: Compound, fs: FileSystem) -> None:
 # -- filehandle operations, RFC 8881 sections 18.8, 18.19 - 18.21, 18.27, 18.28 --------
 @handles(OP.OP_PUTFH)
 def op_putfh(c: Compound, args: nfs4.PUTFH4args) -> ResOp:
-    fs, inode = c.instance.model.resolve(args.object)
+    """PUTFH (RFC 8881 section 18.19).  The handle is judged here: NFS4ERR_BADHANDLE,
+    NFS4ERR_STALE (object removed), NFS4ERR_FHEXPIRED (a volatile handle of an older
+    filehandle epoch, section 4.2.3; 15.1.2) -- but only where the file system is
+    present: at an instance or address where it is absent any handle of it is taken
+    and the next operation gets NFS4ERR_MOVED (section 11.3), so a client holding old
+    handles can still fetch fs_locations there."""
+    fs, inode, handle = c.instance.model.resolve_handle(args.object)
+    if c.present(fs):
+        still_open = bool(c.state.opens_on((fs.name, inode.fileid)))
+        why = fs.fh_expiry(handle, inode, still_open)
+        if why is not None:
+            c.instance.note_fhexpired(c.client, fs, handle.epoch, why)
+            raise FsError(S.NFS4ERR_FHEXPIRED, why)
     c.set_fh(FhRef(fs, inode))
     return nfs4.PUTFH4res(S.NFS4_OK)
 
@@ -632,6 +645,17 @@ def op_rename(c: Compound, args: nfs4.RENAME4args) -> ResOp:
     fs.remove_entry(src_dir, args.oldname)
     fs.add_entry(dst_dir, args.newname, moving)
     fs.touch(moving)
+    if fs.fh_expire_type & FH4_VOL_RENAME:
+        fs.expire_filehandle(moving, still_open=bool(c.state.opens_on((fs.name, moving.fileid))))
+        c.instance.event(
+            "fh-expired",
+            f"RENAME of {args.oldname!r} to {args.newname!r} in {fs.name}: the filehandle of "
+            f"fileid {moving.fileid:#x} expired (FH4_VOL_RENAME, RFC 8881 section 4.2.3); a "
+            "LOOKUP of the new name gives its new one",
+            fs=fs.name,
+            fileid=moving.fileid,
+            cause="rename",
+        )
     return nfs4.RENAME4res(
         S.NFS4_OK,
         nfs4.RENAME4resok(

@@ -294,6 +294,7 @@ class ServerInstance:
         #: referrals: fs_status.fss_type is not STATUS4_REFERRAL).
         self.migrated_away: set[str] = set()
         self._moved_reported: set[tuple[int, str]] = set()
+        self._fhexpired_reported: set[tuple[int, str, int, str]] = set()
         self._cb_locks: dict[bytes, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
         self._new_boot()
@@ -387,8 +388,10 @@ class ServerInstance:
 
     def fs_locations_info(self, fs: FileSystem) -> nfs4.fs_locations_info4:
         """fs_locations_info (RFC 8881 section 11.17): one item per location entry; the
-        class bytes say filehandles, fileids, change attributes and READDIR cookies
-        stay valid across all locations, write verifiers do not."""
+        class bytes say fileids, change attributes and READDIR cookies stay valid across
+        all locations, write verifiers do not, and filehandles do where the handle
+        class (``Cluster.handle_class``: the filehandle epoch the location serves) is
+        the same (RFC 8881 section 11.11.2)."""
         path = self.model.path_of(fs)
         items: list[nfs4.fs_locations_item4] = []
         serving = self.cluster.location_of(fs.name)
@@ -407,7 +410,7 @@ class ServerInstance:
                 info[FSLI4BX_GFLAGS] = flags
                 cls = (owner.index + 1) if owner is not None else 0xFF
                 info[FSLI4BX_CLSIMUL] = cls
-                info[FSLI4BX_CLHANDLE] = 1
+                info[FSLI4BX_CLHANDLE] = self.cluster.handle_class(fs, owner)
                 info[FSLI4BX_CLFILEID] = 1
                 info[FSLI4BX_CLWRITEVER] = cls
                 info[FSLI4BX_CLCHANGE] = 1
@@ -455,6 +458,24 @@ class ServerInstance:
             f"({kind}; now on {where.name if where else 'nowhere'}) (RFC 8881 section 11.3)",
             clientid=key[0],
             fs=fs.name,
+        )
+
+    def note_fhexpired(
+        self, client: ClientRecord | None, fs: FileSystem, epoch: int, why: str
+    ) -> None:
+        """Log the first NFS4ERR_FHEXPIRED for a (client, file system, old epoch, cause)."""
+        key = (client.clientid if client else 0, fs.name, epoch, why)
+        if key in self._fhexpired_reported:
+            return
+        self._fhexpired_reported.add(key)
+        self.event(
+            "fhexpired",
+            f"NFS4ERR_FHEXPIRED to client {key[0]:#x} for a filehandle of {fs.name}: {why} "
+            f"(current epoch {fs.fh_epoch}); a lookup by name gives the new one "
+            "(RFC 8881 section 4.2.3)",
+            clientid=key[0],
+            fs=fs.name,
+            epoch=epoch,
         )
 
     def note_locations_fetched(self, client: ClientRecord | None, fs: FileSystem) -> None:
@@ -688,6 +709,7 @@ class ServerInstance:
             node.sessions.clear()
         self.graces = []
         self._moved_reported.clear()
+        self._fhexpired_reported.clear()
         self._cb_locks.clear()
         for fs_name in {st.fs for st in old_state.records.values()}:
             self._forget_unlinked(fs_name)
