@@ -3,7 +3,8 @@
     serve --instance 127.0.0.1 --instance 127.0.0.2 --fs a --fs b --control /tmp/x.sock
     status | events [--since N] [--follow]
     migrate FS --to INSTANCE [--no-tsm] [--no-session] [--new-clientid]
-                             [--lose STATEID ...] [--freeze SECONDS]
+                             [--lose STATEID ...] [--freeze SECONDS] [--new-filehandles]
+    expire-fh FS [--force] | fh-expire-type FS TYPE
     referral PATH --fs NAME --on INSTANCE
     reboot INSTANCE | expire INSTANCE [--clientid HEX] [--purge]
     revoke INSTANCE STATEID | locations [--replace] FS ENTRY [ENTRY ...]
@@ -12,7 +13,9 @@
 
 ``--instance`` takes ``[NAME=]ADDR[:PORT][/MINOR][,ADDR[:PORT][/MINOR]...]``: several
 addresses of one instance are session-trunkable (same so_minor_id) or client-ID
-trunkable (different ones).  ``--fs`` takes ``NAME[=PATH][@INSTANCE]``.  Instances not
+trunkable (different ones).  ``--fs`` takes ``NAME[=PATH][@INSTANCE]``, and
+``--fh-expire-type NAME=TYPE`` what it reports as fh_expire_type ("volatile-any",
+"vol-migration", "vol-rename", "volatile-any+noexpire-with-open", ...).  Instances not
 named are A, B, C in order.  Every client command talks to ``--control`` (default
 ``$FUSENFS_TESTSERVER_CONTROL`` or /tmp/fusenfs-testserver.sock).
 """
@@ -20,6 +23,7 @@ named are A, B, C in order.  Every client command talks to ``--control`` (defaul
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +36,7 @@ import trio
 
 from contrib.testserver.cluster import Cluster, ClusterConfig, ControlError, FsSpec, open_cluster
 from contrib.testserver.control import DEFAULT_CONTROL_PATH, request, serve_control
+from contrib.testserver.model import parse_fh_expire_type
 from contrib.testserver.server import EndpointConfig, InstanceConfig
 
 log = logging.getLogger("contrib.testserver")
@@ -65,6 +70,23 @@ def parse_instance(text: str, index: int, lease: int, grace: float | None) -> In
     return InstanceConfig(name=name, endpoints=endpoints, lease_time=lease, grace_time=grace)
 
 
+def apply_fh_expire_types(filesystems: list[FsSpec], items: list[str]) -> None:
+    """``NAME=TYPE`` items (``--fh-expire-type``) set ``FsSpec.fh_expire_type``."""
+    by_name = {spec.name: spec for spec in filesystems}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not value:
+            raise UsageError(f"bad --fh-expire-type {item!r}: NAME=TYPE")
+        spec = by_name.get(name)
+        if spec is None:
+            raise UsageError(f"--fh-expire-type {item!r}: no --fs {name}")
+        try:
+            parse_fh_expire_type(value)
+        except ValueError as exc:
+            raise UsageError(f"--fh-expire-type {item!r}: {exc}") from None
+        spec.fh_expire_type = value
+
+
 def parse_fs(text: str) -> FsSpec:
     """``NAME[=PATH][@INSTANCE]`` -> FsSpec."""
     head, at, instance = text.partition("@")
@@ -92,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", parents=[common], help="run a cluster in the foreground")
     s.add_argument("--instance", action="append", required=True, metavar="SPEC")
     s.add_argument("--fs", action="append", default=[], metavar="NAME[=PATH][@INSTANCE]")
+    s.add_argument(
+        "--fh-expire-type",
+        action="append",
+        default=[],
+        metavar="NAME=TYPE",
+        help="fh_expire_type of file system NAME: persistent (default), volatile-any, "
+        "vol-migration, vol-rename, noexpire-with-open, joined by +",
+    )
     s.add_argument("--lease", type=int, default=90, help="lease time in seconds")
     s.add_argument("--grace", type=float, default=None, help="grace period in seconds")
     s.add_argument("--no-delegations", action="store_true")
@@ -114,6 +144,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--lose", nargs="+", default=[], metavar="STATEID")
     m.add_argument("--freeze", type=float, default=0.0, metavar="SECONDS")
+    m.add_argument(
+        "--new-filehandles",
+        action="store_true",
+        help="the destination serves new filehandles: old ones get NFS4ERR_FHEXPIRED there",
+    )
+
+    xf = sub.add_parser(
+        "expire-fh",
+        parents=[common],
+        help="every filehandle of a file system expires now (NFS4ERR_FHEXPIRED)",
+    )
+    xf.add_argument("fs")
+    xf.add_argument(
+        "--force",
+        action="store_true",
+        help="even if its fh_expire_type has no FH4_VOLATILE_ANY",
+    )
+    ft = sub.add_parser(
+        "fh-expire-type", parents=[common], help="change what a file system reports"
+    )
+    ft.add_argument("fs")
+    ft.add_argument(
+        "type", help="e.g. volatile-any, vol-migration, volatile-any+noexpire-with-open"
+    )
 
     r = sub.add_parser(
         "referral", parents=[common], help="make PATH a junction to a new file system elsewhere"
@@ -215,6 +269,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for inst in instances:
         inst.delegations = not args.no_delegations
     filesystems = [parse_fs(text) for text in args.fs] or [FsSpec("a")]
+    apply_fh_expire_types(filesystems, args.fh_expire_type)
     config = ClusterConfig(instances, filesystems, args.lease, args.grace)
     try:
         trio.run(run_serve, config, args.control)
@@ -262,9 +317,17 @@ def cmd_client(args: argparse.Namespace) -> int:
                 merge=not args.new_clientid,
                 lose=args.lose,
                 freeze=args.freeze,
+                new_filehandles=args.new_filehandles,
                 timeout=args.freeze + 60,
             )
         )
+    elif command == "expire-fh":
+        _show(request(path, "expire-fh", fs=args.fs, force=args.force))
+    elif command == "fh-expire-type":
+        value: str | int = args.type  # a name; the cluster says what is wrong with it
+        with contextlib.suppress(ValueError):
+            value = int(args.type, 0)
+        _show(request(path, "fh-expire-type", fs=args.fs, type=value))
     elif command == "referral":
         _show(request(path, "referral", path=args.path, fs=args.fs, on=args.on))
     elif command == "reboot":

@@ -8,7 +8,11 @@ connection may carry any number of requests.  Commands map to :class:`Cluster` m
 ``status``     ``Cluster.status()``
 ``events``     events after ``since`` (default 0), as JSON objects
 ``migrate``    ``fs``, ``to``, ``tsm``, ``session``, ``merge``, ``lose`` (list of
-               hex stateids), ``freeze`` (seconds); answers when the migration is done
+               hex stateids), ``freeze`` (seconds), ``new_filehandles``; answers when
+               the migration is done
+``expire-fh``  ``fs``, ``force``: ``Cluster.expire_filehandles``
+``fh-expire-type``  ``fs``, ``type`` (a name such as "volatile-any" or an integer):
+               ``Cluster.set_fh_expire_type``
 ``referral``   ``path``, ``fs``, ``on``
 ``reboot``     ``instance``
 ``expire``     ``instance``, ``clientid`` (hex, optional), ``purge``
@@ -75,8 +79,24 @@ async def _migrate(cluster: Cluster, args: dict[str, Any]) -> Any:
         merge_client=bool(args.get("merge", True)),
         lose_stateids=lost,
         freeze=float(args.get("freeze", 0.0)),
+        new_filehandles=bool(args.get("new_filehandles", False)),
     )
     return report.to_json()
+
+
+async def _expire_fh(cluster: Cluster, args: dict[str, Any]) -> Any:
+    force = args.get("force", False)
+    if not isinstance(force, bool):
+        raise ControlError("'force' must be true or false")
+    return cluster.expire_filehandles(_str(args, "fs"), force=force).to_json()
+
+
+async def _fh_expire_type(cluster: Cluster, args: dict[str, Any]) -> Any:
+    value = args.get("type")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ControlError("argument 'type' (a name such as volatile-any, or a number) is required")
+    fs = _str(args, "fs")
+    return {"fs": fs, "fh_expire_type": cluster.set_fh_expire_type(fs, value)}
 
 
 async def _referral(cluster: Cluster, args: dict[str, Any]) -> Any:
@@ -132,6 +152,8 @@ COMMANDS: Final[dict[str, Command]] = {
     "status": _status,
     "events": _events,
     "migrate": _migrate,
+    "expire-fh": _expire_fh,
+    "fh-expire-type": _fh_expire_type,
     "referral": _referral,
     "reboot": _reboot,
     "expire": _expire,

@@ -11,8 +11,13 @@ log says what happened.
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
@@ -51,6 +56,7 @@ from session.xdr.const import (
 )
 from session.xdr.fattr import NFSAttrs, bitmap4_from, decode_fattr4
 
+from .test_ts_cli import CLI, _cli, _read_ready
 from .test_ts_state import open_file
 
 S = nfsstat4
@@ -417,3 +423,87 @@ async def test_migrate_without_new_filehandles_keeps_them(nursery: trio.Nursery)
             assert "only a client reading the handle classes" in (
                 cluster.events.find("fh-expired")[-1].message
             )
+
+
+# -- the command line -------------------------------------------------------------------------
+async def test_cli_expire_fh_and_migrate_new_filehandles(nursery: trio.Nursery) -> None:
+    """``serve --fh-expire-type a=volatile-any``, then ``expire-fh``,
+    ``fh-expire-type``, ``expire-fh`` refused and ``--force``d, ``migrate
+    --new-filehandles``; a raw client sees NFS4ERR_FHEXPIRED; ``events`` names it."""
+    with trio.fail_after(40), tempfile.TemporaryDirectory(prefix="ts-fh-") as tmp:
+        control = str(Path(tmp) / "control.sock")
+        bad = await trio.run_process(
+            [
+                *CLI,
+                "--control",
+                control,
+                "serve",
+                "--instance",
+                "127.0.0.1",
+                "--fs",
+                "a",
+                "--fh-expire-type",
+                "a=x",
+            ],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert bad.returncode == 2 and b"unknown fh_expire_type 'x'" in bad.stderr
+        proc = await trio.lowlevel.open_process(
+            [
+                *CLI,
+                "--control",
+                control,
+                "serve",
+                "--instance",
+                "127.0.0.1",
+                "--instance",
+                "B=127.0.0.2",
+                "--fs",
+                "a",
+                "--fh-expire-type",
+                "a=volatile-any",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            assert proc.stdout is not None
+            endpoints = await _read_ready(proc.stdout)
+            client = await RawClient.connect(*endpoints["A"], nursery, owner=b"cli-fh")
+            await client.establish()
+            fh = await client.lookup_path("/export/a")
+            assert (await client.getattrs(fh, [FATTR4.FH_EXPIRE_TYPE])).fh_expire_type == 2
+            done = await _cli(control, "expire-fh", "a")
+            assert done.returncode == 0, done.stderr.decode()
+            assert json.loads(done.stdout)["epoch"] == 1
+            assert (await client.seq([nfs4.PUTFH4args(fh)])).status == S.NFS4ERR_FHEXPIRED
+            fh = await client.lookup_path("/export/a")
+            changed = await _cli(control, "fh-expire-type", "a", "vol-migration")
+            assert json.loads(changed.stdout)["fh_expire_type"] == "FH4_VOL_MIGRATION"
+            refused = await _cli(control, "expire-fh", "a")
+            assert refused.returncode == 2 and b"may not expire at any time" in refused.stderr
+            forced = await _cli(control, "expire-fh", "a", "--force")
+            assert json.loads(forced.stdout)["forced"] is True
+            numeric = await _cli(control, "fh-expire-type", "a", "0x6")
+            assert b"FH4_VOLATILE_ANY|FH4_VOL_MIGRATION" in numeric.stdout
+            moved = await _cli(control, "migrate", "a", "--to", "B", "--new-filehandles")
+            assert moved.returncode == 0, moved.stderr.decode()
+            report = json.loads(moved.stdout)
+            assert report["new_filehandles"] is True and report["fh_epoch"] == 3
+            status = json.loads((await _cli(control, "status")).stdout)
+            (fs_a,) = status["filesystems"]
+            assert (fs_a["fh_epoch"], fs_a["served_by"]) == (3, "B")
+            events = (await _cli(control, "events")).stdout.decode()
+            assert "fh-expired: every filehandle of a expired" in events
+            assert "fhexpired: NFS4ERR_FHEXPIRED" in events
+            assert "[B] fh-expired: B serves a with new filehandles" in events
+        finally:
+            proc.send_signal(signal.SIGINT)
+            with trio.move_on_after(10):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 0
