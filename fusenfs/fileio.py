@@ -45,8 +45,14 @@ class _Block:
 class ReadAhead:
     """Sequential read-ahead over ``read_fn(offset, count) -> (data, eof)``.
 
+    One per file (inode), shared by all its open files: each ``read`` may bring the
+    READ function of its own open (its stateid and credential); blocks it fetches serve
+    every reader.  Writes, truncation and a changed change attribute must
+    ``invalidate`` what they make stale (POSIX read-after-write on one client).
+
     Args:
-        read_fn: one READ of at most ``count`` bytes (bytes, offsets in bytes).
+        read_fn: one READ of at most ``count`` bytes (bytes, offsets in bytes): the
+            default when ``read`` is given none.
         block: READ size in bytes (the server's maxread, capped).
         ahead: blocks to keep in flight beyond the one being read (a count).
         nursery: where prefetch tasks run.
@@ -66,56 +72,75 @@ class ReadAhead:
         """Forget every cached block (the file changed under us)."""
         self._blocks.clear()
 
-    def _start(self, index: int) -> _Block:
+    def invalidate_range(self, offset: int, length: int) -> None:
+        """Forget the blocks that hold any byte of ``[offset, offset + length)``, and the
+        block before it (it may end short of the range: a stale end of file).
+
+        Blocks still being fetched are forgotten too; their READ finishes unused.
+        """
+        first = max(offset // self.block - 1, 0)
+        last = (offset + max(length, 1) - 1) // self.block
+        for index in [i for i in self._blocks if first <= i <= last]:
+            del self._blocks[index]
+
+    def _start(self, index: int, read_fn: ReadFn) -> _Block:
         blk = self._blocks.get(index)
         if blk is None:
             blk = _Block()
             self._blocks[index] = blk
-            self._nursery.start_soon(self._fetch, index, blk)
+            self._nursery.start_soon(self._fetch, index, blk, read_fn)
         return blk
 
-    async def _read_range(self, offset: int, size: int) -> tuple[bytes, bool]:
+    async def _read_range(
+        self, offset: int, size: int, read_fn: ReadFn | None = None
+    ) -> tuple[bytes, bool]:
         """``size`` bytes at ``offset`` in as many READs as it takes: (data, eof).
 
         A READ may return fewer bytes than asked without being at end of file (RFC 8881
         section 18.22.3); FUSE would take a short reply for end of file.
         """
+        read = read_fn or self._read
         parts: list[bytes] = []
         got = 0
         while got < size:
-            data, eof = await self._read(offset + got, size - got)
+            data, eof = await read(offset + got, size - got)
             parts.append(data)
             got += len(data)
             if eof or not data:
                 return b"".join(parts), True
         return b"".join(parts), False
 
-    async def _fetch(self, index: int, blk: _Block) -> None:
+    async def _fetch(self, index: int, blk: _Block, read_fn: ReadFn) -> None:
         try:
-            blk.data, blk.eof = await self._read_range(index * self.block, self.block)
+            blk.data, blk.eof = await self._read_range(index * self.block, self.block, read_fn)
         except NFSClientError as e:
             blk.error = e
         finally:
             blk.done.set()
 
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int, read_fn: ReadFn | None = None) -> bytes:
         """``size`` bytes at ``offset`` or fewer at end of file.
+
+        Args:
+            read_fn: the READ to use for what must be fetched (default: the one given
+                at construction).
 
         Raises:
             NFSClientError: the READ that covers the range failed.
         """
+        read = read_fn or self._read
         self.reads += 1
         sequential = offset == self._next_offset
         self._next_offset = offset + size
         if not sequential and offset != 0:
-            data, _ = await self._read_range(offset, size)
+            data, _ = await self._read_range(offset, size, read)
             return data
         first = offset // self.block
         last = (offset + size - 1) // self.block
         for index in range(first, last + 1 + self.ahead):
             if index > last and index not in self._blocks:
                 self.prefetched += 1
-            self._start(index)
+            self._start(index, read)
         for index in [i for i in self._blocks if i < first - 1]:
             del self._blocks[index]
         out: list[bytes] = []

@@ -30,7 +30,7 @@ from typing import Any, ParamSpec, TypeVar
 import pyfuse3
 import trio
 
-from fusenfs.fileio import ReadAhead, WriteBehind
+from fusenfs.fileio import ReadAhead, ReadFn, WriteBehind
 from fusenfs.inodes import Inode, InodeTable
 from fusenfs.locking import LockHandlers
 from session.client import DirEntry, NFSClient
@@ -116,13 +116,18 @@ class CacheTimes:
 
 @dataclass(slots=True)
 class OpenFile:
-    """One FUSE file handle: an inode, the shared open state, the I/O helpers."""
+    """One FUSE file handle: an inode, the shared open state, its READ and its writes.
+
+    Cached data is the inode's (``NFSOperations._readers``), shared by all its open
+    files; ``read_fn`` is this handle's READ (its stateid and credential) for what the
+    cache has to fetch.
+    """
 
     inode: Inode
     state: OpenState
     access: int
     cred: Credential
-    reader: ReadAhead
+    read_fn: ReadFn
     writer: WriteBehind | None
 
 
@@ -233,6 +238,9 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         self.inodes.set_root(client.root_fh, client.root_attrs, client.fs_id_of(client.root_fh))
         self.ids = IdMapper()
         self._files: dict[int, OpenFile] = {}
+        #: Read-ahead data per inode number, shared by its open files (DESIGN.md
+        #: invariant 10); dropped at the last close.
+        self._readers: dict[int, ReadAhead] = {}
         self._dirs: dict[int, OpenDir] = {}
         self._next_fh = 1
         self._hidden_counter = 0
@@ -317,9 +325,9 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
 
     def drop_cached_data(self, inode: Inode) -> None:
         """Forget cached file data of ``inode``: read-ahead blocks and kernel pages."""
-        for of in self._files.values():
-            if of.inode is inode:
-                of.reader.invalidate()
+        reader = self._readers.get(inode.ino)
+        if reader is not None:
+            reader.invalidate()
         try:
             pyfuse3.invalidate_inode(inode.ino, attr_only=False)
         except OSError as e:
@@ -410,7 +418,9 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             of = self._files.get(fh) if fh is not None else None
             if of is not None and of.access & OPEN4_SHARE_ACCESS_WRITE:
                 stateid = of.state.stateid
-                of.reader.invalidate()
+            reader = self._readers.get(node.ino)
+            if reader is not None:
+                reader.invalidate()
         if want.present():
             if fields.update_size and stateid is None:
                 # truncate(2) by path: open for write around the SETATTR (section 18.30.3).
@@ -639,14 +649,16 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         async def commit_fn() -> bytes:
             return await client.commit(fh_bytes, 0, 0, cred)
 
-        reader = ReadAhead(read_fn, min(client.maxread, 1024 * 1024), 4, self.nursery)
+        if inode.ino not in self._readers:
+            block = min(client.maxread, 1024 * 1024)
+            self._readers[inode.ino] = ReadAhead(read_fn, block, 4, self.nursery)
         writer = None
         if access & OPEN4_SHARE_ACCESS_WRITE:
             writer = WriteBehind(
                 write_fn, commit_fn, min(client.maxwrite, 1024 * 1024), self.nursery
             )
         number = self._new_fh()
-        self._files[number] = OpenFile(inode, state, access, cred, reader, writer)
+        self._files[number] = OpenFile(inode, state, access, cred, read_fn, writer)
         inode.opens += 1
         return number
 
@@ -670,6 +682,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         number = self._open_file(node, state, access, cred)
         keep = self._keep_cache(node, node.attrs)
         if not keep:
+            self._readers[node.ino].invalidate()  # close-to-open: another client wrote
             # keep_cache=False drops the kernel's pages, not its attributes: without this
             # a reader would go on seeing the old size (and read only that much) until
             # attr_timeout ran out.  Safe here: no writeback cache, attributes only.
@@ -715,10 +728,10 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
     async def read(self, fh: int, off: int, size: int) -> bytes:
         of = self._file(fh)
         self._check_lost_lock(of.inode)
-        if of.writer is not None and of.writer.busy:
-            await of.writer.drain()
-            of.reader.invalidate()
-        return await of.reader.read(off, size)
+        # POSIX read-after-write on one client: what any descriptor of this file wrote
+        # reaches the server before this READ (UNSTABLE data is visible to READs).
+        await self._drain_writes(of.inode)
+        return await self._readers[of.inode.ino].read(off, size, of.read_fn)
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
@@ -726,7 +739,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         self._check_lost_lock(of.inode)
         if of.writer is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        of.reader.invalidate()
+        self._readers[of.inode.ino].invalidate_range(off, len(buf))
         return await of.writer.write(off, buf)
 
     @fuse_errors
@@ -761,6 +774,8 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
                 except NFS4Error as e:
                     if e.status != nfsstat4.NFS4ERR_NOENT:
                         raise
+            if node.opens == 0:
+                self._readers.pop(node.ino, None)
             if node.opens == 0 and node.lookups == 0:
                 self.inodes.forget(node.ino, 0)
 

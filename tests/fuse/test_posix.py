@@ -127,3 +127,29 @@ def test_non_owner_write_to_a_setuid_file_clears_the_bits(
     assert mode & 0o777 == 0o777
     server_mode = stat.S_IMODE((ganesha.export_path / fresh_dir / "setuid").stat().st_mode)
     assert not server_mode & stat.S_ISUID
+
+
+def test_read_after_write_through_another_descriptor(ws: Workspace) -> None:
+    """POSIX read-after-write on one client: a reader that already read the file sees
+    what another descriptor (same process, then another process) wrote, at once."""
+    f = ws.dir / "shared-data"
+    f.write_bytes(b"initial")
+    reader = os.open(f, os.O_RDONLY)
+    try:
+        assert os.pread(reader, 65536, 0) == b"initial"
+        writer = os.open(f, os.O_WRONLY)
+        try:
+            new = bytes(range(256)) * 16 + b"tail!"  # 4,101 bytes
+            assert os.pwrite(writer, new, 0) == 4101
+            assert os.fstat(reader).st_size == 4101
+            assert os.pread(reader, 65536, 0) == new
+        finally:
+            os.close(writer)
+        other = b"from another process".ljust(4101, b".")
+        run(["python3", "-c", f"open({str(f)!r}, 'r+b').write({other!r})"])
+        assert os.pread(reader, 65536, 0) == other
+        # ... and truncation through a path shrinks what the reader sees.
+        os.truncate(f, 10)
+        assert os.pread(reader, 65536, 0) == other[:10]
+    finally:
+        os.close(reader)
