@@ -51,13 +51,14 @@ from session.xdr.const import (
     OPEN4_SHARE_ACCESS_READ,
     channel_dir_from_client4,
     nfs_ftype4,
+    nfs_lock_type4,
     nfsstat4,
     stable_how4,
 )
 from session.xdr.fattr import NFSAttrs, bitmap4_from, decode_fattr4
 
 from .test_ts_cli import CLI, _cli, _read_ready
-from .test_ts_state import open_file
+from .test_ts_state import new_lock, open_file
 
 S = nfsstat4
 ID_ATTRS = [FATTR4.FILEID, FATTR4.FSID, FATTR4.FILEHANDLE, FATTR4.FH_EXPIRE_TYPE]
@@ -194,8 +195,9 @@ async def test_expire_fh_old_handles_fhexpired_new_ones_by_lookup(nursery: trio.
     """After expire_filehandles("v") every old handle of v gets NFS4ERR_FHEXPIRED on
     PUTFH; PUTROOTFH + LOOKUP gives new handles (same fileid, same fsid); a LOOKUP from
     the still-valid /export handle gives the new root; the open stateid reads and writes
-    through the new handle and closes; a removed object's old handle is NFS4ERR_STALE;
-    other file systems are untouched; the event log says what happened."""
+    through the new handle, the lock stateid unlocks and the open closes; a removed
+    object's old handle is NFS4ERR_STALE; other file systems are untouched; the event log
+    says what happened."""
     with trio.fail_after(10):
         async with fh_cluster() as cluster:
             c = await connect_to(cluster, "A", nursery, owner=b"expire-fh")
@@ -206,6 +208,10 @@ async def test_expire_fh_old_handles_fhexpired_new_ones_by_lookup(nursery: trio.
             await c.ok(
                 [nfs4.PUTFH4args(fh), nfs4.WRITE4args(sid, 0, stable_how4.FILE_SYNC4, b"abc")]
             )
+            locked = await c.ok([nfs4.PUTFH4args(fh), new_lock(sid, b"lock-owner", 0, 10)])
+            lock_res = locked.resarray[-1]
+            assert isinstance(lock_res, nfs4.LOCK4res) and lock_res.resok is not None
+            lock_sid = lock_res.resok.lock_stateid
             gone, gone_sid, _ = await open_file(c, root, b"gone", OPEN4_SHARE_ACCESS_READ)
             await c.ok([nfs4.PUTFH4args(gone), nfs4.CLOSE4args(0, gone_sid)])
             await c.ok([nfs4.PUTFH4args(root), nfs4.REMOVE4args(b"gone")])
@@ -239,6 +245,8 @@ async def test_expire_fh_old_handles_fhexpired_new_ones_by_lookup(nursery: trio.
             await c.ok(
                 [nfs4.PUTFH4args(new_fh), nfs4.WRITE4args(sid, 3, stable_how4.FILE_SYNC4, b"d")]
             )
+            unlock = nfs4.LOCKU4args(nfs_lock_type4.WRITE_LT, 0, lock_sid, 0, 10)
+            await c.ok([nfs4.PUTFH4args(new_fh), unlock])
             await c.ok([nfs4.PUTFH4args(new_fh), nfs4.CLOSE4args(0, sid)])
             assert await c.lookup_path("/export/p") == p_root
             await c.ok([nfs4.PUTFH4args(p_root), nfs4.GETATTR4args(bitmap4_from([]))])
