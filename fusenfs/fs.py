@@ -35,6 +35,7 @@ from fusenfs.inodes import Inode, InodeTable
 from fusenfs.locking import LockHandlers
 from session.client import DirEntry, NFSClient
 from session.errors import NFSClientError
+from session.mount import FileSystem
 from session.rpc import AuthSys, Credential
 from session.state import OpenState, share_access_for_flags
 from session.status import NFS4Error
@@ -96,6 +97,12 @@ def fuse_errors(
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return wrapper
+
+
+class StaleHandle(NFSClientError):
+    """A filehandle expired and the file cannot be found again (ESTALE)."""
+
+    errno = errno.ESTALE
 
 
 @dataclass(slots=True)
@@ -247,6 +254,10 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         #: The pid that last took a lock as each lock owner (F_GETLK reports it).
         self._lock_pids: dict[bytes, int] = {}
         client.describe_fh = self.describe_fh
+        client.on_fh_expired = self._refresh_fh
+        #: Expired filehandles being looked up again, and the event set when done.
+        self._refreshing: dict[bytes, trio.Event] = {}
+        client.on_filehandles_expired = self._refresh_filesystem
         #: Set by the runner: the state manager's statistics (migrations, events).
         self.recovery_stats: Callable[[], dict[str, Any]] | None = None
 
@@ -577,6 +588,78 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
                 node.fh = fh
                 return node
         return None
+
+    # ------------------------------------------------------------------ volatile handles
+    async def _refresh_fh(self, old: bytes) -> bytes:
+        """NFS4ERR_FHEXPIRED for ``old``: the same file's new filehandle, by its path.
+
+        RFC 8881 section 4.2.3: a client that holds an expired (volatile) filehandle
+        looks the object up again from a filehandle it still can use; the inode number,
+        open files and locks stay (only the handle changes).
+
+        Raises:
+            NFSClientError: (ESTALE) the file's path is not known, or another file is
+                there now.
+        """
+        # Several requests may meet the same expired handle at once: the first one finds
+        # the file again, the others wait for it and use what it found.  (Finding it
+        # may meet other expired handles, of its directories: those are resolved by
+        # nested calls, each for its own handle.)
+        running = self._refreshing.get(old)
+        if running is not None:
+            await running.wait()
+        replaced = self.client.current_fh(old)
+        if replaced != old:
+            return replaced
+        node = self.inodes.find_fh(old)
+        if node is None:
+            raise StaleHandle("an expired filehandle of a file this mount no longer knows")
+        done = self._refreshing[old] = trio.Event()
+        try:
+            return await self._resolve_by_path(node)
+        finally:
+            del self._refreshing[old]
+            done.set()
+
+    async def _resolve_by_path(self, node: Inode) -> bytes:
+        """LOOKUP ``node`` again from the mount's root, component by component."""
+        root = self._inode(pyfuse3.ROOT_INODE)
+        if node is root:
+            root.fh = await self.client.resolve_root()
+            return root.fh
+        names = self.inodes.path_of(node.ino)
+        if names is None:
+            raise StaleHandle(f"{self.describe_fh(node.fh)}: its path is not known")
+        current = self.client.current_fh(root.fh)
+        attrs = NFSAttrs()
+        for name in names:
+            current, attrs = await self.client.lookup(current, name)
+            found = self.inodes.find_key(self.client.fs_id_of(current), attrs.fileid)
+            if found is not None and found.fh != current:
+                old, found.fh = found.fh, current
+                self.client.rename_fh(old, current)
+                found.set_attrs(attrs)
+        if attrs.fileid != node.fileid:
+            raise StaleHandle(f"{self.describe_fh(node.fh)}: another file has its name now")
+        return current
+
+    async def _refresh_filesystem(self, fs: FileSystem) -> int:
+        """Every open file of ``fs`` looked up again (after a migration that gave the
+        file system new filehandles); parents first.  Returns how many were replaced."""
+        held = {n.ino: n for n in self._known_inodes() if n.fs_id == fs.fs_id}
+        root = self._inode(pyfuse3.ROOT_INODE)
+        if root.fs_id == fs.fs_id:
+            held[root.ino] = root
+        done = 0
+        for node in sorted(held.values(), key=lambda n: len(self.inodes.path_of(n.ino) or [])):
+            before = node.fh
+            try:
+                await self._resolve_by_path(node)
+            except NFSClientError as e:
+                log.warning("%s not found again: %s", self.describe_fh(before), e)
+                continue
+            done += node.fh != before
+        return done
 
     def _known_inodes(self) -> list[Inode]:
         return [of.inode for of in self._files.values()]

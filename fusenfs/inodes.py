@@ -127,6 +127,18 @@ class InodeTable:
         inode.set_attrs(attrs)
         return inode
 
+    def find_fh(self, fh: bytes) -> Inode | None:
+        """The inode whose filehandle is ``fh`` (a scan: for the rare expired handle)."""
+        for inode in self._by_ino.values():
+            if inode.fh == fh:
+                return inode
+        return None
+
+    def find_key(self, fs_id: int, fileid: int | None) -> Inode | None:
+        """The inode of (fs_id, fileid), if one is held."""
+        ino = self._ino_by_key.get((fs_id, fileid)) if fileid is not None else None
+        return None if ino is None else self._by_ino.get(ino)
+
     def children(self, parent: int, name: bytes) -> list[Inode]:
         """Known inodes last seen as ``name`` in directory ``parent`` (after a rename)."""
         return [i for i in self._by_ino.values() if i.parent == parent and i.name == name]

@@ -201,6 +201,11 @@ class StateManager:
                 await migrate_fs(self, fs, src, trigger)
         except NFSClientError as e:
             self.log.record(fs_label(fs), "migration recovery failed", str(e), "seed 001 4.2.5")
+        except Exception as e:
+            # A bug, not the server: say so loudly, but keep the mount (and its other
+            # file systems) up; the parked calls are released and fail or retry.
+            log.exception("migration recovery of %s failed (a bug in fusenfs)", fs_label(fs))
+            self.log.record(fs_label(fs), "migration recovery failed (internal error)", repr(e), "")
         finally:
             parked = self.client.unpark(fs)
             self.log.count("parked_calls", parked)

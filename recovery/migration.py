@@ -319,6 +319,14 @@ async def _try_location(
 
     # From here on the file system's calls go to the destination.
     client.bind(fs, dest)
+    replaced = await client.check_filehandles(fs)
+    if replaced:
+        mgr.log.record(
+            label,
+            f"destination has new filehandles: {replaced} found again by path",
+            "PUTFH of the file system's root: NFS4ERR_FHEXPIRED",
+            "RFC 8881 4.2.3, 11.11.2",
+        )
     fresh = await dest.compound([])
     action = state_action(tsm, fresh.status_flags)
     mgr.log.record(label, action_of(action).value, action.evidence, "seed 001 4.2.3")

@@ -8,6 +8,7 @@ COMPOUND on the mount's session, keeps open and lock state in ``StateTable``, an
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -140,6 +141,22 @@ def server_key(session: ServerSession) -> str:
     return f"{session.host}:{session.port}"
 
 
+#: The file systems (fs_ids) whose parked calls this task may send anyway: the recovery
+#: that parked them, when it must look filehandles up again before unparking.
+PARK_BYPASS: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "PARK_BYPASS", default=frozenset()
+)
+
+
+def expired_fh(ops: list[nfs4.ArgOp], index: int) -> bytes | None:
+    """The filehandle that NFS4ERR_FHEXPIRED at op ``index`` of ``ops`` is about: that of
+    the last PUTFH at or before it (later ops work on what it set)."""
+    for op in reversed(ops[: index + 1] if index >= 0 else ops):
+        if isinstance(op, nfs4.PUTFH4args):
+            return op.object
+    return None
+
+
 def first_fh(ops: list[nfs4.ArgOp]) -> bytes | None:
     """The filehandle of the first PUTFH: the file system a COMPOUND works on."""
     for op in ops:
@@ -231,6 +248,15 @@ class NFSClient:
         self._referrals: dict[tuple[int, bytes, bytes], bytes] = {}
         #: Called with (file system, the MOVED error); returns once it is recovered.
         self.on_moved: MovedHandler | None = None
+        #: Expired filehandles and what replaced them (RFC 8881 section 4.2.3): every
+        #: PUTFH of an old one is sent with the new one, whoever still holds the old.
+        self._fh_current: dict[bytes, bytes] = {}
+        #: Called with a filehandle the server says has expired (NFS4ERR_FHEXPIRED);
+        #: returns its replacement, found again by path (the FUSE layer knows paths).
+        self.on_fh_expired: Callable[[bytes], Awaitable[bytes]] | None = None
+        #: Called after a migration whose destination does not know the file system's
+        #: old filehandles: re-resolve every held one (returns how many).
+        self.on_filehandles_expired: Callable[[FileSystem], Awaitable[int]] | None = None
         #: Names a file for people (logs, ``fusenfs stats``); the FUSE layer installs
         #: one that gives the inode number and path.  Default: the filehandle in hex.
         self.describe_fh: Callable[[bytes], str] | None = None
@@ -288,6 +314,90 @@ class NFSClient:
         self.session_of[fs.fs_id] = session
         self.superblock.rebind(fs, server_key(session))
 
+    # ------------------------------------------------------------------ volatile handles
+    def current_fh(self, fh: bytes) -> bytes:
+        """The filehandle that replaced ``fh`` after it expired (``fh`` if none did)."""
+        return self._fh_current.get(fh, fh)
+
+    def rename_fh(self, old: bytes, new: bytes) -> None:
+        """``old`` expired and the same object is ``new`` now: move everything kept
+        under ``old`` (open and lock state, routing, the per-file lock, roots) to
+        ``new``, and send ``new`` wherever ``old`` is still used (RFC 8881 4.2.3)."""
+        if old == new:
+            return
+        for k, v in list(self._fh_current.items()):
+            if v == old:
+                self._fh_current[k] = new
+        self._fh_current[old] = new
+        self._fh_current.pop(new, None)
+        fs = self._fs_by_fh.get(old)
+        if fs is not None:
+            self._fs_by_fh.setdefault(new, fs)
+            if fs.root_fh == old:
+                fs.root_fh = new
+        if self.root_fh == old:
+            self.root_fh = new
+        self.state.rename_fh(old, new)
+        if old in self._file_locks and new not in self._file_locks:
+            self._file_locks[new] = self._file_locks.pop(old)
+        for key, root in list(self._referrals.items()):
+            if root == old:
+                self._referrals[key] = new
+        log.info("filehandle of %s replaced after it expired", self.file_label(new))
+
+    def _with_current_fhs(self, ops: list[nfs4.ArgOp]) -> list[nfs4.ArgOp]:
+        """``ops`` with every PUTFH of an expired filehandle sent with its replacement."""
+        if not self._fh_current:
+            return ops
+        out: list[nfs4.ArgOp] = []
+        for op in ops:
+            if isinstance(op, nfs4.PUTFH4args) and op.object in self._fh_current:
+                out.append(nfs4.PUTFH4args(object=self._fh_current[op.object]))
+            else:
+                out.append(op)
+        return out
+
+    async def resolve_root(self) -> bytes:
+        """The export root's filehandle found again by path (PUTROOTFH, LOOKUP...): for
+        when the old one expired.  Returns the new filehandle (also ``root_fh``)."""
+        old = self.root_fh
+        fs = self.fs_of(old)
+        session = self.session_for(fs)
+        ops: list[nfs4.ArgOp] = [nfs4.PUTROOTFH4args()]
+        ops += [nfs4.LOOKUP4args(objname=c.encode()) for c in self.superblock.export_path]
+        ops += [nfs4.GETFH4args()]
+        res = await session.compound(ops)
+        getfh = _res(res, len(ops) - 1, nfs4.GETFH4res)
+        assert getfh.resok is not None
+        self.rename_fh(old, getfh.resok.object)
+        return self.root_fh
+
+    async def check_filehandles(self, fs: FileSystem) -> int:
+        """After ``fs`` moved: does its new server still know its filehandles?
+
+        PUTFH of the file system's root there; NFS4ERR_FHEXPIRED means the destination
+        gave it new handles (fh_expire_type FH4_VOL_MIGRATION or a new handle class,
+        RFC 8881 sections 4.2.3 and 11.11.2): every held filehandle of it is found again
+        by path before state is reclaimed with them.  Returns how many were replaced.
+        """
+        session = self.session_for(fs)
+        try:
+            await session.compound(
+                [
+                    nfs4.PUTFH4args(object=self.current_fh(fs.root_fh)),
+                    nfs4.GETATTR4args(attr_request=bitmap4_from([FATTR4.FH_EXPIRE_TYPE])),
+                ]
+            )
+            return 0
+        except NFS4Error as e:
+            if e.status != nfsstat4.NFS4ERR_FHEXPIRED or self.on_filehandles_expired is None:
+                raise
+        token = PARK_BYPASS.set(PARK_BYPASS.get() | {fs.fs_id})
+        try:
+            return await self.on_filehandles_expired(fs)
+        finally:
+            PARK_BYPASS.reset(token)
+
     def park(self, fs: FileSystem) -> None:
         """Hold new calls for ``fs`` until ``unpark`` (recovery is moving it)."""
         self._parked.setdefault(fs.fs_id, trio.Event())
@@ -337,15 +447,16 @@ class NFSClient:
         fs = self.fs_of(via)
         moved = 0
         rebuilt = 0
+        refreshed = 0
         while True:
-            if fs is not None:
+            if fs is not None and fs.fs_id not in PARK_BYPASS.get():
                 waiting = self._parked.get(fs.fs_id)
                 if waiting is not None:
                     self.stats.parked_calls += 1
                     self._parked_count[fs.fs_id] = self._parked_count.get(fs.fs_id, 0) + 1
                     await waiting.wait()
             session = self.session_for(fs)
-            built = ops(session) if callable(ops) else ops
+            built = self._with_current_fhs(ops(session) if callable(ops) else ops)
             clientid = session.clientid
             try:
                 return await session.compound(built, cred, on_orphan=on_orphan)
@@ -360,6 +471,15 @@ class NFSClient:
                     continue
                 await self.on_moved(fs, e)
             except NFS4Error as e:
+                if e.status == nfsstat4.NFS4ERR_FHEXPIRED and self.on_fh_expired is not None:
+                    expired = expired_fh(built, e.op_index)
+                    if expired is not None and refreshed < 3:
+                        # RFC 8881 section 4.2.3: find the object again by path and
+                        # send the request again with its new filehandle.
+                        refreshed += 1
+                        self.rename_fh(expired, await self.on_fh_expired(expired))
+                        continue
+                    raise
                 # The session re-sends a request after it rebuilt a lost client ID (a
                 # server restart), but the request was built with the old stateids.
                 # State has been reclaimed meanwhile (RFC 8881 section 8.4.2.1): build

@@ -140,6 +140,19 @@ class StateTable:
         for key in [k for k, v in self.locks.items() if v.open is state]:
             del self.locks[key]
 
+    def rename_fh(self, old: bytes, new: bytes) -> None:
+        """The file's filehandle changed (it expired, RFC 8881 section 4.2.3): its opens
+        and locks stay the same objects, with their stateids, under the new handle."""
+        for key, state in list(self.opens.items()):
+            if state.fh == old:
+                del self.opens[key]
+                state.fh = new
+                self.opens[(new, state.owner)] = state
+        for lock_key, lock in list(self.locks.items()):
+            if lock_key[0] == old:
+                del self.locks[lock_key]
+                self.locks[(new, lock_key[1], lock_key[2])] = lock
+
     def forget_lock(self, lock: LockState) -> None:
         """After FREE_STATEID of a lock stateid with no locks left."""
         key = (lock.open.fh, lock.open.owner, lock.owner)
