@@ -341,3 +341,40 @@ async def test_a_referral_is_resolved_once_per_junction(cluster: Cluster) -> Non
             followed = [r for r in m.mgr.log.migrations if r.kind == "referral"]
             assert len(followed) == 1
             assert len(m.mgr.sessions()) == 2  # A, and B once
+
+
+async def test_same_fsid_on_two_servers_then_one_migrates() -> None:
+    """Issue 9, item 6: ``a`` on A and ``b`` on B report the same fsid (legal: an fsid
+    means something only within one server).  The mount of A's /export reaches ``b``
+    through a referral; then ``b`` moves to C.  Each file system must stay routed to
+    its own server: keyed by fsid alone, the migration of ``b`` would re-route ``a``'s
+    calls to C too (NFS4ERR_STALE or MOVED there)."""
+    c = InstanceConfig("C", [EndpointConfig("127.0.0.3")])
+    cfg = config(
+        InstanceConfig("A", [EndpointConfig("127.0.0.1")]),
+        InstanceConfig("B", [EndpointConfig("127.0.0.2")]),
+        c,
+    )
+    cfg.filesystems[1].served_by = "B"
+    async with open_cluster(cfg) as cluster:
+        cluster.filesystem("b").fsid = cluster.filesystem("a").fsid
+        with trio.fail_after(60):
+            async with api_mount(cluster, "collide", export="/export") as m:
+                client = m.client
+                dir_a, _ = await client.lookup(client.root_fh, b"a")
+                dir_b, _ = await client.lookup(client.root_fh, b"b")
+                fs_a, fs_b = client.fs_of(dir_a), client.fs_of(dir_b)
+                assert fs_a is not None and fs_b is not None and fs_a is not fs_b
+                assert fs_a.fsid == fs_b.fsid
+                in_a = await client.open(dir_a, b"fa", OPEN4_SHARE_ACCESS_BOTH, create=True)
+                in_b = await client.open(dir_b, b"fb", OPEN4_SHARE_ACCESS_BOTH, create=True)
+                await client.write(in_a.fh, in_a.state, 0, b"on a", stable_how4.FILE_SYNC4)
+                await client.write(in_b.fh, in_b.state, 0, b"on b", stable_how4.FILE_SYNC4)
+                await cluster.migrate("b", to="C", tsm=True)
+                for _ in range(3):
+                    assert (await client.read(in_b.fh, in_b.state, 0, 10))[0] == b"on b"
+                    assert (await client.read(in_a.fh, in_a.state, 0, 10))[0] == b"on a"
+                assert m.session_of_fh(in_b.fh).host == "127.0.0.3"
+                assert m.session_of_fh(in_a.fh).host == "127.0.0.1"
+                await client.release(in_a.state, OPEN4_SHARE_ACCESS_BOTH)
+                await client.release(in_b.state, OPEN4_SHARE_ACCESS_BOTH)
