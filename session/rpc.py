@@ -34,8 +34,12 @@ __all__ = [
     "MAX_FRAGMENT",
     "MAX_MACHINE_NAME",
     "MAX_RECORD_DEFAULT",
+    "NEGOTIATED_MAXIMUM",
     "NGRPS",
     "NULL_AUTH",
+    "PRE_SESSION_MAXIMUM",
+    "PRE_SESSION_MAX_RECORD",
+    "RPC_HEADER_ROOM",
     "RPC_VERSION",
     "AuthError",
     "AuthNone",
@@ -68,6 +72,7 @@ __all__ = [
     "peek_xid_and_type",
     "reject_stat",
     "reply_stat",
+    "session_max_record",
 ]
 
 RPC_VERSION: Final = 2
@@ -89,7 +94,58 @@ MAX_FRAGMENT: Final = 0x7FFFFFFF
 """Largest fragment length the 31-bit record mark can express, in bytes."""
 
 MAX_RECORD_DEFAULT: Final = 64 * 1024 * 1024 + 64 * 1024
-"""Default record bound in bytes: a 64 MiB READ/WRITE payload plus 64 KiB for headers."""
+"""Default record bound in bytes: a 64 MiB READ/WRITE payload plus 64 KiB for headers.
+Only for peers with no negotiated sizes (the test server's side); an NFSv4.1 client
+uses ``PRE_SESSION_MAX_RECORD`` until CREATE_SESSION, then ``session_max_record``."""
+
+PRE_SESSION_MAX_RECORD: Final = 64 * 1024
+"""Largest record a client accepts before a session exists, in bytes.
+
+Before CREATE_SESSION there are no negotiated sizes, and the replies that can come are
+NULL, EXCHANGE_ID, CREATE_SESSION, DESTROY_* and BIND_CONN_TO_SESSION.  The largest is
+EXCHANGE_ID4resok (RFC 8881 section 18.35): the RPC reply header with a verifier of up
+to ``MAX_AUTH_BYTES`` (about 430 bytes), ``eir_server_owner.so_major_id`` and
+``eir_server_scope`` of up to NFS4_OPAQUE_LIMIT (1024) bytes each, an implementation id
+with two strings (a few hundred bytes in practice), and a state_protect4_r (SP4_NONE is
+4 bytes): about 5 KiB at the very most.  64 KiB leaves twelve times that, while keeping
+what a hostile server can make the client buffer before any negotiation small."""
+
+RPC_HEADER_ROOM: Final = 1024
+"""Bytes allowed on top of the back channel's ``ca_maxrequestsize`` for the RPC call
+header: xid, message type, program, version, procedure (24 bytes) plus a credential and
+a verifier of up to 408 bytes each (RFC 5531 section 8.2).  RFC 8881 section 18.36
+counts RPC headers inside the channel sizes; the room is for servers that do not."""
+
+NEGOTIATED_MAXIMUM: Final = "negotiated maximum"
+"""``RecordReader.max_record_source`` once the session's sizes are in force."""
+
+PRE_SESSION_MAXIMUM: Final = "pre-session maximum"
+"""``RecordReader.max_record_source`` for ``PRE_SESSION_MAX_RECORD``."""
+
+
+def session_max_record(fore_maxresponsesize: int, back_maxrequestsize: int) -> int:
+    """Largest record a client accepts on a connection of an established session, bytes.
+
+    A connection bound to a session receives fore-channel replies (at most the fore
+    channel's ``ca_maxresponsesize``, RPC header included, RFC 8881 section 18.36.3),
+    back-channel calls (at most the back channel's ``ca_maxrequestsize``, plus
+    ``RPC_HEADER_ROOM``), and may still carry session-less replies (EXCHANGE_ID), so
+    the bound is never below ``PRE_SESSION_MAX_RECORD``.
+
+    Args:
+        fore_maxresponsesize: ``csr_fore_chan_attrs.ca_maxresponsesize`` in bytes (the
+            caller takes the smaller of what it asked and what was granted).
+        back_maxrequestsize: ``csr_back_chan_attrs.ca_maxrequestsize`` in bytes (same).
+
+    Raises:
+        ValueError: a negative size.
+    """
+    if fore_maxresponsesize < 0 or back_maxrequestsize < 0:
+        raise ValueError(
+            f"channel sizes must be >= 0, got {fore_maxresponsesize}, {back_maxrequestsize}"
+        )
+    return max(fore_maxresponsesize, back_maxrequestsize + RPC_HEADER_ROOM, PRE_SESSION_MAX_RECORD)
+
 
 _SMALL_PIECE: Final = 4096
 """Fragment pieces shorter than this (bytes) are copied into a shared bytearray."""
@@ -189,23 +245,67 @@ _AUTH_STAT_TEXT: Final[dict[int, str]] = {
 # --------------------------------------------------------------------------------------
 
 
+_RECORD_KIND: Final[dict[int, str]] = {msg_type.REPLY: "reply", msg_type.CALL: "call"}
+
+
 class RecordTooLarge(TransportError):
     """A record mark announced more bytes than the reader accepts (RFC 5531 section 11).
 
     The stream cannot be resynchronised after this, so the connection must be dropped.
+    The same request would get the same reply again (from the server's reply cache, for
+    a session), so a caller should fail the request rather than re-send it.
+
+    The message reads ``reply of N bytes exceeds the negotiated maximum M (xid 0x...)``
+    (``call`` / ``record`` when the record is a call or of unknown type; ``at least N``
+    when a later fragment of the record was still to come).
 
     Attributes:
         length: the record length in bytes the peer announced (fragments so far plus
             the offending fragment).
-        limit: the bound in bytes (``RecordReader.max_record``).
+        limit: the bound in bytes (``RecordReader.max_record`` when the record began).
+        source: what the bound is, e.g. ``"negotiated maximum"``.
+        xid: the record's xid if its first 8 bytes had arrived with the mark, else None.
+        mtype: its ``msg_type`` likewise (None: unknown).
+        complete: True if ``length`` is the whole record (the mark was the last
+            fragment's), False if more fragments were announced to follow.
     """
 
-    def __init__(self, length: int, limit: int) -> None:
-        super().__init__(
-            f"RPC record of {length} bytes announced, larger than the {limit}-byte limit"
-        )
+    def __init__(
+        self,
+        length: int,
+        limit: int,
+        *,
+        source: str = "maximum",
+        xid: int | None = None,
+        mtype: msg_type | None = None,
+        complete: bool = True,
+        context: str = "",
+    ) -> None:
+        kind = "record" if mtype is None else _RECORD_KIND.get(int(mtype), "record")
+        size = f"{length}" if complete else f"at least {length}"
+        text = f"{kind} of {size} bytes exceeds the {source} {limit}"
+        if xid is not None:
+            text += f" (xid 0x{xid:08x})"
+        super().__init__(context + text)
         self.length = length
         self.limit = limit
+        self.source = source
+        self.xid = xid
+        self.mtype = mtype
+        self.complete = complete
+
+    def with_context(self, context: str) -> RecordTooLarge:
+        """The same error with ``context`` (e.g. ``"connection to H:P lost: "``) before
+        the message."""
+        return RecordTooLarge(
+            self.length,
+            self.limit,
+            source=self.source,
+            xid=self.xid,
+            mtype=self.mtype,
+            complete=self.complete,
+            context=context,
+        )
 
 
 class ProgUnavail(RpcError):
@@ -321,15 +421,21 @@ class RecordReader:
 
     Args:
         max_record: largest record accepted, in bytes (sum of its fragments).
+        source: what that bound is, for the error message (``"negotiated maximum"``).
 
-    ``feed`` raises :class:`RecordTooLarge` when a mark announces more than
-    ``max_record`` bytes; the reader is then unusable (the stream cannot be resynced).
+    ``max_record`` and ``max_record_source`` may be changed at any time (a session sets
+    them from CREATE_SESSION); each record is held to the values in force when its
+    first fragment mark arrived.  ``feed`` raises :class:`RecordTooLarge` when a mark
+    announces more; the reader is then unusable (the stream cannot be resynced).
     """
 
-    def __init__(self, max_record: int = MAX_RECORD_DEFAULT) -> None:
+    def __init__(self, max_record: int = MAX_RECORD_DEFAULT, source: str = "maximum") -> None:
         if max_record < 0:
             raise ValueError(f"max_record must be >= 0, got {max_record}")
         self.max_record = max_record
+        self.max_record_source = source
+        self._limit = max_record  # the bound of the record being read
+        self._limit_source = source
         self._mark = bytearray()  # partial record mark, 0..3 bytes
         self._frag_left = -1  # bytes left in the current fragment; -1: reading a mark
         self._last = False  # the current fragment ends its record
@@ -341,6 +447,11 @@ class RecordReader:
     def buffered(self) -> int:
         """Bytes held for an incomplete record (payload only, a count)."""
         return sum(len(p) for p in self._pieces)
+
+    @property
+    def failed(self) -> RecordTooLarge | None:
+        """The error that made this reader unusable, or None."""
+        return self._failed
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Consume ``data`` (any split of the stream) and return the records it completed.
@@ -354,7 +465,12 @@ class RecordReader:
             often empty.
 
         Raises:
-            RecordTooLarge: a mark announced a record larger than ``max_record``.
+            RecordTooLarge: a mark announced a record larger than the bound.  Its
+                ``xid`` and ``mtype`` are filled in when the record's first 8 bytes are
+                at hand (earlier fragments, or ``data`` after the mark); the reader
+                never waits for them.  If records completed earlier in the same
+                ``data``, they are returned first and the error is left in ``failed``
+                (and raised by the next ``feed``).
         """
         if self._failed is not None:
             raise self._failed
@@ -375,7 +491,12 @@ class RecordReader:
                     (mark,) = _MARK.unpack_from(self._mark)
                     self._mark.clear()
                 pos += take
-                self._start_fragment(mark)
+                try:
+                    self._start_fragment(mark, buf[pos : pos + 8])
+                except RecordTooLarge:
+                    if records:
+                        return records
+                    raise
                 if self._frag_left == 0 and self._last:
                     records.append(self._finish_record())
                     continue
@@ -399,11 +520,31 @@ class RecordReader:
                     self._frag_left = -1
         return records
 
-    def _start_fragment(self, mark: int) -> None:
+    def _start_fragment(self, mark: int, following: memoryview) -> None:
+        """Begin a fragment; ``following`` is up to 8 bytes after its mark (for the
+        xid and type of a record that is refused)."""
+        if self._record_len == 0 and not self._pieces:
+            self._limit = self.max_record
+            self._limit_source = self.max_record_source
         length = mark & MAX_FRAGMENT
         total = self._record_len + length
-        if total > self.max_record:
-            self._failed = RecordTooLarge(total, self.max_record)
+        if total > self._limit:
+            head = _first_bytes([*self._pieces, following], 8)
+            xid: int | None = None
+            mtype: msg_type | None = None
+            if len(head) >= 4:
+                (xid,) = _MARK.unpack_from(head)
+            if len(head) >= 8:
+                (kind,) = _MARK.unpack_from(head, 4)
+                mtype = msg_type(kind) if kind in _RECORD_KIND else None
+            self._failed = RecordTooLarge(
+                total,
+                self._limit,
+                source=self._limit_source,
+                xid=xid,
+                mtype=mtype,
+                complete=bool(mark & LAST_FRAGMENT),
+            )
             self._pieces.clear()
             raise self._failed
         self._record_len = total
@@ -418,6 +559,16 @@ class RecordReader:
         self._frag_left = -1
         self._last = False
         return record
+
+
+def _first_bytes(pieces: Sequence[bytes | bytearray | memoryview], n: int) -> bytes:
+    """The first ``n`` bytes (or fewer, if that is all) of ``pieces`` joined."""
+    head = bytearray()
+    for piece in pieces:
+        head += piece[: n - len(head)]
+        if len(head) >= n:
+            break
+    return bytes(head)
 
 
 def frame_record(

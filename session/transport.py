@@ -23,7 +23,12 @@ with ``callback()`` to send calls back to the client over the same stream.
 
 Errors: every failure of the connection (EOF, reset, a malformed or oversized record)
 fails all in-flight calls with ``TransportError("connection to HOST:PORT lost: REASON")``
-and every later call at once.  RPC-level rejections raise the ``session.rpc``
+and every later call at once.  A record larger than ``max_record`` fails the call it
+answers with :class:`~session.rpc.RecordTooLarge` (a ``TransportError``: "reply of N
+bytes exceeds the negotiated maximum M"), which is not worth re-sending: the same
+request gets the same reply.  ``max_record`` is a property of the running connection,
+so a session can lower it from CREATE_SESSION's sizes (``session_max_record``) and
+use ``PRE_SESSION_MAX_RECORD`` before that.  RPC-level rejections raise the ``session.rpc``
 exceptions (``ProgMismatch``, ``AuthError``, ...).  No timeouts inside: callers use
 ``trio.fail_after``.  Logger ``session.transport``: connects and disconnects at INFO.
 """
@@ -46,7 +51,10 @@ from session.rpc import (
     LAST_FRAGMENT,
     MAX_FRAGMENT,
     MAX_RECORD_DEFAULT,
+    NEGOTIATED_MAXIMUM,
     NULL_AUTH,
+    PRE_SESSION_MAX_RECORD,
+    PRE_SESSION_MAXIMUM,
     RPC_VERSION,
     Credential,
     RecordReader,
@@ -62,17 +70,23 @@ from session.rpc import (
     msg_type,
     peek_xid_and_type,
     reject_stat,
+    session_max_record,
 )
 
 __all__ = [
+    "NEGOTIATED_MAXIMUM",
+    "PRE_SESSION_MAXIMUM",
+    "PRE_SESSION_MAX_RECORD",
     "RECEIVE_SIZE",
     "CallHandler",
+    "RecordTooLarge",
     "RpcConnection",
     "ServerConnection",
     "Transport",
     "TransportStatistics",
     "connect",
     "serve_connection",
+    "session_max_record",
 ]
 
 #: Socket send/receive buffer asked for, bytes (the kernel may cap it).
@@ -126,7 +140,7 @@ class _Pending:
 
     done: trio.Event
     body: bytes | None = None
-    error: str | None = None
+    error: TransportError | None = None
 
 
 def _frame(header: bytes, payload: bytes | memoryview = b"") -> Frame:
@@ -189,8 +203,13 @@ class RpcConnection:
         stream: a connected ``trio.abc.Stream`` (TCP socket, or a memory stream in tests).
         peer: name used in messages, e.g. ``"127.0.0.1:2049"``; default from the socket.
         on_call: handler for calls received from the peer.
-        max_record: largest record accepted from the peer, bytes.
+        max_record: largest record accepted from the peer, bytes (see ``max_record``).
+        max_record_source: what that bound is, for messages (``PRE_SESSION_MAXIMUM``,
+            ``NEGOTIATED_MAXIMUM``; default ``"maximum"``).
         receive_size: bytes asked of each ``receive_some``.
+
+    Raises:
+        ValueError: a negative ``max_record``.
     """
 
     def __init__(
@@ -200,12 +219,13 @@ class RpcConnection:
         peer: str | None = None,
         on_call: CallHandler | None = None,
         max_record: int = MAX_RECORD_DEFAULT,
+        max_record_source: str = "maximum",
         receive_size: int = RECEIVE_SIZE,
     ) -> None:
         self.peer = peer if peer is not None else _peer_name(stream)
         self.on_call = on_call
         self._stream = stream
-        self._max_record = max_record
+        self._records = RecordReader(max_record, max_record_source)
         self._receive_size = receive_size
         self._send_tx, self._send_rx = trio.open_memory_channel[Frame](0)
         self._pending: dict[int, _Pending] = {}
@@ -225,6 +245,40 @@ class RpcConnection:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} {self.peer} {state} in_flight={len(self._pending)}>"
+
+    # -- the record bound ---------------------------------------------------------------
+    @property
+    def max_record(self) -> int:
+        """Largest record accepted from the peer, in bytes (RFC 5531 section 11 records,
+        marks excluded).  May be set while the connection runs; each record is held to
+        the value in force when its first fragment arrives.  A larger record fails the
+        connection (``RecordTooLarge`` for the call it answers)."""
+        return self._records.max_record
+
+    @max_record.setter
+    def max_record(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"max_record must be >= 0, got {size}")
+        self._records.max_record = size
+
+    @property
+    def max_record_source(self) -> str:
+        """What ``max_record`` is, as error messages name it ("negotiated maximum")."""
+        return self._records.max_record_source
+
+    @max_record_source.setter
+    def max_record_source(self, source: str) -> None:
+        self._records.max_record_source = source
+
+    def set_max_record(self, size: int, source: str) -> None:
+        """Set ``max_record`` and ``max_record_source`` together, e.g.
+        ``conn.set_max_record(session_max_record(fore, back), NEGOTIATED_MAXIMUM)``.
+
+        Raises:
+            ValueError: a negative ``size``.
+        """
+        self.max_record = size
+        self.max_record_source = source
 
     # -- lifecycle ----------------------------------------------------------------------
     @property
@@ -311,6 +365,9 @@ class RpcConnection:
             the accepted SUCCESS reply's results (XDR-encoded, bytes).
 
         Raises:
+            RecordTooLarge: the reply to this call (or, when its xid could not be
+                read, some reply while this call waited) was larger than
+                ``max_record``; the connection is lost.  Re-sending will not help.
             TransportError: the connection is closed, or was lost before the reply.
             ProgUnavail, ProgMismatch, ProcUnavail, GarbageArgs, SystemErr, RpcMismatch,
                 AuthError (session.rpc): the peer did not accept the call.
@@ -334,7 +391,7 @@ class RpcConnection:
             if self._pending.get(xid) is slot:
                 del self._pending[xid]
         if slot.error is not None:
-            raise TransportError(slot.error) from None
+            raise slot.error from None
         assert slot.body is not None
         return decode_reply(slot.body).results
 
@@ -345,11 +402,16 @@ class RpcConnection:
                 return self._xid
 
     # -- failure ------------------------------------------------------------------------
-    def _lose(self, reason: str, *, lost: bool = True) -> None:
+    def _lose(
+        self, reason: str, *, lost: bool = True, too_large: RecordTooLarge | None = None
+    ) -> None:
         """Mark the connection down; fail every waiting call; stop the tasks.
 
         Args:
             reason: why (``lost=True``), or the whole message (``lost=False``).
+            too_large: the refused record, when that is why: the call it answers gets
+                this error (every waiting call, when its xid is unknown); the others
+                get a plain ``TransportError``.
         """
         if self._closed:
             return
@@ -360,8 +422,11 @@ class RpcConnection:
         else:
             self._close_message = reason
             log.info("connection to %s closed", self.peer)
-        for slot in self._pending.values():
-            slot.error = self._close_message
+        for xid, slot in self._pending.items():
+            if too_large is not None and _answers(too_large, xid):
+                slot.error = too_large.with_context(f"connection to {self.peer} lost: ")
+            else:
+                slot.error = TransportError(self._close_message)
             slot.done.set()
         self._pending.clear()
         self._send_rx.close()  # callers blocked handing over a frame get BrokenResourceError
@@ -370,7 +435,7 @@ class RpcConnection:
 
     # -- tasks --------------------------------------------------------------------------
     async def _reader(self) -> None:
-        records = RecordReader(self._max_record)
+        records = self._records
         try:
             while True:
                 data = await self._stream.receive_some(self._receive_size)
@@ -380,8 +445,11 @@ class RpcConnection:
                 self._bytes_received += len(data)
                 for record in records.feed(data):
                     self._dispatch(record)
+                if records.failed is not None:
+                    raise records.failed
         except RecordTooLarge as exc:
-            self._lose(str(exc))
+            log.warning("%s: %s; dropping the connection", self.peer, exc)
+            self._lose(str(exc), too_large=exc)
         except XdrError as exc:
             self._lose(f"malformed record: {exc}")
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -449,6 +517,13 @@ class RpcConnection:
             self._lose(_describe(exc))
 
 
+def _answers(too_large: RecordTooLarge, xid: int) -> bool:
+    """Whether the refused record is (or, its xid unknown, may be) the reply to ``xid``."""
+    if too_large.xid is None:
+        return True
+    return too_large.xid == xid and too_large.mtype != msg_type.CALL
+
+
 class Transport(RpcConnection):
     """The client end: one TCP connection to an NFS server, replaceable.
 
@@ -464,6 +539,7 @@ class Transport(RpcConnection):
         nursery: trio.Nursery,
         on_call: CallHandler | None = None,
         max_record: int = MAX_RECORD_DEFAULT,
+        max_record_source: str = "maximum",
     ) -> Self:
         """Open a TCP connection and start its tasks in ``nursery``.
 
@@ -472,7 +548,10 @@ class Transport(RpcConnection):
             port: TCP port.
             nursery: where the reader and sender tasks run.
             on_call: backchannel handler (CB_NULL, CB_COMPOUND); None: PROG_UNAVAIL.
-            max_record: largest record accepted from the server, bytes.
+            max_record: largest record accepted from the server, bytes; an NFSv4.1
+                session passes ``PRE_SESSION_MAX_RECORD`` (with ``PRE_SESSION_MAXIMUM``)
+                and lowers or raises it with ``set_max_record`` after CREATE_SESSION.
+            max_record_source: what ``max_record`` is, for error messages.
 
         Raises:
             TransportError: the connection could not be made.
@@ -486,7 +565,13 @@ class Transport(RpcConnection):
         for option in (trio.socket.SO_SNDBUF, trio.socket.SO_RCVBUF):
             with contextlib.suppress(OSError):
                 stream.setsockopt(trio.socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        transport = cls(stream, peer=peer, on_call=on_call, max_record=max_record)
+        transport = cls(
+            stream,
+            peer=peer,
+            on_call=on_call,
+            max_record=max_record,
+            max_record_source=max_record_source,
+        )
         await nursery.start(transport.run)
         log.info("connected to %s", peer)
         return transport
@@ -520,6 +605,33 @@ class ServerConnection(RpcConnection):
     ) -> bytes:
         """Send a call to the client and return its results; as :meth:`call`."""
         return await self.call(prog, vers, proc, args, cred)
+
+    async def send_record(self, body: bytes) -> None:
+        """Send one record-marked record now, besides what handlers return (a test server
+        sending a reply twice, or a reply to an xid that was never called).
+
+        Raises:
+            TransportError: the connection is closed.
+        """
+        await self._send_frame(_frame(body))
+
+    async def send_raw(self, data: bytes) -> None:
+        """Send ``data`` as it is, with no record mark: for test servers that must break
+        the framing (a mark announcing more than follows, garbage between records).
+        Goes through the sender like every record, so it never splits another record.
+
+        Raises:
+            TransportError: the connection is closed.
+        """
+        await self._send_frame([data])
+
+    async def _send_frame(self, frame: Frame) -> None:
+        if self._closed:
+            raise TransportError(self._close_message)
+        try:
+            await self._send_tx.send(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise TransportError(self._close_message) from None
 
 
 async def serve_connection(

@@ -11,9 +11,15 @@ from session.errors import TransportError
 from session.rpc import (
     LAST_FRAGMENT,
     MAX_FRAGMENT,
+    NEGOTIATED_MAXIMUM,
+    PRE_SESSION_MAX_RECORD,
+    PRE_SESSION_MAXIMUM,
+    RPC_HEADER_ROOM,
     RecordReader,
     RecordTooLarge,
     frame_record,
+    msg_type,
+    session_max_record,
 )
 
 
@@ -120,10 +126,14 @@ def test_accepts_other_buffers(kind: type[bytearray] | type[memoryview]) -> None
 
 def test_hostile_length_raises_naming_the_length() -> None:
     reader = RecordReader(max_record=1024)
-    with pytest.raises(RecordTooLarge, match=r"2147483647 bytes.*1024-byte limit") as info:
+    with pytest.raises(
+        RecordTooLarge, match=r"^record of 2147483647 bytes exceeds the maximum 1024$"
+    ) as info:
         reader.feed(b"\xff\xff\xff\xff")
     assert info.value.length == 0x7FFFFFFF
     assert info.value.limit == 1024
+    assert info.value.xid is None and info.value.mtype is None
+    assert reader.failed is info.value
     assert isinstance(info.value, TransportError)
     # The stream cannot be resynchronised: the reader stays failed.
     with pytest.raises(RecordTooLarge):
@@ -133,8 +143,13 @@ def test_hostile_length_raises_naming_the_length() -> None:
 def test_record_limit_counts_all_fragments() -> None:
     reader = RecordReader(max_record=10)
     assert reader.feed(fragment(b"x" * 6, False)) == []
-    with pytest.raises(RecordTooLarge, match="11 bytes"):
+    with pytest.raises(RecordTooLarge, match="11 bytes") as info:
         reader.feed(fragment(b"y" * 5, True))
+    assert info.value.complete
+    reader = RecordReader(max_record=10)
+    with pytest.raises(RecordTooLarge, match="record of at least 11 bytes") as info:
+        reader.feed(fragment(b"x" * 11, False))
+    assert not info.value.complete
 
 
 def test_record_exactly_at_limit_is_accepted() -> None:
@@ -190,3 +205,68 @@ def test_tiny_fragments_are_coalesced() -> None:
     assert len(reader._pieces) == 1
     assert reader.buffered == len(payload) - 1
     assert reader.feed(data[-5:]) == [payload]
+
+
+def _reply_head(xid: int, mtype: int = msg_type.REPLY) -> bytes:
+    return struct.pack(">II", xid, mtype)
+
+
+def test_refused_record_names_its_xid_and_type_when_they_came_with_the_mark() -> None:
+    reader = RecordReader(max_record=1000, source=NEGOTIATED_MAXIMUM)
+    data = struct.pack(">I", LAST_FRAGMENT | 2000) + _reply_head(0x1234ABCD) + bytes(100)
+    with pytest.raises(RecordTooLarge) as info:
+        reader.feed(data)
+    assert str(info.value) == (
+        "reply of 2000 bytes exceeds the negotiated maximum 1000 (xid 0x1234abcd)"
+    )
+    assert info.value.xid == 0x1234ABCD and info.value.mtype == msg_type.REPLY
+    assert info.value.source == NEGOTIATED_MAXIMUM
+    # a call (the back channel), its head split over two earlier fragments
+    reader = RecordReader(max_record=1000)
+    assert reader.feed(fragment(b"\0\0", False) + fragment(b"\0\7\0\0\0\0", False)) == []
+    with pytest.raises(RecordTooLarge, match=r"^call of 1008 bytes .* \(xid 0x00000007\)$"):
+        reader.feed(struct.pack(">I", LAST_FRAGMENT | 1000))
+    # only the xid at hand: the type is unknown, so is the kind of record
+    with pytest.raises(RecordTooLarge, match=r"^record of 2000 bytes .*\(xid 0x00000009\)$"):
+        RecordReader(max_record=1000).feed(struct.pack(">II", LAST_FRAGMENT | 2000, 9))
+    # a message type that is neither CALL nor REPLY
+    with pytest.raises(RecordTooLarge, match=r"^record of") as info:
+        RecordReader(max_record=1000).feed(struct.pack(">III", LAST_FRAGMENT | 2000, 0, 7))
+    assert info.value.mtype is None and info.value.xid == 0
+
+
+def test_records_before_a_refused_one_are_still_returned() -> None:
+    reader = RecordReader(max_record=100)
+    data = fragment(b"ok", True) + struct.pack(">I", LAST_FRAGMENT | 101) + _reply_head(5)
+    assert reader.feed(data) == [b"ok"]
+    assert reader.failed is not None and reader.failed.xid == 5
+    with pytest.raises(RecordTooLarge):
+        reader.feed(b"")
+
+
+def test_limit_changed_while_running_applies_from_the_next_record() -> None:
+    reader = RecordReader(max_record=100, source=PRE_SESSION_MAXIMUM)
+    assert reader.feed(fragment(b"a" * 50, False)) == []
+    reader.max_record = 60
+    reader.max_record_source = NEGOTIATED_MAXIMUM
+    # the record under way keeps the bound it started with (100)
+    assert reader.feed(fragment(b"b" * 40, True)) == [b"a" * 50 + b"b" * 40]
+    # the next one gets the new bound
+    assert reader.feed(fragment(b"c" * 60, True)) == [b"c" * 60]
+    with pytest.raises(RecordTooLarge, match="exceeds the negotiated maximum 60"):
+        reader.feed(fragment(b"d" * 61, True))
+    # raising the bound works the same way
+    reader = RecordReader(max_record=10)
+    reader.max_record = 1 << 20
+    assert reader.feed(fragment(b"e" * 1000, True)) == [b"e" * 1000]
+
+
+def test_pre_session_and_session_bounds() -> None:
+    # EXCHANGE_ID's largest legal reply is about 5 KiB; the cap leaves ample room
+    assert 16 * 1024 <= PRE_SESSION_MAX_RECORD <= 64 * 1024
+    mib = 1 << 20
+    assert session_max_record(mib + 4096, 16384) == mib + 4096
+    assert session_max_record(4096, 200_000) == 200_000 + RPC_HEADER_ROOM
+    assert session_max_record(0, 0) == PRE_SESSION_MAX_RECORD
+    with pytest.raises(ValueError):
+        session_max_record(-1, 0)

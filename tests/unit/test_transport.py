@@ -19,12 +19,14 @@ import trio.testing
 
 from session.errors import RpcError, TransportError
 from session.rpc import (
+    LAST_FRAGMENT,
     NULL_AUTH,
     AuthNone,
     AuthSys,
     ProgMismatch,
     ProgUnavail,
     RecordReader,
+    RecordTooLarge,
     RpcCall,
     RpcMismatch,
     accept_stat,
@@ -38,10 +40,14 @@ from session.rpc import (
     peek_xid_and_type,
 )
 from session.transport import (
+    NEGOTIATED_MAXIMUM,
+    PRE_SESSION_MAX_RECORD,
+    PRE_SESSION_MAXIMUM,
     RpcConnection,
     ServerConnection,
     Transport,
     serve_connection,
+    session_max_record,
 )
 
 TIMEOUT = 10  # seconds; every test is bounded
@@ -497,3 +503,163 @@ async def test_connect_refused_is_transport_error() -> None:
         async with trio.open_nursery() as nursery:
             with pytest.raises(TransportError, match=f"cannot connect to 127.0.0.1:{port}"):
                 await Transport.connect("127.0.0.1", port, nursery=nursery)
+
+
+# -- the record bound (issue 7: bounded by what was negotiated) ---------------------------
+async def _call_collecting(
+    conn: RpcConnection, proc: int, out: dict[int, BaseException | bytes]
+) -> None:
+    try:
+        out[proc] = await conn.call(PROG, VERS, proc, b"", CRED)
+    except TransportError as exc:
+        out[proc] = exc
+
+
+async def test_oversized_reply_fails_its_call_others_get_plain_loss(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    conn, peer = pair
+    conn.set_max_record(1000, NEGOTIATED_MAXIMUM)
+    assert (conn.max_record, conn.max_record_source) == (1000, NEGOTIATED_MAXIMUM)
+    out: dict[int, BaseException | bytes] = {}
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            for proc in (1, 2, 3):
+                nursery.start_soon(_call_collecting, conn, proc, out)
+            calls = {c.proc: c for c in [await peer.receive_call() for _ in range(3)]}
+            await peer.reply(calls[1], word(1))  # within the bound: delivered
+            big = encode_accepted_reply(calls[2].xid, NULL_AUTH, accept_stat.SUCCESS, bytes(2000))
+            await peer.send(big)
+        await conn.wait_closed()
+    assert out[1] == word(1)
+    culprit = out[2]
+    assert isinstance(culprit, RecordTooLarge)
+    assert str(culprit) == (
+        f"connection to test-server:2049 lost: reply of {len(big)} bytes exceeds the "
+        f"negotiated maximum 1000 (xid 0x{calls[2].xid:08x})"
+    )
+    assert culprit.xid == calls[2].xid and culprit.limit == 1000
+    # the innocent call may be re-sent on a new connection: a plain TransportError
+    innocent = out[3]
+    assert type(innocent) is TransportError
+    assert "lost: reply of" in str(innocent) and "exceeds the negotiated maximum" in str(innocent)
+    with pytest.raises(TransportError) as later:
+        await conn.call(PROG, VERS, 4, b"", CRED)
+    assert type(later.value) is TransportError
+
+
+async def test_oversized_reply_without_its_xid_fails_every_waiting_call(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    conn, peer = pair
+    conn.set_max_record(PRE_SESSION_MAX_RECORD, PRE_SESSION_MAXIMUM)
+    out: dict[int, BaseException | bytes] = {}
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            for proc in (1, 2):
+                nursery.start_soon(_call_collecting, conn, proc, out)
+            for _ in range(2):
+                await peer.receive_call()
+            # the mark alone: which call it answers cannot be known without waiting
+            await peer.stream.send_all(struct.pack(">I", LAST_FRAGMENT | (1 << 20)))
+        await conn.wait_closed()
+    for proc in (1, 2):
+        err = out[proc]
+        assert isinstance(err, RecordTooLarge)
+        assert str(err).endswith(
+            f"lost: record of {1 << 20} bytes exceeds the pre-session maximum "
+            f"{PRE_SESSION_MAX_RECORD}"
+        )
+
+
+async def test_oversized_backchannel_call_fails_calls_as_plain_loss(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    conn, peer = pair
+    conn.max_record = 500
+    out: dict[int, BaseException | bytes] = {}
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_call_collecting, conn, 1, out)
+            await peer.receive_call()
+            cb_call = encode_call(7, CB_PROG, 1, 1, NULL_AUTH, NULL_AUTH, bytes(600))
+            await peer.send(cb_call)
+        await conn.wait_closed()
+    err = out[1]
+    assert type(err) is TransportError
+    expected = f"lost: call of {len(cb_call)} bytes exceeds the maximum 500 (xid 0x00000007)"
+    assert expected in str(err)
+
+
+async def test_max_record_changed_while_running(
+    pair: tuple[RpcConnection, ScriptedPeer],
+) -> None:
+    conn, peer = pair
+    conn.set_max_record(PRE_SESSION_MAX_RECORD, PRE_SESSION_MAXIMUM)
+    payload = bytes(200_000)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+
+            async def big_reply() -> None:
+                await peer.reply(await peer.receive_call(), payload)
+
+            nursery.start_soon(big_reply)
+            with pytest.raises(RecordTooLarge, match="exceeds the pre-session maximum 65536"):
+                await conn.call(PROG, VERS, 1, b"", CRED)
+    # a fresh connection: raised after "CREATE_SESSION", the same reply is accepted
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    peer = ScriptedPeer(server_stream)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            conn = await nursery.start(
+                RpcConnection(
+                    client_stream,
+                    peer="s",
+                    max_record=PRE_SESSION_MAX_RECORD,
+                    max_record_source=PRE_SESSION_MAXIMUM,
+                ).run
+            )
+            conn.set_max_record(session_max_record(1 << 20, 16384), NEGOTIATED_MAXIMUM)
+            got: list[bytes] = []
+
+            async def caller() -> None:
+                got.append(await conn.call(PROG, VERS, 1, b"", CRED))
+
+            nursery.start_soon(caller)
+            await peer.reply(await peer.receive_call(), payload)
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == [payload]
+            with pytest.raises(ValueError):
+                conn.max_record = -1
+            await conn.aclose()
+
+
+async def test_server_connection_send_record_and_send_raw() -> None:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+
+    async def handler(call: RpcCall) -> bytes | None:
+        reply = encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS, word(call.proc))
+        if call.proc == 2:
+            await server.send_raw(b"\x80\x00\x00\x10ab")  # announces 16 bytes, sends 2
+            return None
+        await server.send_record(reply)  # sent twice: the duplicate is dropped
+        return reply
+
+    server = ServerConnection(server_stream, peer="c", on_call=handler)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.run)
+            client = await nursery.start(RpcConnection(client_stream, peer="s").run)
+            assert await client.call(PROG, VERS, 1, b"", CRED) == word(1)
+            await trio.testing.wait_all_tasks_blocked()
+            assert client.statistics().replies_dropped == 1
+            # the broken frame leaves the client waiting for 14 more bytes: bounded
+            # only by the caller's deadline
+            with trio.move_on_after(0.1) as scope:
+                await client.call(PROG, VERS, 2, b"", CRED)
+            assert scope.cancelled_caught
+            assert client.statistics().bytes_received == 2 * 32 + 6
+            await client.aclose()
+            await server.wait_closed()
+            with pytest.raises(TransportError):
+                await server.send_raw(b"x")
