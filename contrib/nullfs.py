@@ -11,7 +11,9 @@ The root directory holds one regular file, ``null``.  Every handler returns at o
 - ``write(off, buf)`` accepts ``len(buf)`` bytes and drops them; the file's size becomes
   the largest offset written, so a later read sees as many (zero) bytes as were written;
 - truncation (``setattr`` of the size, ``O_TRUNC``) sets the size, and nothing else is kept;
-- ``fsync``, ``flush`` and ``release`` do nothing.
+- ``fsync``, ``flush`` and ``release`` do nothing;
+- ``open`` tells the kernel not to keep the file's cached pages (``keep_cache=False``),
+  so every read after an open reaches the handler and returns zeros.
 
 Any other name is ENOENT, and creating one is EPERM.  What ``dd`` measures through this
 mount is the cost of the kernel's FUSE path and of pyfuse3's request loop alone, so a
@@ -136,7 +138,9 @@ class NullOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR)
         if flags & os.O_TRUNC:
             self.size = 0
-        return pyfuse3.FileInfo(fh=FILE_HANDLE)
+        # keep_cache=False: the kernel drops the file's pages at every open, so reads
+        # reach read() (zeros), not pages cached from earlier writes.
+        return pyfuse3.FileInfo(fh=FILE_HANDLE, keep_cache=False)
 
     async def create(
         self,
