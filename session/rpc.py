@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol, Self
 
-from session.errors import RpcError, TransportError, XdrError
+from session.errors import ReplyTooLarge, RpcError, XdrError
 from session.xdr.codec import Decoder, Encoder, OpenEnum
 
 __all__ = [
@@ -248,12 +248,14 @@ _AUTH_STAT_TEXT: Final[dict[int, str]] = {
 _RECORD_KIND: Final[dict[int, str]] = {msg_type.REPLY: "reply", msg_type.CALL: "call"}
 
 
-class RecordTooLarge(TransportError):
+class RecordTooLarge(ReplyTooLarge):
     """A record mark announced more bytes than the reader accepts (RFC 5531 section 11).
 
     The stream cannot be resynchronised after this, so the connection must be dropped.
     The same request would get the same reply again (from the server's reply cache, for
-    a session), so a caller should fail the request rather than re-send it.
+    a session), so a caller should fail the request rather than re-send it: this is a
+    ``session.errors.ReplyTooLarge`` (a ``TransportError``), which the session does not
+    retry.
 
     The message reads ``reply of N bytes exceeds the negotiated maximum M (xid 0x...)``
     (``call`` / ``record`` when the record is a call or of unknown type; ``at least N``

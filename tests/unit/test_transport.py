@@ -17,7 +17,7 @@ import pytest
 import trio
 import trio.testing
 
-from session.errors import RpcError, TransportError
+from session.errors import ReplyTooLarge, RpcError, TransportError
 from session.rpc import (
     LAST_FRAGMENT,
     NULL_AUTH,
@@ -533,7 +533,7 @@ async def test_oversized_reply_fails_its_call_others_get_plain_loss(
         await conn.wait_closed()
     assert out[1] == word(1)
     culprit = out[2]
-    assert isinstance(culprit, RecordTooLarge)
+    assert isinstance(culprit, RecordTooLarge) and isinstance(culprit, ReplyTooLarge)
     assert str(culprit) == (
         f"connection to test-server:2049 lost: reply of {len(big)} bytes exceeds the "
         f"negotiated maximum 1000 (xid 0x{calls[2].xid:08x})"
