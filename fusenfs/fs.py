@@ -969,3 +969,55 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
     @fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
         return [STATS_XATTR] if inode == pyfuse3.ROOT_INODE else []
+
+    # ------------------------------------------------------------------ exit
+    async def flush_for_exit(
+        self, name_of: Callable[[int], str | None] | None = None
+    ) -> list[tuple[str, str]]:
+        """Write every open file's write-behind data before the mount goes away.
+
+        Each open file's ``WriteBehind`` is committed (drain, COMMIT, FILE_SYNC re-sends
+        after a verifier change; RFC 8881 sections 18.32, 18.3), all files concurrently.
+        The caller bounds it (``trio.move_on_after``): it gives up 0.1 s before the
+        caller's effective deadline, so that it returns the list instead of being
+        cancelled with it.  WRITEs still in flight then run on in the mount's nursery
+        (the ``nursery`` given to the constructor) until the caller cancels it.
+
+        Args:
+            name_of: a name for a FUSE inode number (a path an application opened it
+                by), or None when unknown: then ``inode N (fileid F)``.
+
+        Returns:
+            (name, reason) for each file whose data is not known to be on the server's
+            stable storage: a WRITE or COMMIT failed (the error), or no reply came
+            before the deadline.  Empty when everything was written.
+        """
+        writers = [(of.inode, of.writer) for of in self._files.values() if of.writer is not None]
+        failed: dict[int, str] = {}
+        waiting: dict[int, int] = {}  # inode number -> writers not finished yet
+
+        async def commit_one(inode: Inode, writer: WriteBehind) -> None:
+            try:
+                await writer.commit()
+            except NFSClientError as e:
+                failed.setdefault(inode.ino, str(e) or type(e).__name__)
+            waiting[inode.ino] -= 1
+
+        margin = 0.1  # seconds before the caller's deadline: time to return the list
+        deadline = trio.current_effective_deadline() - margin
+        with trio.move_on_at(deadline):
+            async with trio.open_nursery() as nursery:
+                for inode, writer in writers:
+                    waiting[inode.ino] = waiting.get(inode.ino, 0) + 1
+                    nursery.start_soon(commit_one, inode, writer)
+        for ino, left in waiting.items():
+            if left and ino not in failed:
+                failed[ino] = "no reply from the server before the exit deadline"
+        inodes = {inode.ino: inode for inode, _ in writers}
+        result = []
+        for ino, reason in failed.items():
+            name = name_of(ino) if name_of is not None else None
+            if name is None:
+                name = f"inode {ino} (fileid {inodes[ino].fileid:#x})"
+            result.append((name, reason))
+        return result
