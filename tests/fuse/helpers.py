@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Protocol
 
 import pytest
@@ -270,3 +272,65 @@ class Workspace:
     dir: Path
     server: Path
     ganesha: GaneshaServer
+
+
+class SilentServer:
+    """A TCP listener on 127.0.0.1 that never answers.
+
+    Nothing calls ``accept``: the kernel completes connections into the backlog and no
+    byte is ever read or sent, as a server that accepts and says nothing.  Use as a
+    context manager; ``port`` is where it listens.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port: int = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ClosingServer(SilentServer):
+    """A TCP listener on 127.0.0.1 that accepts every connection and closes it at once.
+
+    A thread accepts; ``connections`` counts them.  ``close()`` stops the thread
+    (bounded) and the listener.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sock.settimeout(0.1)
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        super().close()
+
+    def __enter__(self) -> ClosingServer:
+        return self

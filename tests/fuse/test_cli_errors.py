@@ -19,7 +19,9 @@ from contrib.ganesha import GaneshaServer, pick_free_port
 from .helpers import (
     MOUNT_TIMEOUT,
     REPO,
+    ClosingServer,
     MountFactory,
+    SilentServer,
     daemon_pids,
     fuse_unavailable,
     fusenfs_argv,
@@ -151,6 +153,40 @@ def test_probe_refused() -> None:
     assert_one_line_error(code, err, "connect")
 
 
+#: Seconds for the interpreter to start and import fusenfs, on top of a budget.
+STARTUP = 8.0
+
+
+def test_probe_gives_up_on_a_server_that_closes_every_connection() -> None:
+    # timeo=1 s, retrans=1: the budget is 2 s, however often it reconnects meanwhile.
+    with ClosingServer() as server:
+        started = time.monotonic()
+        code, err = fusenfs("probe", f"127.0.0.1:{server.port}", "-o", "timeo=10,retrans=1")
+        elapsed = time.monotonic() - started
+    assert_one_line_error(code, err, f"127.0.0.1:{server.port} not responding")
+    assert code == EXIT_FAILURE
+    assert elapsed < 2 + STARTUP, f"probe took {elapsed:.1f} s"
+    assert server.connections >= 2, "the probe did not even reconnect"
+    print(f"probe gave up after {elapsed:.2f} s, {server.connections} connections")
+
+
+def test_probe_of_a_silent_server_gives_up_within_its_default_budget() -> None:
+    # The defaults: timeo=5 s, retrans=2, so 15 s.
+    with SilentServer() as server:
+        started = time.monotonic()
+        code, err = fusenfs("probe", f"127.0.0.1:{server.port}", timeout=60)
+        elapsed = time.monotonic() - started
+    assert_one_line_error(code, err, f"127.0.0.1:{server.port} not responding")
+    assert 15 <= elapsed < 15 + STARTUP, f"probe took {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("options", ["bogus", "port=1", "timeo=x"])
+def test_probe_bad_options(options: str) -> None:
+    code, err = fusenfs("probe", "127.0.0.1:1", "-o", options)
+    assert_one_line_error(code, err, options.partition("=")[0])
+    assert code == EXIT_USAGE
+
+
 # ---------------------------------------------------------------------- with a server
 
 
@@ -165,6 +201,49 @@ def test_export_path_that_does_not_exist(
     assert_one_line_error(code, err, path, "NOENT")
     assert code == EXIT_FAILURE
     assert_nothing_left(empty_dir)
+
+
+@pytest.mark.ganesha
+def test_regular_file_export_is_refused(
+    empty_dir: Path, ganesha: GaneshaServer, fresh_dir: str
+) -> None:
+    (ganesha.export_path / fresh_dir).mkdir()
+    (ganesha.export_path / fresh_dir / "hello.txt").write_text("hello\n")
+    spec = f"{ganesha.address}:{ganesha.pseudo}/{fresh_dir}/hello.txt"
+    code, err = fusenfs("mount", spec, empty_dir, "-o", f"port={ganesha.port}")
+    line = assert_one_line_error(code, err)
+    assert line == f"fusenfs: {spec} is not a directory"
+    assert code == EXIT_FAILURE
+    assert_nothing_left(empty_dir)
+
+
+@pytest.mark.ganesha
+def test_stats_into_a_closed_pipe_is_quiet(mount: MountFactory) -> None:
+    m = mount()
+    # As typed: nothing but the first line, no complaint.
+    shell = run(
+        ["sh", "-c", f"{' '.join(fusenfs_argv('stats', '--json', m.path))} | head -1"],
+        timeout=30,
+    )
+    assert shell.stderr == "", shell.stderr
+    assert shell.stdout == "{\n"
+    # A reader that is gone before the first write: exit 141 (as cat, killed by
+    # SIGPIPE), still nothing on stderr.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            fusenfs_argv("stats", m.path),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            cwd=REPO,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == "", result.stderr
+    assert result.returncode == 141
 
 
 @pytest.mark.ganesha
