@@ -30,8 +30,19 @@ from typing import TypeVar
 
 import trio
 
-from session.errors import CallTimeout, NFSClientError, ReplyTooLarge, TransportError
-from session.rpc import NULL_AUTH, AuthSys, Credential, RpcCall, accept_stat, encode_accepted_reply
+from session.errors import CallTimeout, NFSClientError, ReplyTooLarge, TransportError, XdrError
+from session.rpc import (
+    NEGOTIATED_MAXIMUM,
+    NULL_AUTH,
+    PRE_SESSION_MAX_RECORD,
+    PRE_SESSION_MAXIMUM,
+    AuthSys,
+    Credential,
+    RpcCall,
+    accept_stat,
+    encode_accepted_reply,
+    session_max_record,
+)
 from session.slots import Slot, SlotOutcome, SlotTable
 from session.status import NFS4Error, nfs4_error
 from session.transport import Transport
@@ -214,6 +225,7 @@ class _Exchange:
     body: bytes
     cred: Credential
     started: float
+    sent: list[nfs4.ArgOp] = field(default_factory=list)
     done: trio.Event = field(default_factory=trio.Event)
     res: nfs4.COMPOUND4res | None = None
     failure: Exception | None = None
@@ -315,6 +327,7 @@ class ServerSession:
         for mine, theirs in zip(table.slots, slots.slots, strict=False):
             mine.seqid = theirs.seqid
         self.slots = table
+        self._apply_record_limit()
         self._slot_wait.unpark_all()
         await self.refresh_lease_time()
         return True
@@ -340,6 +353,7 @@ class ServerSession:
         self.slots = other.slots
         self._slot_wait = other._slot_wait
         self.create_session = other.create_session
+        self._apply_record_limit()
         await self.refresh_lease_time()
         return True
 
@@ -424,6 +438,7 @@ class ServerSession:
         self.create_session_seqid = (self.create_session_seqid + 1) & 0xFFFFFFFF
         self.sessionid = resok.csr_sessionid
         attrs = resok.csr_fore_chan_attrs
+        self._apply_record_limit()
         self.slots = SlotTable(max(1, attrs.ca_maxrequests))
         self._slot_wait.unpark_all()
         self._cb_seqids.clear()
@@ -524,8 +539,14 @@ class ServerSession:
                     )
             timeo = self.options.timeo
             with trio.move_on_after(timeo) as connecting:
+                limit, source = self._record_limit()
                 transport = await Transport.connect(
-                    self.host, self.port, nursery=self._nursery, on_call=self._on_backchannel_call
+                    self.host,
+                    self.port,
+                    nursery=self._nursery,
+                    on_call=self._on_backchannel_call,
+                    max_record=limit,
+                    max_record_source=source,
                 )
             if connecting.cancelled_caught:
                 raise TransportError(
@@ -542,6 +563,25 @@ class ServerSession:
                 raise
             self._transport = transport
             return transport
+
+    def _record_limit(self) -> tuple[int, str]:
+        """The largest record accepted from the server (bytes), and what it is named in
+        the error: before a session a small fixed cap; then what CREATE_SESSION
+        negotiated (never more than was asked): a reply larger than
+        ca_maxresponsesize breaks the protocol (RFC 8881 sections 2.10.6.4, 18.36.3)."""
+        if not self.sessionid:
+            return PRE_SESSION_MAX_RECORD, PRE_SESSION_MAXIMUM
+        cs = self.create_session
+        fore = self.options.max_response
+        back = 16384
+        if cs is not None:
+            fore = min(cs.csr_fore_chan_attrs.ca_maxresponsesize, fore)
+            back = min(cs.csr_back_chan_attrs.ca_maxrequestsize, back)
+        return session_max_record(fore, back), NEGOTIATED_MAXIMUM
+
+    def _apply_record_limit(self) -> None:
+        if self._transport is not None:
+            self._transport.set_max_record(*self._record_limit())
 
     async def _bind_connection(self, transport: Transport) -> bool:
         """BIND_CONN_TO_SESSION for both channels (RFC 8881 section 18.34).
@@ -565,7 +605,7 @@ class ServerSession:
                 reply = await transport.call(
                     NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, self.machine_cred
                 )
-            res = _decode_compound(reply)
+            res = _decode_compound(reply, [args])
         except trio.TooSlowError:
             raise TransportError(
                 f"server {self.host}:{self.port}: no reply to BIND_CONN_TO_SESSION in {timeo:g} s"
@@ -689,7 +729,7 @@ class ServerSession:
             started = time.monotonic()
             log.debug("-> %s:%d [%s] %d B", self.host, self.port, op_names(ops), len(body))
             reply = await self._send(body, self.machine_cred)
-            res = _decode_compound(reply)
+            res = _decode_compound(reply, ops)
             log.debug(
                 "<- %s:%d %s%s %.1f ms",
                 self.host,
@@ -816,7 +856,9 @@ class ServerSession:
                     op_names(ops),
                     len(body),
                 )
-            exchange = _Exchange(table, slot, body, cred, started=time.monotonic())
+            exchange = _Exchange(
+                table, slot, body, cred, started=time.monotonic(), sent=[seq, *ops]
+            )
             self._nursery.start_soon(self._carry, exchange)
             answered = False
             try:
@@ -874,7 +916,6 @@ class ServerSession:
         try:
             reply = await self._send(exchange.body, exchange.cred)
             res = _decode_compound(reply)
-            exchange.res = res
             head = res.resarray[0] if res.resarray else None
             if isinstance(head, nfs4.SEQUENCE4res) and head.resok is not None:
                 outcome = SlotOutcome.SEQUENCED
@@ -888,6 +929,10 @@ class ServerSession:
                     head.status == nfsstat4.NFS4ERR_SEQ_MISORDERED
                 ):
                     exchange.misordered_retry = table.misordered(slot)
+            # After the slot's fate is known: a reply that does not answer what was
+            # sent is an error for the caller, not results with holes.
+            check_results(res, exchange.sent)
+            exchange.res = res
         except Exception as e:  # NFSClientError, or a bug: the caller raises it
             exchange.failure = e
         finally:
@@ -1068,11 +1113,42 @@ def _encode_compound(ops: Sequence[nfs4.ArgOp]) -> bytes:
     return enc.getvalue()
 
 
-def _decode_compound(reply: bytes) -> nfs4.COMPOUND4res:
+def _decode_compound(reply: bytes, sent: Sequence[nfs4.ArgOp] | None = None) -> nfs4.COMPOUND4res:
+    """Decode a COMPOUND4res; with ``sent``, also ``check_results``.
+
+    Raises:
+        XdrError: malformed, or not an answer to ``sent``.
+    """
     dec = Decoder(reply)
     res = nfs4.COMPOUND4res.unpack(dec)
     dec.done_or_raise("COMPOUND4res")
+    if sent is not None:
+        check_results(res, sent)
     return res
+
+
+def check_results(res: nfs4.COMPOUND4res, sent: Sequence[nfs4.ArgOp]) -> None:
+    """Raise unless ``res`` answers the operations ``sent`` (RFC 8881 section 16.2.3).
+
+    The results are those of the operations in order, stopping at the first that
+    failed: NFS4_OK with fewer results than operations, more results than operations,
+    or a result for another operation (other than ILLEGAL for the failing last one)
+    is a broken reply, refused here rather than met as a missing result later.
+
+    Raises:
+        XdrError: naming the mismatch.
+    """
+    got, want = len(res.resarray), len(sent)
+    if got > want or (res.status == nfsstat4.NFS4_OK and got != want):
+        raise XdrError(
+            "COMPOUND4res", 0, f"{res.status.name} with {got} results for {want} operations"
+        )
+    for i, (op, r) in enumerate(zip(sent, res.resarray, strict=False)):
+        illegal = r.OPNUM == nfs_opnum4.OP_ILLEGAL and i == got - 1 and res.status
+        if r.OPNUM != op.OPNUM and not illegal:
+            raise XdrError(
+                "COMPOUND4res", 0, f"result {i} is for {r.OPNUM.name}, not {op.OPNUM.name}"
+            )
 
 
 def _failed_at(res: nfs4.COMPOUND4res) -> str:

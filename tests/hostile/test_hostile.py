@@ -230,44 +230,57 @@ async def test_oversized_reply_is_refused_without_retry() -> None:
     assert server.calls == 3, server.actions  # refused once, not re-sent
 
 
+#: Runs ``fusenfs`` and writes the peak RSS of this very process image (VmHWM, kB)
+#: to the file named by argv[1]: ``ru_maxrss`` of a child would also count the test
+#: process it was forked from (Linux carries the pre-exec peak over an execve).
+_MEASURED_CLI = """
+import sys
+from fusenfs.cli import main
+
+def peak(path):
+    with open('/proc/self/status') as f:
+        kb = next(line.split()[1] for line in f if line.startswith('VmHWM:'))
+    with open(path, 'w') as out:
+        out.write(kb)
+
+path = sys.argv.pop(1)
+try:
+    code = main(sys.argv[1:])
+finally:
+    peak(path)
+sys.exit(code)
+"""
+
+
 def _run_cli(args: list[str], timeout: float) -> tuple[int, str, str, float, int]:
-    """Run ``python3 -m fusenfs ARGS``: (exit status, stdout, stderr, seconds, peak RSS
-    of that child in bytes).  The peak comes from ``os.wait4`` on the child itself, so
-    no other process of the test counts; the child is killed at ``timeout``."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run ``fusenfs ARGS``: (exit status, stdout, stderr, seconds, peak RSS of that
+    process in bytes).  The child is killed at ``timeout``."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as hwm,
+    ):
         started = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fusenfs", *args],
+            [sys.executable, "-c", _MEASURED_CLI, hwm.name, *args],
             cwd=REPO,
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
         )
         try:
-            while True:
-                pid, wait_status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid == proc.pid:
-                    break
-                if time.monotonic() - started > timeout:
-                    raise AssertionError(
-                        f"fusenfs {' '.join(args)} still running after {timeout} s"
-                    )
-                time.sleep(0.02)
-        finally:
-            if pid != proc.pid:
-                proc.kill()
-                proc.wait(10)
+            status = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            raise AssertionError(
+                f"fusenfs {' '.join(args)} still running after {timeout} s"
+            ) from None
         elapsed = time.monotonic() - started
-        proc.returncode = os.waitstatus_to_exitcode(wait_status)
         out.seek(0)
         err.seek(0)
-        return (
-            proc.returncode,
-            out.read().decode(),
-            err.read().decode(),
-            elapsed,
-            usage.ru_maxrss * 1024,
-        )
+        peak_kb = int(hwm.read().strip() or 0)
+        return status, out.read().decode(), err.read().decode(), elapsed, peak_kb * 1024
 
 
 def test_probe_huge_bitmap() -> None:

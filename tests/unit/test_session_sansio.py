@@ -384,13 +384,16 @@ async def fake_session(
         nursery: trio.Nursery,
         on_call: Any = None,
         max_record: int = 1 << 26,
+        max_record_source: str = "maximum",
     ) -> Transport:
         client_end, server_end = trio.testing.memory_stream_pair()
         conn = ServerConnection(server_end, peer="client")
         conn.on_call = functools.partial(server.handle, conn)
         server.connections.append(conn)
         await nursery.start(conn.run)
-        transport = cls(client_end, peer=f"{host}:{port}", on_call=on_call)
+        transport = cls(
+            client_end, peer=f"{host}:{port}", on_call=on_call, max_record=max_record
+        )
         await nursery.start(transport.run)
         return transport
 
