@@ -24,6 +24,7 @@ from typing import Protocol
 import pytest
 
 from contrib.ganesha import GaneshaServer
+from fusenfs.cli import is_mounted
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -184,7 +185,9 @@ class Mount:
             return f"(cannot read {self.log_path}: {e})"
 
     def is_mounted(self) -> bool:
-        return os.path.ismount(self.path)
+        """From /proc/self/mountinfo, never a stat: it answers for a hung or dead
+        mount too (``os.path.ismount`` waits on the first, says False for the second)."""
+        return is_mounted(os.fspath(self.path))
 
     def start_watchdog(self, seconds: float = TEST_DEADLINE) -> None:
         """Kill the daemon if the test still runs ``seconds`` from now (see conftest)."""
@@ -252,9 +255,12 @@ class Mount:
 
 
 class MountFactory(Protocol):
-    """``mount(options="actimeo=1", port=None) -> Mount``; ``port`` defaults to Ganesha's."""
+    """``mount(options="actimeo=1", port=None, public=False) -> Mount``; ``port`` defaults
+    to Ganesha's; ``public`` puts the mount point where other users can reach it."""
 
-    def __call__(self, options: str = "", *, port: int | None = None) -> Mount: ...
+    def __call__(
+        self, options: str = "", *, port: int | None = None, public: bool = False
+    ) -> Mount: ...
 
 
 @dataclass

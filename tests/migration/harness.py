@@ -32,10 +32,10 @@ import trio
 from contrib.testserver import Cluster, ClusterConfig, FsSpec, InstanceConfig
 from contrib.testserver.server import EndpointConfig
 from fusenfs.cli import is_mounted
+from fusenfs.runner import read_mount_record
 from recovery.manager import StateManager
 from session.client import NFSClient
 from session.session import ServerSession, SessionOptions
-from tests.fuse.helpers import daemon_pids
 
 APP = Path(__file__).with_name("app.py")
 LEASE = 4
@@ -160,7 +160,8 @@ async def scenario(
 async def unmount(mnt: str) -> None:
     """``fusenfs umount``; if the daemon hangs (a test failed mid-recovery), kill exactly
     the daemon serving ``mnt`` (by PID) and detach the mount point."""
-    pids = daemon_pids(Path(mnt))
+    record = read_mount_record(mnt)
+    pids = [record.pid] if record is not None else []
     umount = [sys.executable, "-m", "fusenfs", "umount", mnt]
     with trio.move_on_after(20):
         await trio.run_process(umount, check=False, capture_stderr=True)
