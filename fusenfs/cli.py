@@ -92,14 +92,17 @@ def setup_logging(debug: bool, to_file: str | None = None, quiet_session: bool =
         logging.getLogger("session.transport").setLevel(session_level)
 
 
-def _mount_table() -> list[tuple[int, str]] | None:
-    """(mount id, escaped mount point) of each line of /proc/self/mountinfo, or None."""
+def _mount_table() -> list[tuple[int, str, str]] | None:
+    """(mount id, ``major:minor``, escaped mount point) of each line of
+    /proc/self/mountinfo, or None if it cannot be read."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
             rows = [line.split() for line in f]
     except OSError:
         return None
-    return [(int(row[0]), row[4]) for row in rows if len(row) > 4 and row[0].isdigit()]
+    return [
+        (int(row[0]), row[2], row[4]) for row in rows if len(row) > 4 and row[0].isdigit()
+    ]
 
 
 def _escaped(path: str) -> str:
@@ -122,15 +125,24 @@ def is_mounted(path: str) -> bool:
     if table is None:
         return os.path.ismount(path)
     wanted = _escaped(path)
-    return any(point == wanted for _, point in table)
+    return any(point == wanted for _, _, point in table)
 
 
 def mount_id(path: str) -> int | None:
     """The mount id (mountinfo's first field, fdinfo's ``mnt_id``) of the mount on
     ``path`` (the topmost if several are stacked), or None if nothing is mounted there."""
     wanted = _escaped(path)
-    ids = [ident for ident, point in _mount_table() or [] if point == wanted]
+    ids = [ident for ident, _, point in _mount_table() or [] if point == wanted]
     return ids[-1] if ids else None
+
+
+def mount_device(path: str) -> str | None:
+    """``major:minor`` of the (topmost) file system mounted on ``path``, or None; from
+    mountinfo, never a stat (a FUSE daemon asking about its own mount would wait for
+    itself)."""
+    wanted = _escaped(path)
+    devices = [dev for _, dev, point in _mount_table() or [] if point == wanted]
+    return devices[-1] if devices else None
 
 
 def check_mountpoint(path: str) -> None:

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 import trio
 
 from session.errors import NFSClientError
+from session.xdr.codec import Buffer
 from session.xdr.const import stable_how4
 
 log = logging.getLogger("fusenfs.io")
 
-ReadFn = Callable[[int, int], Awaitable[tuple[bytes, bool]]]
+ReadFn = Callable[[int, int], Awaitable[tuple[Buffer, bool]]]
 WriteFn = Callable[[int, bytes, stable_how4], Awaitable[tuple[int, stable_how4, bytes]]]
 CommitFn = Callable[[], Awaitable[bytes]]
 
@@ -37,7 +38,7 @@ CommitFn = Callable[[], Awaitable[bytes]]
 @dataclass(slots=True)
 class _Block:
     done: trio.Event = field(default_factory=trio.Event)
-    data: bytes = b""
+    data: Buffer = b""
     eof: bool = False
     error: BaseException | None = None
 
@@ -93,22 +94,23 @@ class ReadAhead:
 
     async def _read_range(
         self, offset: int, size: int, read_fn: ReadFn | None = None
-    ) -> tuple[bytes, bool]:
+    ) -> tuple[Buffer, bool]:
         """``size`` bytes at ``offset`` in as many READs as it takes: (data, eof).
 
         A READ may return fewer bytes than asked without being at end of file (RFC 8881
-        section 18.22.3); FUSE would take a short reply for end of file.
+        section 18.22.3); FUSE would take a short reply for end of file.  One READ's
+        data is returned as it came (a view of the reply, no copy).
         """
         read = read_fn or self._read
-        parts: list[bytes] = []
+        parts: list[Buffer] = []
         got = 0
         while got < size:
             data, eof = await read(offset + got, size - got)
             parts.append(data)
             got += len(data)
             if eof or not data:
-                return b"".join(parts), True
-        return b"".join(parts), False
+                return _joined(parts), True
+        return _joined(parts), False
 
     async def _fetch(self, index: int, blk: _Block, read_fn: ReadFn) -> None:
         try:
@@ -118,7 +120,7 @@ class ReadAhead:
         finally:
             blk.done.set()
 
-    async def read(self, offset: int, size: int, read_fn: ReadFn | None = None) -> bytes:
+    async def read(self, offset: int, size: int, read_fn: ReadFn | None = None) -> Buffer:
         """``size`` bytes at ``offset`` or fewer at end of file.
 
         Args:
@@ -143,7 +145,7 @@ class ReadAhead:
             self._start(index, read)
         for index in [i for i in self._blocks if i < first - 1]:
             del self._blocks[index]
-        out: list[bytes] = []
+        out: list[Buffer] = []
         for index in range(first, last + 1):
             blk = self._blocks[index]
             await blk.done.wait()
@@ -153,17 +155,30 @@ class ReadAhead:
             start = max(offset - index * self.block, 0)
             end = min(offset + size - index * self.block, len(blk.data))
             if start < end:
-                out.append(blk.data[start:end])
+                out.append(memoryview(blk.data)[start:end])  # a view: no copy
             if blk.eof or len(blk.data) < self.block:
                 # Nothing beyond end of file: do not keep prefetching past it.
                 for later in [i for i in self._blocks if i > index]:
                     del self._blocks[later]
                 break
-        return b"".join(out)
+        return _joined(out)
+
+
+def _joined(parts: list[Buffer]) -> Buffer:
+    """One buffer of ``parts``: the only one as it is, else one copy."""
+    if len(parts) == 1:
+        return parts[0]
+    return b"".join(parts)
 
 
 class WriteBehind:
     """Concurrent UNSTABLE writes with COMMIT and verifier checking.
+
+    Small writes are gathered (contiguous ones joined, up to ``gather_limit`` bytes)
+    instead of sent one by one: a file written in a few small pieces and closed costs
+    one WRITE, which the caller can send FILE_SYNC together with CLOSE
+    (``take_final``).  Anything that needs the data on the server (``drain``,
+    ``commit``, a write that does not join the gathered piece) sends it first.
 
     Args:
         write_fn: one WRITE: (offset, data, stable) -> (count, committed, writeverf).
@@ -172,6 +187,7 @@ class WriteBehind:
         nursery: where WRITE tasks run.
         max_inflight: WRITEs in flight at once (a count).
         max_uncommitted: bytes held for a possible re-send before a COMMIT is forced.
+        gather_limit: writes smaller than this many bytes are gathered (0: never).
     """
 
     def __init__(
@@ -182,6 +198,7 @@ class WriteBehind:
         nursery: trio.Nursery,
         max_inflight: int = 16,
         max_uncommitted: int = 64 * 1024 * 1024,
+        gather_limit: int = 64 * 1024,
     ) -> None:
         self._write = write_fn
         self._commit = commit_fn
@@ -196,13 +213,47 @@ class WriteBehind:
         self._uncommitted: list[tuple[int, bytes, bytes]] = []  # (offset, data, verf)
         self._uncommitted_bytes = 0
         self._error: NFSClientError | None = None
+        self.gather_limit = gather_limit
+        self._gathered = bytearray()
+        self._gather_offset = 0
         self.writes = 0
         self.commits = 0
         self.resends = 0
 
     @property
     def busy(self) -> bool:
-        return self._inflight > 0
+        """Data written here is not yet known to have reached the server."""
+        return self._inflight > 0 or bool(self._gathered)
+
+    @property
+    def clean(self) -> bool:
+        """Nothing gathered, in flight or waiting for COMMIT, and no latched error."""
+        return not (self.busy or self._uncommitted or self._error)
+
+    def take_final(self) -> tuple[int, bytes] | None:
+        """The gathered data (offset, bytes), taken away, if it is all this writer holds.
+
+        For the last compound of a file (WRITE FILE_SYNC4, then CLOSE): when nothing is
+        in flight or waiting for COMMIT, that one WRITE makes everything durable.
+        None otherwise (then ``commit``).  If the caller's compound fails it must
+        ``restore`` the data.
+        """
+        if not self._gathered or self._inflight or self._uncommitted or self._error:
+            return None
+        data, self._gathered = bytes(self._gathered), bytearray()
+        return self._gather_offset, data
+
+    def restore(self, final: tuple[int, bytes]) -> None:
+        """Put back what ``take_final`` gave, after the caller's compound failed."""
+        offset, data = final
+        if self._gathered:
+            raise ValueError("restore after new writes were gathered")
+        self._gather_offset, self._gathered = offset, bytearray(data)
+
+    async def _send_gathered(self) -> None:
+        if self._gathered:
+            data, self._gathered = bytes(self._gathered), bytearray()
+            await self._queue(self._gather_offset, data)
 
     def _raise_latched(self) -> None:
         if self._error is not None:
@@ -218,6 +269,21 @@ class WriteBehind:
         self._raise_latched()
         if self._uncommitted_bytes >= self.max_uncommitted:
             await self.commit()
+        if self._gathered and (
+            offset != self._gather_offset + len(self._gathered)
+            or len(self._gathered) + len(data) > self.gather_limit
+        ):
+            await self._send_gathered()
+        if len(data) < self.gather_limit:
+            if not self._gathered:
+                self._gather_offset = offset
+            self._gathered += data
+            return len(data)
+        await self._queue(offset, data)
+        return len(data)
+
+    async def _queue(self, offset: int, data: bytes) -> None:
+        """Start the WRITEs of ``data`` at ``offset`` (split by ``block``)."""
         view = memoryview(data)
         for start in range(0, len(data), self.block):
             # One FUSE write usually fits one WRITE: then no copy at all.
@@ -226,7 +292,6 @@ class WriteBehind:
             self._inflight += 1
             self._idle = trio.Event() if self._idle.is_set() else self._idle
             self._nursery.start_soon(self._send, offset + start, chunk)
-        return len(data)
 
     async def _write_fully(self, offset: int, data: bytes, stable: stable_how4) -> None:
         """WRITE ``data`` at ``offset``, continuing after short writes (section 18.32.3).
@@ -257,7 +322,9 @@ class WriteBehind:
                 self._idle.set()
 
     async def drain(self) -> None:
-        """Wait until no WRITE is in flight (data reached the server, maybe unstable)."""
+        """Send what is gathered, then wait until no WRITE is in flight (the data has
+        reached the server, maybe unstable)."""
+        await self._send_gathered()
         while self._inflight:
             await self._idle.wait()
 

@@ -40,6 +40,7 @@ from session.rpc import AuthSys, Credential
 from session.state import OpenState, share_access_for_flags
 from session.status import NFS4Error
 from session.xdr import nfs4
+from session.xdr.codec import Buffer
 from session.xdr.const import (
     OPEN4_SHARE_ACCESS_WRITE,
     nfs_ftype4,
@@ -136,6 +137,9 @@ class OpenFile:
     cred: Credential
     read_fn: ReadFn
     writer: WriteBehind | None
+    #: The NFS open was closed at the last close(2) (``NFSOperations.flush``), though
+    #: the kernel keeps this handle until RELEASE: a later use opens again.
+    closed: bool = False
 
 
 @dataclass(slots=True)
@@ -241,6 +245,11 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         self.client = client
         self.nursery = nursery
         self.cache = cache or CacheTimes()
+        #: Cache names that do not exist (nfs(5) lookupcache=all); off for
+        #: lookupcache=positive / none.
+        self.negative_lookups = True
+        #: Bumped by every change to the namespace (``_namespace_changed``).
+        self._namespace_epoch = 1
         self.inodes = InodeTable()
         self.inodes.set_root(client.root_fh, client.root_attrs, client.fs_id_of(client.root_fh))
         self.ids = IdMapper()
@@ -363,7 +372,14 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         await self._drain_writes(inode)
         attrs = await self.client.getattr(inode.fh, cred)
         inode.set_attrs(attrs)
+        inode.dirty = self._writes_pending(inode)
         return inode.attrs
+
+    def _writes_pending(self, inode: Inode) -> bool:
+        return any(
+            of.inode is inode and of.writer is not None and of.writer.busy
+            for of in self._files.values()
+        )
 
     def _new_fh(self) -> int:
         fh = self._next_fh
@@ -381,18 +397,50 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             inode = parent
             inode.lookups += 1
             return self._entry(inode)
-        fh, attrs = await self.client.lookup(parent.fh, name, self._cred(ctx))
+        try:
+            fh, attrs = await self.client.lookup(parent.fh, name, self._cred(ctx))
+        except NFS4Error as e:
+            if e.status != nfsstat4.NFS4ERR_NOENT or not self.negative_lookups:
+                raise
+            # A negative entry: the kernel remembers that the name does not exist for
+            # the directory's attribute cache time (nfs(5) lookupcache=all), instead of
+            # asking again (a create right after asks first).
+            entry = pyfuse3.EntryAttributes()
+            entry.st_ino = 0
+            entry.entry_timeout = parent.ac_timeout or self.cache.bounds(True)[0]
+            return entry
         return self._entry(self._learn(fh, attrs, parent, name))
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, nlookup in inode_list:
-            self.inodes.forget(ino, nlookup)
+            gone = self.inodes.forget(ino, nlookup)
+            if gone is not None:
+                self.client.forget_fh(gone.fh)
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self._inode(inode)
-        await self._fresh_attrs(node, self._cred(ctx))
+        if not self._attrs_fresh(node):
+            await self._fresh_attrs(node, self._cred(ctx))
         return self._entry(node)
+
+    def _attrs_fresh(self, node: Inode) -> bool:
+        """The cached attributes may answer a stat: they came with the open or the
+        close of the file (the kernel drops its own copy after writes and at open, and
+        asks right after), less than the attribute cache time ago (nfs(5)
+        acregmin..acregmax; noac: never), with no write and no change to the
+        namespace since (an unlink elsewhere changes nlink, a create the directory)."""
+        if node.dirty or node.ac_timeout <= 0 or node.trusted != self._namespace_epoch:
+            return False
+        return time.monotonic() - node.attrs_at < node.ac_timeout
+
+    def _trust(self, node: Inode) -> None:
+        """The attributes just fetched with an open or close may answer the next stat."""
+        node.trusted = self._namespace_epoch
+
+    def _namespace_changed(self) -> None:
+        """A create, remove, link or rename: no cached attributes answer a stat now."""
+        self._namespace_epoch += 1
 
     @fuse_errors
     async def setattr(
@@ -518,6 +566,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         parent = self._inode(parent_inode)
         self._check_name(name)
+        self._namespace_changed()
         attrs = NFSAttrs(mode=mode & ~ctx.umask & 0o7777)
         fh, got = await self.client.create(parent.fh, name, objtype, attrs, self._cred(ctx))
         return self._entry(self._learn(fh, got, parent, name))
@@ -548,6 +597,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         kind = stat.S_IFMT(mode)
         self._check_name(name)
+        self._namespace_changed()
         if kind == stat.S_IFREG:
             parent = self._inode(parent_inode)
             cred = self._cred(ctx)
@@ -667,6 +717,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
     @fuse_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self._inode(parent_inode)
+        self._namespace_changed()
         cred = self._cred(ctx)
         victim = await self._find_child(parent, name) if self._files else None
         if victim is not None and victim.opens > 0 and victim.hidden is None:
@@ -682,6 +733,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
     @fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self._inode(parent_inode)
+        self._namespace_changed()
         await self.client.remove(parent.fh, name, self._cred(ctx))
 
     @fuse_errors
@@ -699,6 +751,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         old = self._inode(parent_inode_old)
         new = self._inode(parent_inode_new)
         self._check_name(name_new)
+        self._namespace_changed()
         await self.client.rename(old.fh, name_old, new.fh, name_new, self._cred(ctx))
         for node in self.inodes.children(old.ino, name_old):
             node.parent, node.name = new.ino, name_new
@@ -710,6 +763,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         node = self._inode(inode)
         parent = self._inode(new_parent_inode)
         self._check_name(new_name)
+        self._namespace_changed()
         attrs = await self.client.link(node.fh, parent.fh, new_name, self._cred(ctx))
         node.set_attrs(attrs)
         node.lookups += 1
@@ -720,13 +774,15 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         client = self.client
         fh_bytes = inode.fh
 
-        async def read_fn(offset: int, count: int) -> tuple[bytes, bool]:
-            return await client.read(fh_bytes, state, offset, count, cred)
+        # The I/O functions use the handle's open state as it is at each call: it is
+        # replaced when the open is closed at close(2) and opened again (``flush``).
+        async def read_fn(offset: int, count: int) -> tuple[Buffer, bool]:
+            return await client.read(fh_bytes, of.state, offset, count, cred)
 
         async def write_fn(
             offset: int, data: bytes, stable: stable_how4
         ) -> tuple[int, stable_how4, bytes]:
-            r = await client.write(fh_bytes, state, offset, data, stable, cred)
+            r = await client.write(fh_bytes, of.state, offset, data, stable, cred)
             return r.count, r.committed, r.writeverf
 
         async def commit_fn() -> bytes:
@@ -741,9 +797,17 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
                 write_fn, commit_fn, min(client.maxwrite, 1024 * 1024), self.nursery
             )
         number = self._new_fh()
-        self._files[number] = OpenFile(inode, state, access, cred, read_fn, writer)
+        of = OpenFile(inode, state, access, cred, read_fn, writer)
+        self._files[number] = of
         inode.opens += 1
         return number
+
+    async def _ensure_open(self, of: OpenFile) -> None:
+        """Open again a handle whose NFS open was closed at close(2) (a dup'ed or
+        inherited descriptor is used after the first one closed)."""
+        if of.closed:
+            of.state = await self.client.open_fh(of.inode.fh, of.access, of.cred)
+            of.closed = False
 
     def _keep_cache(self, inode: Inode, attrs: NFSAttrs) -> bool:
         """Close-to-open: keep the kernel's pages only if the change attribute held still."""
@@ -756,8 +820,12 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         node = self._inode(inode)
         cred = self._cred(ctx)
         access = share_access_for_flags(flags)
-        state = await self.client.open_fh(node.fh, access, cred)
-        attrs = await self._fresh_attrs(node, cred)
+        await self._drain_writes(node)
+        state, attrs = await self.client.open_fh_attrs(node.fh, access, cred)
+        node.set_attrs(attrs)
+        node.dirty = self._writes_pending(node)
+        self._trust(node)
+        attrs = node.attrs
         if flags & os.O_TRUNC and access & OPEN4_SHARE_ACCESS_WRITE and attrs.size:
             node.set_attrs(
                 await self.client.setattr(node.fh, NFSAttrs(size=0), state.stateid, cred)
@@ -781,6 +849,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         parent = self._inode(parent_inode)
         self._check_name(name)
+        self._namespace_changed()
         cred = self._cred(ctx)
         access = share_access_for_flags(flags)
         opened = await self.client.open(
@@ -808,9 +877,12 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         return of
 
     @fuse_errors
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    # pyfuse3 replies with any buffer (PyObject_GetBuffer), though its stub says bytes:
+    # a view of the cached READ reply goes to the kernel without a copy.
+    async def read(self, fh: int, off: int, size: int) -> Buffer:  # type: ignore[override]
         of = self._file(fh)
         self._check_lost_lock(of.inode)
+        await self._ensure_open(of)
         # POSIX read-after-write on one client: what any descriptor of this file wrote
         # reaches the server before this READ (UNSTABLE data is visible to READs).
         await self._drain_writes(of.inode)
@@ -822,13 +894,45 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         self._check_lost_lock(of.inode)
         if of.writer is None:
             raise pyfuse3.FUSEError(errno.EBADF)
+        await self._ensure_open(of)
         self._readers[of.inode.ino].invalidate_range(off, len(buf))
+        of.inode.dirty = True
         return await of.writer.write(off, buf)
 
     @fuse_errors
     async def flush(self, fh: int) -> None:
+        """close(2): make what was written durable before close returns (close-to-open).
+
+        A small file written in a few pieces and held by this handle alone is written,
+        closed and its attributes read in one COMPOUND (WRITE FILE_SYNC4, CLOSE,
+        GETATTR); otherwise the write-behind is committed (COMMIT) and CLOSE waits for
+        the release.
+        """
         of = self._file(fh)
-        if of.writer is not None:
+        if of.writer is None or of.closed:
+            return
+        final = of.writer.take_final()
+        if final is None:
+            await of.writer.commit()
+            return
+        try:
+            if self.client.is_last_user(of.state):
+                written, attrs = await self.client.close_with(of.state, of.access, final, of.cred)
+                of.closed = True
+            else:
+                written, attrs = await self.client.write_sync(
+                    of.inode.fh, of.state, final[0], final[1], of.cred
+                )
+        except BaseException:
+            of.writer.restore(final)
+            raise
+        of.inode.set_attrs(attrs)
+        of.inode.dirty = self._writes_pending(of.inode)
+        self._trust(of.inode)
+        if written < len(final[1]):
+            # A short FILE_SYNC WRITE (RFC 8881 section 18.32.3): the rest goes the usual way.
+            await self._ensure_open(of)
+            of.writer.restore((final[0] + written, final[1][written:]))
             await of.writer.commit()
 
     @fuse_errors
@@ -839,16 +943,24 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
 
     @fuse_errors
     async def release(self, fh: int) -> None:
-        of = self._files.pop(fh, None)
+        of = self._files.get(fh)
         if of is None:
             return
         node = of.inode
-        node.opens -= 1
         try:
-            if of.writer is not None:
-                await of.writer.commit()
+            # Written out while the handle is still in the table, so an exit flush
+            # (``flush_for_exit``) sees it; release errors reach no application: log them.
+            if of.writer is not None and not of.closed:
+                try:
+                    await of.writer.commit()
+                except NFSClientError as e:
+                    log.warning("data not written for %s: %s", self.describe_fh(node.fh), e)
+                    raise
         finally:
-            await self.client.release(of.state, of.access, of.cred)
+            self._files.pop(fh, None)
+            node.opens -= 1
+            if not of.closed:
+                await self.client.release(of.state, of.access, of.cred)
             if node.opens == 0 and node.hidden is not None:
                 dir_fh, hidden = node.hidden
                 node.hidden = None
@@ -859,8 +971,8 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
                         raise
             if node.opens == 0:
                 self._readers.pop(node.ino, None)
-            if node.opens == 0 and node.lookups == 0:
-                self.inodes.forget(node.ino, 0)
+            if node.opens == 0 and node.lookups == 0 and self.inodes.forget(node.ino, 0):
+                self.client.forget_fh(node.fh)
 
     # ------------------------------------------------------------------ directories
     @fuse_errors

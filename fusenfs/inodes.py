@@ -54,6 +54,11 @@ class Inode:
     ac_timeout: float = 0.0
     #: The change attribute moved at the last refresh (or nothing is known yet).
     changed: bool = True
+    #: Written since the attributes were fetched: size and times may be stale.
+    dirty: bool = False
+    #: The namespace epoch in which the attributes came with an open or close (they
+    #: may answer a stat while it lasts, ``NFSOperations._attrs_fresh``); 0: never.
+    trusted: int = 0
 
     def set_attrs(self, attrs: NFSAttrs) -> None:
         if attrs.change is not None and self.attrs.change is not None:
@@ -157,11 +162,16 @@ class InodeTable:
             ino = inode.parent
         return names[::-1]
 
-    def forget(self, ino: int, nlookup: int) -> None:
-        """Drop ``nlookup`` kernel references; the record goes when none remain."""
+    def forget(self, ino: int, nlookup: int) -> Inode | None:
+        """Drop ``nlookup`` kernel references; the record goes when none remain.
+
+        Returns the inode if its record went (the caller drops what it kept for it).
+        """
         inode = self._by_ino.get(ino)
         if inode is None or ino == pyfuse3.ROOT_INODE:
-            return
+            return None
         inode.lookups = max(0, inode.lookups - nlookup)
         if inode.lookups == 0 and inode.opens == 0:
             del self._by_ino[ino]
+            return inode
+        return None

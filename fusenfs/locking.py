@@ -179,6 +179,7 @@ class LockHandlers:
         if write and not of.access & OPEN4_SHARE_ACCESS_WRITE:
             # A write lock needs an open for writing on the server too (NFS4ERR_OPENMODE).
             raise pyfuse3.FUSEError(errno.EBADF)
+        await ops._ensure_open(of)
         try:
             await ops.client.lock(of.state, name, offset, length, write, cred, wait=wait)
         except NFS4Error as e:

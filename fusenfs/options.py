@@ -30,6 +30,8 @@ class MountOptions:
         local_lock: which application locks stay local to the mount instead of
             becoming NFS locks: "none", "posix", "flock" or "all" (nfs(5); ``nolock``
             is ``local_lock=all``).
+        lookupcache: which lookups the kernel may cache: "all" (names found and names
+            missing), "positive" (found only) or "none" (nfs(5) lookupcache).
     """
 
     port: int = 2049
@@ -47,6 +49,7 @@ class MountOptions:
     foreground: bool = False
     debug: bool = False
     local_lock: str = "none"
+    lookupcache: str = "all"
     unknown: list[str] = field(default_factory=list)
 
 
@@ -111,6 +114,13 @@ def parse_options(text: str, base: MountOptions | None = None) -> MountOptions:
             opts.local_lock = "all"
         elif name == "lock" and not sep:
             opts.local_lock = "none"
+        elif name == "lookupcache":
+            value = {"pos": "positive"}.get(value, value)
+            if value not in ("all", "positive", "none"):
+                raise MountOptionError(
+                    f"mount option lookupcache={value}: must be all, positive (pos) or none"
+                )
+            opts.lookupcache = value
         elif name == "local_lock":
             if value not in ("none", "posix", "flock", "all"):
                 raise MountOptionError(

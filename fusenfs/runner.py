@@ -48,7 +48,7 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from fusenfs.cli import is_mounted, mount_id
+from fusenfs.cli import is_mounted, mount_device, mount_id
 from fusenfs.fs import CacheTimes, NFSOperations
 from fusenfs.locking import LOCAL_LOCK_KINDS, operations_class
 from fusenfs.options import MountOptions
@@ -122,6 +122,25 @@ class MountRecord:
     def budget(self) -> float:
         """Seconds the mount process may spend flushing before it unmounts."""
         return retry_budget(self.timeo, self.retrans)
+
+
+#: Kernel read-ahead for the mount, KiB.  FUSE starts a mount at 128 KiB: one 128 KiB
+#: READ request at a time, each a round trip through the daemon.  With 4 MiB the
+#: kernel keeps many in flight (the kernel NFS client likewise sizes its read-ahead
+#: from rsize).  Measured here: sequential read 0.73 s -> 0.43 s for 256 MiB; 16 MiB
+#: was slower again.
+READAHEAD_KB = 4096
+
+
+def set_readahead(mountpoint: str, kib: int) -> None:
+    """Set the kernel read-ahead of the mount (its bdi's read_ahead_kb), if allowed."""
+    device = mount_device(mountpoint)
+    if device is None:
+        return
+    try:
+        Path(f"/sys/class/bdi/{device}/read_ahead_kb").write_text(f"{kib}\n")
+    except OSError as e:
+        log.debug("read-ahead of %s left as it is: %s", mountpoint, e)
 
 
 def record_dirs() -> list[Path]:
@@ -426,6 +445,7 @@ async def _mount_and_serve(
         CacheTimes(opts.acregmin, opts.acregmax, opts.acdirmin, opts.acdirmax),
     )
     ops.recovery_stats = manager.statistics
+    ops.negative_lookups = opts.lookupcache == "all"
     fuse_options = set(pyfuse3.default_options)
     fuse_options.add(f"fsname={spec}")
     fuse_options.add("subtype=fusenfs")
@@ -449,6 +469,7 @@ async def _mount_and_serve(
         opts.timeo,
         opts.retrans,
     )
+    set_readahead(req.mountpoint, READAHEAD_KB)
     record = write_mount_record(req)
     ready(None)
     try:

@@ -25,6 +25,7 @@ from session.session import CompoundResult, OrphanHook, ServerSession, default_c
 from session.state import LockState, OpenState, StateTable
 from session.status import NFS4ErrMoved, NFS4Error
 from session.xdr import cb, nfs4
+from session.xdr.codec import Buffer
 from session.xdr.const import (
     FATTR4,
     OPEN4_RESULT_CONFIRM,
@@ -822,13 +823,33 @@ class NFSClient:
 
         Only sends OPEN when the access the owner holds does not cover ``access``.
         """
+        state, _ = await self._open_fh(fh, access, cred, False)
+        return state
+
+    async def open_fh_attrs(
+        self, fh: bytes, access: int, cred: Credential | None = None
+    ) -> tuple[OpenState, NFSAttrs]:
+        """``open_fh`` and fresh stat attributes in the same COMPOUND (PUTFH, OPEN,
+        GETATTR), as close-to-open needs them at every open (section 10.3.1); a GETATTR
+        alone when the owner's open already covers ``access``."""
+        state, attrs = await self._open_fh(fh, access, cred, True)
+        if attrs is None:
+            attrs = await self.getattr(fh, cred)
+        return state, attrs
+
+    async def _open_fh(
+        self, fh: bytes, access: int, cred: Credential | None, with_attrs: bool
+    ) -> tuple[OpenState, NFSAttrs | None]:
         owner = self.open_owner(cred)
         async with self.file_lock(fh):
             state = self.state.find_open(fh, owner)
             if state is not None and state.in_use() and (state.access() | access) == state.access():
                 state.add_user(access)
-                return state
+                return state, None
             want = access | (state.access() if state is not None else 0)
+            tail: list[nfs4.ArgOp] = (
+                [nfs4.GETATTR4args(attr_request=STAT_ATTRS)] if with_attrs else []
+            )
             res = await self.compound(
                 lambda s: [
                     nfs4.PUTFH4args(object=fh),
@@ -840,18 +861,20 @@ class NFSClient:
                         openhow=nfs4.openflag4(opentype=opentype4.OPEN4_NOCREATE),
                         claim=nfs4.open_claim4(claim=open_claim_type4.CLAIM_FH),
                     ),
+                    *tail,
                 ],
                 cred,
                 via=fh,
                 on_orphan=lambda r: self._settle_orphaned_open(r, fh, owner, cred),
             )
             opened = _res(res, 1, nfs4.OPEN4res)
+            attrs = _attrs(_res(res, 2, nfs4.GETATTR4res)) if with_attrs else None
             assert opened.resok is not None
             state = self.state.record_open(fh, self.fs_id_of(fh), owner, opened.resok.stateid)
             state.may_notify_lock = bool(opened.resok.rflags & OPEN4_RESULT_MAY_NOTIFY_LOCK)
             state.add_user(access)
         await self._return_delegation(fh, opened.resok, cred)
-        return state
+        return state, attrs
 
     async def _settle_orphaned_open(
         self,
@@ -953,6 +976,97 @@ class NFSClient:
                 if down.resok is not None:
                     state.update(down.resok.open_stateid)
 
+    def is_last_user(self, state: OpenState) -> bool:
+        """Whether one user holds ``state`` and no byte-range lock was made under it."""
+        if sum(state.users.values()) != 1:
+            return False
+        return not any(ls.open is state for ls in self.state.locks.values())
+
+    async def close_with(
+        self,
+        state: OpenState,
+        access: int,
+        final: tuple[int, bytes] | None,
+        cred: Credential | None = None,
+    ) -> tuple[int, NFSAttrs]:
+        """The last user's close in one COMPOUND: PUTFH, [WRITE FILE_SYNC4], CLOSE, GETATTR.
+
+        The small file's data (``final``: offset, bytes) is made durable by the same
+        round trip that closes the open (RFC 8881 sections 18.32, 18.2), and the
+        attributes after both come back, so neither COMMIT nor a later GETATTR is
+        needed.  Returns (bytes written, attributes).  The caller checked
+        ``is_last_user``; if the COMPOUND fails, the open is still the caller's.
+
+        Raises:
+            NFS4Error: the WRITE or the CLOSE failed.
+        """
+
+        def build(s: ServerSession) -> list[nfs4.ArgOp]:
+            ops: list[nfs4.ArgOp] = [nfs4.PUTFH4args(object=state.fh)]
+            if final is not None:
+                ops.append(
+                    nfs4.WRITE4args(
+                        stateid=state.stateid,
+                        offset=final[0],
+                        stable=stable_how4.FILE_SYNC4,
+                        data=final[1],
+                    )
+                )
+            ops.append(nfs4.CLOSE4args(seqid=0, open_stateid=state.stateid))
+            ops.append(nfs4.GETATTR4args(attr_request=STAT_ATTRS))
+            return ops
+
+        async with self.file_lock(state.fh):
+            res = await self.compound(build, cred, via=state.fh)
+            written = 0
+            if final is not None:
+                wr = _res(res, 1, nfs4.WRITE4res)
+                assert wr.resok is not None
+                written = wr.resok.count
+            attrs = _attrs(_res(res, len(res.resarray) - 1, nfs4.GETATTR4res))
+            state.remove_user(access)
+            self.state.forget_open(state)
+            return written, attrs
+
+    async def write_sync(
+        self,
+        fh: bytes,
+        stateid: StateRef,
+        offset: int,
+        data: bytes,
+        cred: Credential | None = None,
+    ) -> tuple[int, NFSAttrs]:
+        """PUTFH, WRITE FILE_SYNC4, GETATTR: one round trip that makes ``data`` durable
+        and returns the attributes after it (sections 18.32, 18.7).  Returns (bytes
+        written, attributes)."""
+        res = await self.compound(
+            lambda s: [
+                nfs4.PUTFH4args(object=fh),
+                nfs4.WRITE4args(
+                    stateid=stateid_of(stateid),
+                    offset=offset,
+                    stable=stable_how4.FILE_SYNC4,
+                    data=data,
+                ),
+                nfs4.GETATTR4args(attr_request=STAT_ATTRS),
+            ],
+            cred,
+            via=fh,
+        )
+        wr = _res(res, 1, nfs4.WRITE4res)
+        assert wr.resok is not None
+        return wr.resok.count, _attrs(_res(res, 2, nfs4.GETATTR4res))
+
+    def forget_fh(self, fh: bytes) -> None:
+        """The FUSE layer dropped the file: drop what is kept per filehandle for it
+        (routing, the per-file lock) unless open or lock state still uses it."""
+        if self.state.opens_of(fh):
+            return
+        self._fs_by_fh.pop(fh, None)
+        lock = self._file_locks.get(fh)
+        if lock is not None and not lock.locked() and not lock.statistics().tasks_waiting:
+            del self._file_locks[fh]
+
     # ------------------------------------------------------------------ data
     async def read(
         self,
@@ -961,8 +1075,10 @@ class NFSClient:
         offset: int,
         count: int,
         cred: Credential | None = None,
-    ) -> tuple[bytes, bool]:
+    ) -> tuple[Buffer, bool]:
         """One READ of at most ``count`` bytes at ``offset`` (section 18.22): (data, eof).
+
+        ``data`` is a view of the reply (no copy).
 
         ``stateid`` may be the ``OpenState`` itself: its current stateid is used at each
         attempt (it changes when state is reclaimed after a migration).

@@ -801,12 +801,13 @@ class RpcCall:
 class RpcReply:
     """A decoded accepted SUCCESS reply (RFC 5531 section 9).
 
-    ``results`` is the procedure's encoded results (the rest of the record, bytes).
+    ``results`` is the procedure's encoded results: the rest of the record, as a view
+    of it (no copy of a 1 MiB READ reply).
     """
 
     xid: int
     verf: opaque_auth
-    results: bytes
+    results: bytes | memoryview
 
 
 def peek_xid_and_type(body: bytes | bytearray | memoryview) -> tuple[int, msg_type]:
@@ -1008,7 +1009,7 @@ def decode_reply(body: bytes) -> RpcReply:
         verf = opaque_auth.unpack(dec)
         astat = dec.enum(accept_stat, "accepted_reply.stat")
         if astat == accept_stat.SUCCESS:
-            return RpcReply(xid, verf, body[dec.offset :])
+            return RpcReply(xid, verf, memoryview(body)[dec.offset :])
         if astat == accept_stat.PROG_MISMATCH:
             low = dec.uint32("mismatch_info.low")
             high = dec.uint32("mismatch_info.high")

@@ -655,7 +655,7 @@ class ServerSession:
                 reason,
             )
 
-    async def _send(self, body: bytes, cred: Credential) -> bytes:
+    async def _send(self, body: bytes, cred: Credential) -> bytes | memoryview:
         """Send one record, re-sending the same bytes after a lost connection.
 
         The caller keeps its slot and seqid, so the server's reply cache makes the
@@ -1113,7 +1113,9 @@ def _encode_compound(ops: Sequence[nfs4.ArgOp]) -> bytes:
     return enc.getvalue()
 
 
-def _decode_compound(reply: bytes, sent: Sequence[nfs4.ArgOp] | None = None) -> nfs4.COMPOUND4res:
+def _decode_compound(
+    reply: bytes | memoryview, sent: Sequence[nfs4.ArgOp] | None = None
+) -> nfs4.COMPOUND4res:
     """Decode a COMPOUND4res; with ``sent``, also ``check_results``.
 
     Raises:

@@ -121,6 +121,10 @@ class StateTable:
     opens: dict[tuple[bytes, bytes], OpenState] = field(default_factory=dict)
     locks: dict[tuple[bytes, bytes, bytes], LockState] = field(default_factory=dict)
 
+    def opens_of(self, fh: bytes) -> list[OpenState]:
+        """Every open of one file (by any owner)."""
+        return [s for s in self.opens.values() if s.fh == fh]
+
     def find_open(self, fh: bytes, owner: bytes) -> OpenState | None:
         return self.opens.get((fh, owner))
 

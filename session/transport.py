@@ -349,7 +349,7 @@ class RpcConnection:
     # -- calls --------------------------------------------------------------------------
     async def call(
         self, prog: int, vers: int, proc: int, args: bytes | memoryview, cred: Credential
-    ) -> bytes:
+    ) -> bytes | memoryview:
         """Send one call and wait for its reply (RFC 5531 section 9).
 
         Many calls may be in flight at once; each gets a fresh xid (random start,
@@ -362,7 +362,7 @@ class RpcConnection:
             cred: supplies the call's credential and verifier.
 
         Returns:
-            the accepted SUCCESS reply's results (XDR-encoded, bytes).
+            the accepted SUCCESS reply's results (XDR-encoded: a view of the record).
 
         Raises:
             RecordTooLarge: the reply to this call (or, when its xid could not be
@@ -602,7 +602,7 @@ class ServerConnection(RpcConnection):
 
     async def callback(
         self, prog: int, vers: int, proc: int, args: bytes | memoryview, cred: Credential
-    ) -> bytes:
+    ) -> bytes | memoryview:
         """Send a call to the client and return its results; as :meth:`call`."""
         return await self.call(prog, vers, proc, args, cred)
 

@@ -80,7 +80,7 @@ def encode_compound(ops: Sequence[nfs4.ArgOp], tag: bytes = b"", minorversion: i
     return enc.getvalue()
 
 
-def decode_compound(data: bytes) -> nfs4.COMPOUND4res:
+def decode_compound(data: bytes | memoryview) -> nfs4.COMPOUND4res:
     dec = Decoder(data)
     res = nfs4.COMPOUND4res.unpack(dec)
     dec.done_or_raise("COMPOUND4res")
@@ -155,12 +155,14 @@ class RawClient:
         self, ops: Sequence[nfs4.ArgOp], *, tag: bytes = b"", minorversion: int = 1
     ) -> bytes:
         """Send a COMPOUND; the reply's COMPOUND4res bytes."""
-        return await self.transport.call(
-            NFS4_PROGRAM,
-            NFS_V4,
-            NFSPROC4_COMPOUND,
-            encode_compound(ops, tag, minorversion),
-            self.cred,
+        return bytes(
+            await self.transport.call(
+                NFS4_PROGRAM,
+                NFS_V4,
+                NFSPROC4_COMPOUND,
+                encode_compound(ops, tag, minorversion),
+                self.cred,
+            )
         )
 
     async def call(

@@ -138,6 +138,10 @@ class Encoder(xdrlib3.Packer):
         return self.get_buffer()
 
 
+#: Bytes or a view of them: what bulk data (READ's) comes as, without a copy.
+Buffer = bytes | memoryview
+
+
 class Decoder(xdrlib3.Unpacker):
     """xdrlib3's Unpacker with bounds: every read checks what remains first.
 
@@ -149,8 +153,10 @@ class Decoder(xdrlib3.Unpacker):
     """
 
     def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        buf = bytes(data) if not isinstance(data, bytes) else data
-        super().__init__(buf)
+        # A memoryview (a reply body inside its record) is decoded in place; small
+        # fields are copied out (``fixed_opaque``), bulk data can stay a view.
+        buf: bytes | memoryview = data if isinstance(data, bytes | memoryview) else bytes(data)
+        super().__init__(buf)  # type: ignore[arg-type]  # xdrlib3 only stores it
         self._data = buf
 
     # -- bounds ---------------------------------------------------------------------
@@ -214,7 +220,22 @@ class Decoder(xdrlib3.Unpacker):
         padded = (size + 3) & ~3
         pos = self._need(padded, what)
         self.set_position(pos + padded)
-        return self._data[pos : pos + size]
+        return bytes(self._data[pos : pos + size])
+
+    def opaque_view(self, what: str = "opaque", limit: int | None = None) -> memoryview:
+        """opaque<limit> as a view of the buffer: no copy (for bulk data, READ's).
+
+        The view keeps the whole buffer alive; use it for payloads, not small fields.
+        """
+        pos = self.offset
+        size = self.uint32(what)
+        if limit is not None and size > limit:
+            raise XdrError(what, pos, f"length {size} exceeds the maximum {limit}")
+        if size > self.remaining():
+            raise XdrError(what, pos, f"length {size} exceeds the {self.remaining()} bytes left")
+        start = self._need((size + 3) & ~3, what)
+        self.set_position(start + ((size + 3) & ~3))
+        return memoryview(self._data)[start : start + size]
 
     def opaque(self, what: str = "opaque", limit: int | None = None) -> bytes:
         """opaque<limit>: length word checked against ``limit`` and what remains."""

@@ -2195,12 +2195,13 @@ class READ4args:
 class READ4resok:
     """READ4resok, RFC 8881 section 18.22: ``eof`` and the ``data`` read.
 
-    Decoding copies the payload once (one slice of the reply buffer); encoding writes
-    it into the output buffer without an intermediate copy.
+    Decoding does not copy the payload: ``data`` is a view of the reply buffer (which
+    it keeps alive); encoding writes it into the output buffer without an
+    intermediate copy.
     """
 
     eof: bool
-    data: bytes
+    data: bytes | memoryview
 
     def pack(self, enc: Encoder) -> None:
         enc.boolean(self.eof)
@@ -2209,7 +2210,7 @@ class READ4resok:
     @classmethod
     def unpack(cls, dec: Decoder) -> Self:
         eof = dec.boolean("READ4resok.eof")
-        return cls(eof, dec.opaque("READ4resok.data"))
+        return cls(eof, dec.opaque_view("READ4resok.data"))
 
 
 @dataclass(slots=True)

@@ -123,11 +123,12 @@ def test_file_created_on_one_mount_is_visible_on_the_other(
 ) -> None:
     _a, _b, da, db = two_mounts(mount, fresh_dir, f"actimeo={ACTIMEO}")
     assert os.listdir(db) == []
-    # A miss is not cached (the client returns no negative entries), so a new name
-    # shows up on B at once, by lookup and by readdir.
+    # A miss is cached for the directory's attribute time (nfs(5) lookupcache=all, as
+    # the kernel client does), so a new name shows up on B within that time.
     with pytest.raises(FileNotFoundError):
         os.stat(db / "new")
     write_file(da / "new", b"made on A")
+    assert wait_until(lambda: (db / "new").exists(), NAME_CACHE_WAIT)
     assert os.stat(db / "new").st_size == 9
     assert open_and_read(db / "new") == (b"made on A", 9)
     assert os.listdir(db) == ["new"]
@@ -176,3 +177,13 @@ def test_removal_and_replacement_show_after_the_name_cache_time(
         f"B still has the old file after {NAME_CACHE_WAIT} s"
     )
     assert os.stat(db / "replaced").st_ino != old_ino
+
+
+def test_lookupcache_positive_does_not_cache_misses(mount: MountFactory, fresh_dir: str) -> None:
+    """nfs(5) lookupcache=positive: only names that exist are cached, so a name
+    created on another client is found at once."""
+    _a, _b, da, db = two_mounts(mount, fresh_dir, "lookupcache=positive")
+    with pytest.raises(FileNotFoundError):
+        os.stat(db / "new")
+    write_file(da / "new", b"made on A")
+    assert os.stat(db / "new").st_size == 9

@@ -50,7 +50,7 @@ class RecordingSession(ServerSession):
 
     exchanges: list[tuple[nfs4.COMPOUND4args, nfs4.COMPOUND4res]] = field(default_factory=list)
 
-    async def _send(self, body: bytes, cred: Credential) -> bytes:
+    async def _send(self, body: bytes, cred: Credential) -> bytes | memoryview:
         reply = await super()._send(body, cred)
         args = nfs4.COMPOUND4args.unpack(Decoder(body))
         self.exchanges.append((args, nfs4.COMPOUND4res.unpack(Decoder(reply))))

@@ -64,7 +64,7 @@ class RecordingSession(ServerSession):
 
     exchanges: list[tuple[nfs4.COMPOUND4args, nfs4.COMPOUND4res]] = field(default_factory=list)
 
-    async def _send(self, body: bytes, cred: Credential) -> bytes:
+    async def _send(self, body: bytes, cred: Credential) -> bytes | memoryview:
         reply = await super()._send(body, cred)
         args = nfs4.COMPOUND4args.unpack(Decoder(body))
         self.exchanges.append((args, nfs4.COMPOUND4res.unpack(Decoder(reply))))
@@ -367,7 +367,7 @@ async def _write_and_read_through_cuts(
 
     async def read_block(i: int) -> None:
         data, _ = await client.read(opened.fh, opened.state.stateid, i * 64 * KiB, 64 * KiB)
-        read[i] = data
+        read[i] = bytes(data)
 
     for job in (write, read_block):
         reconnects = session.stats.reconnects

@@ -307,7 +307,7 @@ async def test_concurrent_moved_errors_recover_once(cluster: Cluster) -> None:
 
             async def read() -> None:
                 data, _ = await m.client.read(opened.fh, opened.state, 0, 200)
-                results.append(data)
+                results.append(bytes(data))
 
             async with trio.open_nursery() as nursery:
                 for _ in range(readers):

@@ -487,3 +487,64 @@ async def test_uncommitted_limit_forces_a_commit(
     assert commits_while_writing == 3
     assert fake.commits == 4
     assert bytes(fake.stable_store) == data
+
+
+async def test_small_contiguous_writes_are_gathered_into_one_write(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A few small writes cost one WRITE: nothing is sent until the data is needed."""
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=64 * KiB)
+    with trio.fail_after(TIMEOUT):
+        for i in range(10):
+            await wb.write(i * 10, b"%010d" % i)
+        assert fake.writes == [] and wb.busy and not wb.clean
+        await wb.commit()
+    assert fake.writes == [(0, 100, stable_how4.UNSTABLE4)]
+    assert bytes(fake.stable_store) == b"".join(b"%010d" % i for i in range(10))
+    assert wb.clean
+
+
+async def test_a_write_elsewhere_sends_the_gathered_piece_first(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=64 * KiB)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, b"a" * 100)
+        await wb.write(1000, b"b" * 100)  # not contiguous: the first piece goes now
+        await wb.drain()  # and drain sends the second (a reader must see it)
+    assert sorted((off, n) for off, n, _ in fake.writes) == [(0, 100), (1000, 100)]
+    assert not wb.busy
+
+
+async def test_take_final_gives_the_gathered_data_once_and_restore_puts_it_back(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The caller sends the last small piece itself (WRITE FILE_SYNC4 with CLOSE)."""
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=64 * KiB)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, b"hello ")
+        await wb.write(6, b"world")
+        final = wb.take_final()
+        assert final == (0, b"hello world")
+        assert wb.take_final() is None and wb.clean
+        wb.restore(final)  # the caller's compound failed
+        assert not wb.clean
+        await wb.commit()
+    assert bytes(fake.stable_store) == b"hello world" and fake.commits == 1
+
+
+async def test_take_final_refuses_when_other_data_waits_for_commit(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=64 * KiB)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, b"x" * (64 * KiB))  # big enough to go at once, UNSTABLE
+        await wb.drain()
+        await wb.write(64 * KiB, b"tail")
+        assert wb.take_final() is None  # a FILE_SYNC of the tail would not cover the rest
+        await wb.commit()
+    assert fake.commits == 1 and len(fake.stable_store) == 64 * KiB + 4

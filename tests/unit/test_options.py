@@ -28,6 +28,14 @@ def test_parses_the_nfs5_options() -> None:
     )
 
 
+def test_lookupcache() -> None:
+    assert parse_options("").lookupcache == "all"
+    assert parse_options("lookupcache=pos").lookupcache == "positive"
+    assert parse_options("lookupcache=none").lookupcache == "none"
+    with pytest.raises(MountOptionError, match="lookupcache=some: must be all"):
+        parse_options("lookupcache=some")
+
+
 def test_lock_options() -> None:
     assert parse_options("").local_lock == "none"
     assert parse_options("nolock").local_lock == "all"

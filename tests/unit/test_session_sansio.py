@@ -1250,7 +1250,7 @@ def cb_compound(sessionid: bytes, ops: list[cb.CbArgOp], with_sequence: bool = T
 
 async def call_back(server: FakeServer, body: bytes, proc: int = 1) -> bytes:
     conn = server.connections[-1]
-    return await conn.callback(NFS4_CALLBACK_PROGRAM, 1, proc, body, AuthNone())
+    return bytes(await conn.callback(NFS4_CALLBACK_PROGRAM, 1, proc, body, AuthNone()))
 
 
 async def test_cb_recall_is_answered_with_cb_sequence(

@@ -106,7 +106,7 @@ async def test_many_concurrent_calls_answered_out_of_order(
         async with trio.open_nursery() as nursery:
 
             async def one(i: int) -> None:
-                results[i] = await conn.call(PROG, VERS, 1, word(i), CRED)
+                results[i] = bytes(await conn.call(PROG, VERS, 1, word(i), CRED))
 
             for i in range(n):
                 nursery.start_soon(one, i)
@@ -143,7 +143,7 @@ async def test_reply_to_unknown_xid_is_dropped(pair: tuple[RpcConnection, Script
             got: list[bytes] = []
 
             async def caller() -> None:
-                got.append(await conn.call(PROG, VERS, 1, b"", CRED))
+                got.append(bytes(await conn.call(PROG, VERS, 1, b"", CRED)))
 
             nursery.start_soon(caller)
             call = await peer.receive_call()
@@ -229,7 +229,7 @@ async def test_cancelled_call_does_not_affect_others(
                     pytest.fail("the cancelled call returned")
 
             async def survivor() -> None:
-                got.append(await conn.call(PROG, VERS, 1, word(2), CRED))
+                got.append(bytes(await conn.call(PROG, VERS, 1, word(2), CRED)))
 
             nursery.start_soon(doomed)
             first = await peer.receive_call()
@@ -427,7 +427,7 @@ async def test_tcp_round_trip_large_records_and_server_callback() -> None:
             async with trio.open_nursery() as calls:
 
                 async def one(i: int) -> None:
-                    results[i] = await transport.call(PROG, VERS, 1, payloads[i], CRED)
+                    results[i] = bytes(await transport.call(PROG, VERS, 1, payloads[i], CRED))
 
                 for i in range(len(payloads)):
                     calls.start_soon(one, i)
@@ -510,7 +510,7 @@ async def _call_collecting(
     conn: RpcConnection, proc: int, out: dict[int, BaseException | bytes]
 ) -> None:
     try:
-        out[proc] = await conn.call(PROG, VERS, proc, b"", CRED)
+        out[proc] = bytes(await conn.call(PROG, VERS, proc, b"", CRED))
     except TransportError as exc:
         out[proc] = exc
 
