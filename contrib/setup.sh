@@ -17,7 +17,8 @@ packages=(
     patch                                 # applies contrib/pyfuse3/*.patch
     libkrb5-dev                           # gssapi (RPCSEC_GSS) builds against it
     nfs-ganesha nfs-ganesha-vfs           # the real NFSv4.1 server for tests and demo
-    libnfs-utils rpcbind                  # nfs-cp / nfs-ls peers for the benchmark
+    libnfs-utils rpcbind fio              # benchmark peers: nfs-cp / nfs-ls, fio random I/O
+    util-linux                            # setpriv (tests run commands as other users)
     iproute2 procps                       # ss, ip netns; pgrep
 )
 python3=${PYTHON:-python3}
