@@ -31,7 +31,7 @@ import pyfuse3
 import trio
 
 from fusenfs.fileio import ReadAhead, ReadFn, WriteBehind
-from fusenfs.inodes import Inode, InodeTable
+from fusenfs.inodes import Inode, InodeTable, StatAttrs
 from fusenfs.locking import LockHandlers
 from session.client import DirEntry, NFSClient
 from session.errors import NFSClientError
@@ -210,10 +210,6 @@ def settime(now: bool, ns: int) -> nfs4.settime4:
     return nfs4.settime4(set_it=time_how4.SET_TO_CLIENT_TIME4, time=ns_nfstime(ns))
 
 
-def nfstime_ns(t: nfs4.nfstime4 | None) -> int:
-    return 0 if t is None else t.seconds * 1_000_000_000 + t.nseconds
-
-
 def ns_nfstime(ns: int) -> nfs4.nfstime4:
     return nfs4.nfstime4(seconds=ns // 1_000_000_000, nseconds=ns % 1_000_000_000)
 
@@ -307,13 +303,13 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         entry.st_uid = self.ids.uid(a.owner)
         entry.st_gid = self.ids.gid(a.owner_group)
         if a.rawdev is not None:
-            entry.st_rdev = os.makedev(a.rawdev.specdata1, a.rawdev.specdata2)
+            entry.st_rdev = os.makedev(*a.rawdev)
         entry.st_size = a.size or 0
         entry.st_blksize = 1024 * 1024
         entry.st_blocks = ((a.space_used or 0) + 511) // 512
-        entry.st_atime_ns = nfstime_ns(a.time_access)
-        entry.st_mtime_ns = nfstime_ns(a.time_modify)
-        entry.st_ctime_ns = nfstime_ns(a.time_metadata)
+        entry.st_atime_ns = a.atime_ns
+        entry.st_mtime_ns = a.mtime_ns
+        entry.st_ctime_ns = a.ctime_ns
         return entry
 
     def _learn(
@@ -368,7 +364,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             if of.inode is inode and of.writer is not None and of.writer.busy:
                 await of.writer.drain()
 
-    async def _fresh_attrs(self, inode: Inode, cred: Credential | None = None) -> NFSAttrs:
+    async def _fresh_attrs(self, inode: Inode, cred: Credential | None = None) -> StatAttrs:
         await self._drain_writes(inode)
         attrs = await self.client.getattr(inode.fh, cred)
         inode.set_attrs(attrs)
@@ -437,6 +433,13 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
     def _trust(self, node: Inode) -> None:
         """The attributes just fetched with an open or close may answer the next stat."""
         node.trusted = self._namespace_epoch
+
+    def _post_op(self, directory: Inode, attrs: NFSAttrs | None) -> None:
+        """A directory's attributes as the COMPOUND that changed it returned them: they
+        may answer the stat (or the lookup revalidation) that follows."""
+        if attrs is not None:
+            directory.set_attrs(attrs)
+            self._trust(directory)
 
     def _namespace_changed(self) -> None:
         """A create, remove, link or rename: no cached attributes answer a stat now."""
@@ -610,6 +613,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
                 attrs=NFSAttrs(mode=mode & ~ctx.umask & 0o7777),
                 cred=cred,
             )
+            self._post_op(parent, opened.dir_attrs)
             await self.client.release(opened.state, OPEN4_SHARE_ACCESS_WRITE, cred)
             return self._entry(self._learn(opened.fh, opened.attrs, parent, name))
         if kind == stat.S_IFIFO:
@@ -728,13 +732,13 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             await self.client.rename(parent.fh, name, parent.fh, hidden, cred)
             victim.hidden = (parent.fh, hidden)
             return
-        await self.client.remove(parent.fh, name, cred)
+        self._post_op(parent, await self.client.remove(parent.fh, name, cred))
 
     @fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self._inode(parent_inode)
         self._namespace_changed()
-        await self.client.remove(parent.fh, name, self._cred(ctx))
+        self._post_op(parent, await self.client.remove(parent.fh, name, self._cred(ctx)))
 
     @fuse_errors
     async def rename(
@@ -809,7 +813,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             of.state = await self.client.open_fh(of.inode.fh, of.access, of.cred)
             of.closed = False
 
-    def _keep_cache(self, inode: Inode, attrs: NFSAttrs) -> bool:
+    def _keep_cache(self, inode: Inode, attrs: StatAttrs) -> bool:
         """Close-to-open: keep the kernel's pages only if the change attribute held still."""
         keep = inode.change_at_open is not None and inode.change_at_open == attrs.change
         inode.change_at_open = attrs.change
@@ -821,12 +825,11 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         cred = self._cred(ctx)
         access = share_access_for_flags(flags)
         await self._drain_writes(node)
-        state, attrs = await self.client.open_fh_attrs(node.fh, access, cred)
-        node.set_attrs(attrs)
+        state, fetched = await self.client.open_fh_attrs(node.fh, access, cred)
+        node.set_attrs(fetched)
         node.dirty = self._writes_pending(node)
         self._trust(node)
-        attrs = node.attrs
-        if flags & os.O_TRUNC and access & OPEN4_SHARE_ACCESS_WRITE and attrs.size:
+        if flags & os.O_TRUNC and access & OPEN4_SHARE_ACCESS_WRITE and node.attrs.size:
             node.set_attrs(
                 await self.client.setattr(node.fh, NFSAttrs(size=0), state.stateid, cred)
             )
@@ -861,6 +864,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             attrs=NFSAttrs(mode=mode & ~ctx.umask & 0o7777),
             cred=cred,
         )
+        self._post_op(parent, opened.dir_attrs)
         node = self._learn(opened.fh, opened.attrs, parent, name)
         if flags & os.O_TRUNC and opened.attrs.size:
             node.set_attrs(

@@ -34,6 +34,8 @@ process by now) is stale and ignored.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import logging
@@ -130,6 +132,27 @@ class MountRecord:
 #: from rsize).  Measured here: sequential read 0.73 s -> 0.43 s for 256 MiB; 16 MiB
 #: was slower again.
 READAHEAD_KB = 4096
+
+
+#: Seconds between two returns of freed heap memory to the system.
+TRIM_INTERVAL = 10.0
+
+
+async def _return_free_memory() -> None:
+    """Give freed heap back to the system now and then (glibc ``malloc_trim``).
+
+    READ and WRITE buffers are 1 MiB; glibc raises its mmap threshold after freeing a
+    few, so later ones come from the heap, and a heap freed in the middle stays
+    resident: after a large copy the mount kept about 200 MB it no longer used.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return  # not glibc
+    while True:
+        await trio.sleep(TRIM_INTERVAL)
+        trim(0)
 
 
 def set_readahead(mountpoint: str, kib: int) -> None:
@@ -478,6 +501,7 @@ async def _mount_and_serve(
         # that still wait for the server included.
         with trio.CancelScope() as fuse_scope:
             nursery.start_soon(_stop_on_request, req, ops, stop, fuse_scope)
+            nursery.start_soon(_return_free_memory)
             await pyfuse3.main(min_tasks=4, max_tasks=64)
     finally:
         with trio.CancelScope(shield=True):

@@ -107,6 +107,8 @@ class OpenResult:
     attrs: NFSAttrs
     state: OpenState
     created: bool
+    #: With ``create``: the directory's attributes after the OPEN (it changed).
+    dir_attrs: NFSAttrs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -708,9 +710,18 @@ class NFSClient:
         self.learn_fh(getfh.resok.object, attrs, via=dir_fh)
         return getfh.resok.object, attrs
 
-    async def remove(self, dir_fh: bytes, name: bytes, cred: Credential | None = None) -> None:
-        """REMOVE a file or an empty directory (section 18.25)."""
-        await self.compound([nfs4.PUTFH4args(object=dir_fh), nfs4.REMOVE4args(target=name)], cred)
+    async def remove(self, dir_fh: bytes, name: bytes, cred: Credential | None = None) -> NFSAttrs:
+        """REMOVE a file or an empty directory (section 18.25); returns the directory's
+        attributes after it (GETATTR in the same COMPOUND)."""
+        res = await self.compound(
+            [
+                nfs4.PUTFH4args(object=dir_fh),
+                nfs4.REMOVE4args(target=name),
+                nfs4.GETATTR4args(attr_request=STAT_ATTRS),
+            ],
+            cred,
+        )
+        return _attrs(_res(res, 2, nfs4.GETATTR4res))
 
     async def rename(
         self,
@@ -784,6 +795,13 @@ class NFSClient:
             )
         else:
             how = nfs4.openflag4(opentype=opentype4.OPEN4_NOCREATE)
+        # A create changes the directory: its post-op attributes come back in the same
+        # round trip, so the next lookup there need not GETATTR it first.
+        dir_post_op: list[nfs4.ArgOp] = (
+            [nfs4.PUTFH4args(object=dir_fh), nfs4.GETATTR4args(attr_request=STAT_ATTRS)]
+            if create
+            else []
+        )
         res = await self.compound(
             lambda s: [
                 nfs4.PUTFH4args(object=dir_fh),
@@ -797,6 +815,7 @@ class NFSClient:
                 ),
                 nfs4.GETFH4args(),
                 nfs4.GETATTR4args(attr_request=STAT_ATTRS),
+                *dir_post_op,
             ],
             cred,
             via=dir_fh,
@@ -816,7 +835,8 @@ class NFSClient:
             state = self.state.record_open(fh, self.fs_id_of(fh), owner, opened.resok.stateid)
             state.may_notify_lock = bool(opened.resok.rflags & OPEN4_RESULT_MAY_NOTIFY_LOCK)
             state.add_user(access)
-        return OpenResult(fh=fh, attrs=file_attrs, state=state, created=create)
+        dir_attrs = _attrs(_res(res, 5, nfs4.GETATTR4res)) if create else None
+        return OpenResult(fh=fh, attrs=file_attrs, state=state, created=create, dir_attrs=dir_attrs)
 
     async def open_fh(self, fh: bytes, access: int, cred: Credential | None = None) -> OpenState:
         """Open a file by filehandle (CLAIM_FH, section 18.16.3), sharing the owner's state.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyfuse3
 import pytest
 
-from fusenfs.inodes import Inode, InodeTable, merge_attrs
+from fusenfs.inodes import Inode, InodeTable, StatAttrs
 from session.xdr.const import nfs_ftype4
 from session.xdr.fattr import NFSAttrs
 from session.xdr.nfs4 import fsid4, nfstime4
@@ -130,15 +130,14 @@ def test_numbers_are_not_reused_after_forget() -> None:
     assert back.lookups == 0
 
 
-def test_merge_fills_only_what_the_new_attributes_lack() -> None:
+def test_stat_attributes_keep_what_an_update_lacks() -> None:
     mtime = nfstime4(1_700_000_000, 5)
-    old = NFSAttrs(size=10, mode=0o644, fileid=7, time_modify=mtime, owner="a@x")
-    new = NFSAttrs(size=20, fileid=7, owner="b@x")
-    merged = merge_attrs(old, new)
-    assert merged is new
-    assert (merged.size, merged.mode, merged.owner) == (20, 0o644, "b@x")
-    assert merged.time_modify == mtime
-    assert merged.type is None  # absent from both
+    kept = StatAttrs()
+    kept.update(NFSAttrs(size=10, mode=0o644, fileid=7, time_modify=mtime, owner="a@x"))
+    kept.update(NFSAttrs(size=20, fileid=7, owner="b@x"))
+    assert (kept.size, kept.mode, kept.owner) == (20, 0o644, "b@x")
+    assert kept.mtime_ns == 1_700_000_000_000_000_005
+    assert kept.type is None  # absent from both
 
 
 def test_set_attrs_merges_partial_attributes_and_stamps_the_time() -> None:
@@ -147,5 +146,5 @@ def test_set_attrs_merges_partial_attributes_and_stamps_the_time() -> None:
     before = a.attrs_at
     assert before > 0
     a.set_attrs(NFSAttrs(size=9))  # e.g. a WRITE's post-op size only
-    assert a.attrs.size == 9 and a.attrs.mode == 0o600 and a.attrs.fileid == 100
+    assert a.attrs.size == 9 and a.attrs.mode == 0o600 and a.fileid == 100
     assert a.attrs_at >= before
