@@ -155,15 +155,25 @@ async def _return_free_memory() -> None:
         trim(0)
 
 
-def set_readahead(mountpoint: str, kib: int) -> None:
-    """Set the kernel read-ahead of the mount (its bdi's read_ahead_kb), if allowed."""
+async def set_readahead(mountpoint: str, kib: int) -> None:
+    """Set the kernel read-ahead of the mount (its bdi's read_ahead_kb), if allowed.
+
+    The kernel sets it when it gets the answer to FUSE_INIT, so this waits until the
+    main loop has answered (the value then stays), trying for a bounded time.
+    """
     device = mount_device(mountpoint)
     if device is None:
         return
-    try:
-        Path(f"/sys/class/bdi/{device}/read_ahead_kb").write_text(f"{kib}\n")
-    except OSError as e:
-        log.debug("read-ahead of %s left as it is: %s", mountpoint, e)
+    knob = Path(f"/sys/class/bdi/{device}/read_ahead_kb")
+    for _ in range(50):  # 50 * 0.1 s
+        await trio.sleep(0.1)
+        try:
+            if knob.read_text().strip() == str(kib):
+                return
+            knob.write_text(f"{kib}\n")
+        except OSError as e:
+            log.debug("read-ahead of %s left as it is: %s", mountpoint, e)
+            return
 
 
 def record_dirs() -> list[Path]:
@@ -492,7 +502,6 @@ async def _mount_and_serve(
         opts.timeo,
         opts.retrans,
     )
-    set_readahead(req.mountpoint, READAHEAD_KB)
     record = write_mount_record(req)
     ready(None)
     try:
@@ -502,6 +511,7 @@ async def _mount_and_serve(
         with trio.CancelScope() as fuse_scope:
             nursery.start_soon(_stop_on_request, req, ops, stop, fuse_scope)
             nursery.start_soon(_return_free_memory)
+            nursery.start_soon(set_readahead, req.mountpoint, READAHEAD_KB)
             await pyfuse3.main(min_tasks=4, max_tasks=64)
     finally:
         with trio.CancelScope(shield=True):
