@@ -19,12 +19,15 @@ connecting a new one touches no session or file state (DESIGN.md invariant 1).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import errno
 import hashlib
 import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -108,6 +111,11 @@ class SessionOptions:
         hard: at a major timeout, keep trying ("server not responding, still trying")
             instead of failing the call with ETIMEDOUT (nfs(5) ``hard`` / ``soft``).
             Either way a waiting caller can be cancelled (FUSE INTERRUPT).
+        softerr: soft only: a major timeout fails with ETIMEDOUT (nfs(5) softerr);
+            otherwise with EIO (nfs(5) soft).
+        nconnect: TCP connections to the server, all bound to the session (RFC 8881
+            section 2.10.5; the first also carries the backchannel); requests are spread
+            over them in turn (nfs(5) nconnect).
         max_request: bytes; upper bound asked for ``ca_maxrequestsize`` (wsize + headers).
         max_response: bytes; upper bound asked for ``ca_maxresponsesize`` (rsize + headers).
         max_slots: the number of slots asked for (``ca_maxrequests``).
@@ -118,6 +126,8 @@ class SessionOptions:
     timeo: float = 30.0
     retrans: int = 3
     hard: bool = False
+    softerr: bool = False
+    nconnect: int = 1
     max_request: int = 1024 * 1024 + 4096
     max_response: int = 1024 * 1024 + 4096
     max_slots: int = 64
@@ -158,6 +168,71 @@ class SessionStatistics:
     #: Requests whose caller went away (interrupted) while they were on the wire; the
     #: slot stayed with them until answered (RFC 8881 section 2.10.6.2).
     orphaned: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OpStats:
+    """What /proc/self/mountstats gives per operation, for one kind of COMPOUND.
+
+    Attributes:
+        ops: COMPOUNDs of this kind (a count).
+        transmissions: sends, re-sends after a lost connection or a timeout included.
+        timeouts: tries that got no reply within ``timeo`` (minor timeouts).
+        bytes_sent, bytes_received: RPC record bodies, bytes.
+        rtt_ms_total, rtt_ms_max: from a send to its reply, milliseconds.
+        exec_ms_total, exec_ms_max: from the caller's request to its result
+            (waiting for a slot, retries and backoff included), milliseconds.
+        errors: COMPOUNDs that ended with an NFS error status.
+    """
+
+    ops: int = 0
+    transmissions: int = 0
+    timeouts: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    rtt_ms_total: float = 0.0
+    rtt_ms_max: float = 0.0
+    exec_ms_total: float = 0.0
+    exec_ms_max: float = 0.0
+    errors: int = 0
+
+
+@dataclass(slots=True)
+class _OpCounter:
+    """The running counts behind one ``OpStats`` (same fields, mutable)."""
+
+    ops: int = 0
+    transmissions: int = 0
+    timeouts: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    rtt_ms_total: float = 0.0
+    rtt_ms_max: float = 0.0
+    exec_ms_total: float = 0.0
+    exec_ms_max: float = 0.0
+    errors: int = 0
+
+    def frozen(self) -> OpStats:
+        return OpStats(*(getattr(self, name) for name in self.__slots__))
+
+
+#: The counter of the COMPOUND this task (or the keeper task it started) is sending.
+_OP_COUNTER: contextvars.ContextVar[_OpCounter | None] = contextvars.ContextVar(
+    "_OP_COUNTER", default=None
+)
+#: Operations that only set up a COMPOUND; a COMPOUND is counted under its first other.
+_SETUP_OPS = frozenset(
+    {nfs_opnum4.OP_SEQUENCE, nfs_opnum4.OP_PUTFH, nfs_opnum4.OP_PUTROOTFH, nfs_opnum4.OP_PUTPUBFH}
+)
+
+
+def main_op(ops: Sequence[nfs4.ArgOp]) -> str:
+    """The name a COMPOUND is counted under: its first operation that does more than set
+    it up ("READ" for PUTFH+READ); "SEQUENCE" for a bare one (lease renewal)."""
+    for op in ops:
+        if op.OPNUM not in _SETUP_OPS:
+            return op.OPNUM.name.removeprefix("OP_")
+    return "SEQUENCE"
 
 
 StatusFlagsHook = Callable[[int], None]
@@ -277,6 +352,9 @@ class ServerSession:
     _closing: bool = False
     _renewing: bool = False
     _outage: bool = False  # a reconnect is under way (logged once per outage)
+    _op_stats: dict[str, _OpCounter] = field(default_factory=dict)
+    _extra: list[Transport | None] = field(default_factory=list)  # nconnect's others
+    _next_conn: int = 0
     _not_responding: bool = False  # a major timeout was logged; "OK" when a reply comes
 
     # ---------------------------------------------------------------- set-up and teardown
@@ -439,6 +517,10 @@ class ServerSession:
         self.sessionid = resok.csr_sessionid
         attrs = resok.csr_fore_chan_attrs
         self._apply_record_limit()
+        extras, self._extra = self._extra, []  # bound to the old session
+        for extra in extras:
+            if extra is not None:
+                await _close_quietly(extra)
         self.slots = SlotTable(max(1, attrs.ca_maxrequests))
         self._slot_wait.unpark_all()
         self._cb_seqids.clear()
@@ -506,6 +588,10 @@ class ServerSession:
                     await self.sessionless([nfs4.DESTROY_CLIENTID4args(dca_clientid=self.clientid)])
         except NFSClientError as e:
             log.info("shutdown of %s:%d: %s", self.host, self.port, e)
+        for extra in self._extra:
+            if extra is not None:
+                await _close_quietly(extra)
+        self._extra = []
         if self._transport is not None:
             await self._transport.aclose()
             self._transport = None
@@ -583,7 +669,11 @@ class ServerSession:
         if self._transport is not None:
             self._transport.set_max_record(*self._record_limit())
 
-    async def _bind_connection(self, transport: Transport) -> bool:
+    async def _bind_connection(
+        self,
+        transport: Transport,
+        direction: channel_dir_from_client4 = channel_dir_from_client4.CDFC4_FORE_OR_BOTH,
+    ) -> bool:
         """BIND_CONN_TO_SESSION for both channels (RFC 8881 section 18.34).
 
         Returns True if bound, False if the server refused (the caller then creates a
@@ -595,7 +685,7 @@ class ServerSession:
         """
         args = nfs4.BIND_CONN_TO_SESSION4args(
             bctsa_sessid=self.sessionid,
-            bctsa_dir=channel_dir_from_client4.CDFC4_FORE_OR_BOTH,
+            bctsa_dir=direction,
             bctsa_use_conn_in_rdma_mode=False,
         )
         body = _encode_compound([args])
@@ -630,6 +720,41 @@ class ServerSession:
         t = self._transport
         if t is not None and (only is None or t is only):
             await _close_quietly(t)
+        for extra in self._extra:
+            if extra is not None and (only is None or extra is only):
+                await _close_quietly(extra)
+
+    async def _transport_for_call(self) -> Transport:
+        """The connection for the next request: the main one, or with ``nconnect`` the
+        next in turn, connected and bound to the session (fore channel) on first use.
+        A connection that cannot be set up is skipped for the main one."""
+        primary = await self._connect()
+        n = self.options.nconnect
+        if n <= 1 or not self.sessionid:
+            return primary
+        self._next_conn = (self._next_conn + 1) % n
+        if self._next_conn == 0:
+            return primary
+        index = self._next_conn - 1
+        while len(self._extra) <= index:
+            self._extra.append(None)
+        extra = self._extra[index]
+        if extra is not None and not extra.closed:
+            return extra
+        assert self._nursery is not None
+        try:
+            extra = await Transport.connect(
+                self.host, self.port, nursery=self._nursery, on_call=self._on_backchannel_call
+            )
+            extra.set_max_record(*self._record_limit())
+            if not await self._bind_connection(extra, channel_dir_from_client4.CDFC4_FORE):
+                await _close_quietly(extra)
+                return primary
+        except TransportError as e:
+            log.debug("extra connection %d to %s:%d: %s", index + 1, self.host, self.port, e)
+            return primary
+        self._extra[index] = extra
+        return extra
 
     def _heard_from_server(self) -> None:
         """A reply arrived: end an outage, logging its end once (as the kernel's "OK")."""
@@ -677,16 +802,26 @@ class ServerSession:
         start = trio.current_time()
         major_at = start + budget
         delay = 0.1
+        counter = _OP_COUNTER.get()
         while True:
             transport: Transport | None = None
             now = trio.current_time()
             try_deadline = now + opts.timeo if opts.hard else min(now + opts.timeo, major_at)
             try:
                 with trio.fail_at(try_deadline):
-                    transport = await self._connect()
+                    transport = await self._transport_for_call()
+                    if counter is not None:
+                        counter.transmissions += 1
+                        counter.bytes_sent += len(body)
+                    sent_at = trio.current_time()
                     reply = await transport.call(
                         NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, cred
                     )
+                if counter is not None:
+                    rtt = (trio.current_time() - sent_at) * 1000
+                    counter.bytes_received += len(reply)
+                    counter.rtt_ms_total += rtt
+                    counter.rtt_ms_max = max(counter.rtt_ms_max, rtt)
                 self._heard_from_server()
                 return reply
             except ReplyTooLarge:
@@ -696,16 +831,21 @@ class ServerSession:
             except trio.TooSlowError:
                 last_error = f"no reply in {opts.timeo:g} s"
                 self.stats.minor_timeouts += 1
+                if counter is not None:
+                    counter.timeouts += 1
                 await self.drop_transport(only=transport)
             now = trio.current_time()
             if now >= major_at:
                 self._major_timeout(budget, last_error)
                 if not opts.hard or self._closing:
-                    raise CallTimeout(
+                    timeout = CallTimeout(
                         f"server {self.host}:{self.port} not responding: no reply in "
                         f"{now - start:.0f} s (timeo={opts.timeo:g} s, retrans={opts.retrans}): "
                         f"{last_error}"
                     )
+                    # nfs(5): soft fails with EIO, softerr with ETIMEDOUT.
+                    timeout.errno = errno.ETIMEDOUT if opts.softerr else errno.EIO
+                    raise timeout
                 major_at = now + budget
             elif self._closing:
                 raise CallTimeout(f"server {self.host}:{self.port}: {last_error} (unmounting)")
@@ -722,6 +862,33 @@ class ServerSession:
         Raises:
             NFS4Error: the COMPOUND failed; ``.results`` holds the partial results.
         """
+        async with self._counted(ops):
+            return await self._sessionless(ops)
+
+    @contextlib.asynccontextmanager
+    async def _counted(self, ops: Sequence[nfs4.ArgOp]) -> AsyncIterator[None]:
+        """Count one COMPOUND under its main operation (``op_statistics``)."""
+        counter = self._op_stats.setdefault(main_op(ops), _OpCounter())
+        token = _OP_COUNTER.set(counter)
+        started = trio.current_time()
+        try:
+            yield
+        except NFS4Error:
+            counter.errors += 1
+            raise
+        finally:
+            _OP_COUNTER.reset(token)
+            took = (trio.current_time() - started) * 1000
+            counter.ops += 1
+            counter.exec_ms_total += took
+            counter.exec_ms_max = max(counter.exec_ms_max, took)
+
+    def op_statistics(self) -> dict[str, OpStats]:
+        """Per-operation counts, bytes and times since the session object was made
+        (what /proc/self/mountstats shows for a kernel NFS mount), by ``main_op``."""
+        return {name: c.frozen() for name, c in sorted(self._op_stats.items())}
+
+    async def _sessionless(self, ops: list[nfs4.ArgOp]) -> list[nfs4.ResOp]:
         delay = 0.1
         deadline = trio.current_time() + self.options.retry_limit
         while True:
@@ -794,7 +961,16 @@ class ServerSession:
                 ``.results`` holds the results up to and including it.
             CallTimeout / TransportError: the server stayed unreachable.
         """
-        cred = cred or self.machine_cred
+        async with self._counted(ops):
+            return await self._compound(ops, cred or self.machine_cred, cachethis, on_orphan)
+
+    async def _compound(
+        self,
+        ops: list[nfs4.ArgOp],
+        cred: Credential,
+        cachethis: bool | None,
+        on_orphan: OrphanHook | None,
+    ) -> CompoundResult:
         if cachethis is None:
             cachethis = needs_reply_cache(ops)
         delay = 0.05

@@ -61,6 +61,7 @@ from session.xdr.const import (
     SEQ4_STATUS_ADMIN_STATE_REVOKED,
     SEQ4_STATUS_LEASE_MOVED,
     SEQ4_STATUS_RECALLABLE_STATE_REVOKED,
+    channel_dir_from_client4,
     channel_dir_from_server4,
     nfs_lock_type4,
     nfs_opnum4,
@@ -1111,6 +1112,89 @@ async def test_hard_session_waits_logs_once_and_stays_interruptible(
             assert sum("not responding, still trying" in m for m in messages) == 1
             assert sum(m.endswith(" OK") for m in messages) == 1
             assert session.stats.major_timeouts >= 2
+
+
+async def test_soft_timeouts_are_eio_and_softerr_ones_etimedout(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """nfs(5): a soft mount's call that gets no reply fails with EIO; softerr: ETIMEDOUT."""
+    import errno
+
+    from session.errors import CallTimeout
+
+    async def drop_getattr(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
+        return "drop" if any(isinstance(op, nfs4.GETATTR4args) for op in args.argarray) else None
+
+    for softerr, expected in ((False, errno.EIO), (True, errno.ETIMEDOUT)):
+        server = FakeServer()
+        with trio.fail_after(TIMEOUT):
+            async with fake_session(
+                monkeypatch, server, options=SessionOptions(timeo=2, retrans=1, softerr=softerr)
+            ) as session:
+                server.action = drop_getattr
+                with pytest.raises(CallTimeout) as info:
+                    await session.compound(GETATTR_OPS)
+                assert info.value.errno == expected
+                server.action = None
+
+
+async def test_op_statistics_count_compounds_bytes_times_and_timeouts(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """What fusenfs stats shows per operation, like /proc/self/mountstats."""
+    server = FakeServer(latency=0.01)
+    dropped = False
+
+    async def drop_first_remove(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
+        nonlocal dropped
+        if any(isinstance(op, nfs4.REMOVE4args) for op in args.argarray) and not dropped:
+            dropped = True
+            return "drop"
+        return None
+
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(
+            monkeypatch, server, options=SessionOptions(timeo=5, retrans=2)
+        ) as session:
+            start = session.op_statistics()["GETATTR"]  # start() read lease_time
+            for _ in range(3):
+                await session.compound(GETATTR_OPS)
+            server.action = drop_first_remove
+            await session.compound([nfs4.PUTFH4args(FH), nfs4.REMOVE4args(b"f")])
+            stats = session.op_statistics()
+    getattr_ = stats["GETATTR"]
+    assert (getattr_.ops - start.ops, getattr_.transmissions - start.transmissions) == (3, 3)
+    assert getattr_.timeouts == 0
+    assert getattr_.bytes_sent > 0 and getattr_.bytes_received > 0
+    assert getattr_.rtt_ms_max >= 10 and getattr_.exec_ms_total >= getattr_.rtt_ms_total
+    remove = stats["REMOVE"]
+    assert (remove.ops, remove.transmissions, remove.timeouts) == (1, 2, 1)
+    assert remove.exec_ms_max >= 5000  # waited out the minor timeout
+    assert stats["EXCHANGE_ID"].ops == 1 and stats["CREATE_SESSION"].ops == 1
+
+
+async def test_nconnect_spreads_requests_over_bound_connections(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """nconnect=3: two more connections, each bound to the session's fore channel with
+    BIND_CONN_TO_SESSION (RFC 8881 section 2.10.5), requests in turn on all three."""
+    server = FakeServer()
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(
+            monkeypatch, server, options=SessionOptions(nconnect=3)
+        ) as session:
+            before = len(server.seen)
+            for _ in range(9):
+                await session.compound(GETATTR_OPS)
+            used = Counter(s.conn for s in server.seen[before:] if "GETATTR" in s.names)
+            binds = [s for s in server.seen if s.names == ["BIND_CONN_TO_SESSION"]]
+    assert len(server.connections) == 3
+    assert sorted(used.values()) == [3, 3, 3]
+    assert len(binds) == 2
+    for b in binds:
+        op = b.args.argarray[0]
+        assert isinstance(op, nfs4.BIND_CONN_TO_SESSION4args)
+        assert op.bctsa_dir == channel_dir_from_client4.CDFC4_FORE
 
 
 async def test_reply_lost_with_the_connection_is_replayed_from_the_cache(
