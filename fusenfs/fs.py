@@ -244,6 +244,10 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         #: Cache names that do not exist (nfs(5) lookupcache=all); off for
         #: lookupcache=positive / none.
         self.negative_lookups = True
+        #: Close-to-open consistency (nfs(5) cto, the default): every open fetches fresh
+        #: attributes and drops cached data that changed.  nocto: an open trusts
+        #: attributes still within their cache time.
+        self.close_to_open = True
         #: Bumped by every change to the namespace (``_namespace_changed``).
         self._namespace_epoch = 1
         self.inodes = InodeTable()
@@ -825,10 +829,14 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         cred = self._cred(ctx)
         access = share_access_for_flags(flags)
         await self._drain_writes(node)
-        state, fetched = await self.client.open_fh_attrs(node.fh, access, cred)
-        node.set_attrs(fetched)
-        node.dirty = self._writes_pending(node)
-        self._trust(node)
+        cached = node.ac_timeout > 0 and time.monotonic() - node.attrs_at < node.ac_timeout
+        if not self.close_to_open and cached and not node.dirty:
+            state = await self.client.open_fh(node.fh, access, cred)  # nocto: no GETATTR
+        else:
+            state, fetched = await self.client.open_fh_attrs(node.fh, access, cred)
+            node.set_attrs(fetched)
+            node.dirty = self._writes_pending(node)
+            self._trust(node)
         if flags & os.O_TRUNC and access & OPEN4_SHARE_ACCESS_WRITE and node.attrs.size:
             node.set_attrs(
                 await self.client.setattr(node.fh, NFSAttrs(size=0), state.stateid, cred)
