@@ -293,6 +293,9 @@ class ExchangeIdOutcome:
     record: ClientRecord | None
     case: str
     replaced: ClientRecord | None = None
+    #: Case 3 with no unexpired state: the confirmed record of another principal,
+    #: already removed from the table; the server deletes its sessions and state.
+    deleted: ClientRecord | None = None
 
 
 class ClientTable:
@@ -348,8 +351,10 @@ class ClientTable:
         """Decide an EXCHANGE_ID by the cases of RFC 8881 section 18.35.4.
 
         Args:
-            may_replace: the confirmed record of this owner holds no state and its lease
-                expired, so a different principal may take it over (case 3 exception).
+            may_replace: the confirmed record of this owner has no unexpired lease with
+                state (it holds no state, or its lease expired), so a different principal
+                may take the owner over: the old client ID and its state are deleted and
+                the request is treated as a new owner (case 3, second half).
         """
         conf = self.confirmed_for(co_ownerid)
         unconf = self.unconfirmed_for(co_ownerid)
@@ -364,16 +369,24 @@ class ClientTable:
                 return ExchangeIdOutcome(nfsstat4.NFS4ERR_NOT_SAME, None, "update, wrong verifier")
             conf.eia_flags = flags
             return ExchangeIdOutcome(nfsstat4.NFS4_OK, conf, "case 6: update")
+        deleted: ClientRecord | None = None
         if conf is not None:
             if conf.principal != principal and not may_replace:
                 return ExchangeIdOutcome(
-                    nfsstat4.NFS4ERR_CLID_INUSE, None, "case 3: client collision"
+                    nfsstat4.NFS4ERR_CLID_INUSE,
+                    None,
+                    "case 3: client collision, the client ID has an unexpired lease with state",
                 )
             if conf.principal == principal and conf.co_verifier == co_verifier:
                 return ExchangeIdOutcome(
                     nfsstat4.NFS4_OK, conf, "case 2: non-update on existing client ID"
                 )
-            case = "case 4: client restart" if conf.principal == principal else "case 3: replaced"
+            if conf.principal == principal:
+                case = "case 4: client restart"
+            else:
+                case = "case 3: client collision, no unexpired state: old client ID deleted"
+                self.remove(conf)
+                deleted = conf
         else:
             case = "case 5: client restart, unconfirmed" if unconf else "case 1: new owner"
         if unconf is not None:
@@ -389,7 +402,7 @@ class ClientTable:
             eia_flags=flags,
         )
         self.add(record)
-        return ExchangeIdOutcome(nfsstat4.NFS4_OK, record, case, replaced=unconf)
+        return ExchangeIdOutcome(nfsstat4.NFS4_OK, record, case, replaced=unconf, deleted=deleted)
 
 
 def sessionid_for(clientid: int, serial: int) -> bytes:

@@ -1437,16 +1437,23 @@ def op_exchange_id(c: Compound, args: nfs4.EXCHANGE_ID4args) -> ResOp:
     owner = args.eia_clientowner
     now = inst.now()
     conf = inst.clients.confirmed_for(owner.co_ownerid)
-    may_replace = (
-        conf is not None
-        and not inst.state.valid_for_client(conf.clientid)
-        and now - conf.last_renewal > inst.lease_time
+    # Case 3 (RFC 8881 section 18.35.4): another principal for a confirmed owner is
+    # refused only while that client ID has an unexpired lease with state; otherwise the
+    # old client ID and its state are deleted and the request is a new owner.
+    may_replace = conf is not None and (
+        not inst.state.valid_for_client(conf.clientid)
+        or now - conf.last_renewal > inst.lease_time
     )
     outcome = inst.clients.exchange_id(
         owner.co_ownerid, owner.co_verifier, flags, c.principal, now, may_replace=may_replace
     )
     if outcome.status != S.NFS4_OK or outcome.record is None:
         raise FsError(outcome.status, outcome.case)
+    if outcome.deleted is not None:
+        inst.destroy_client(
+            outcome.deleted,
+            reason=f"{outcome.case}: another principal took the client owner over",
+        )
     record = outcome.record
     record.impl_id = list(args.eia_client_impl_id)
     eir_flags = EXCHGID4_FLAG_SUPP_MOVED_REFER | EXCHGID4_FLAG_SUPP_MOVED_MIGR

@@ -20,6 +20,7 @@ from session.xdr.const import (
     NFS4_PROGRAM,
     NFS_V4,
     NFSPROC4_COMPOUND,
+    OPEN4_SHARE_ACCESS_BOTH,
     channel_dir_from_client4,
     channel_dir_from_server4,
     nfs_ftype4,
@@ -89,15 +90,18 @@ async def test_exchange_id_client_restart_replaces_record(connect: Connect) -> N
 
 
 async def test_exchange_id_collision_and_updates(connect: Connect) -> None:
-    """Case 3: another principal for a confirmed owner in use -> NFS4ERR_CLID_INUSE;
-    UPD_CONFIRMED_REC_A: no confirmed record -> NOENT, wrong verifier -> NOT_SAME,
-    wrong principal -> PERM, else the confirmed record."""
+    """Case 3: another principal for a confirmed owner in use (an unexpired lease with
+    state: an open) -> NFS4ERR_CLID_INUSE; UPD_CONFIRMED_REC_A: no confirmed record ->
+    NOENT, wrong verifier -> NOT_SAME, wrong principal -> PERM, else the confirmed record."""
     with trio.fail_after(10):
         owner = b"case-3"
         c = await connect("A", owner=owner, verifier=b"verifier")
         update = EXCHGID4_FLAG_UPD_CONFIRMED_REC_A | EXCHGID4_FLAG_SUPP_MOVED_MIGR
         assert (await c.exchange_id(flags=update)).status == S.NFS4ERR_NOENT
         await c.establish()
+        root = await c.lookup_path("/export/a")
+        held = c.open_args(b"case-3-held", OPEN4_SHARE_ACCESS_BOTH, create=True)
+        await c.ok([nfs4.PUTFH4args(root), held])
         intruder = await connect("A", owner=owner, verifier=b"verifier", uid=1000)
         assert (await intruder.exchange_id()).status == S.NFS4ERR_CLID_INUSE
         assert (await intruder.exchange_id(flags=update)).status == S.NFS4ERR_PERM
