@@ -440,6 +440,19 @@ def grace_nonreclaim(c: Compound, fs: FileSystem) -> None:
         raise FsError(S.NFS4ERR_GRACE, grace.describe())
 
 
+def reclaim_complete_first(c: Compound, client: ClientRecord) -> None:
+    """A non-reclaim OPEN or LOCK before the client ID's global RECLAIM_COMPLETE gets
+    NFS4ERR_GRACE (RFC 8881 section 18.51.3: "If non-reclaim locking operations are done
+    before the RECLAIM_COMPLETE, an NFS4ERR_GRACE error will be returned"), in a grace
+    period or not."""
+    if client.reclaim_complete:
+        return
+    c.instance.note_grace_before_reclaim_complete(client)
+    raise FsError(
+        S.NFS4ERR_GRACE, f"client ID {client.clientid:#x} has not sent RECLAIM_COMPLETE"
+    )
+
+
 def grace_reclaim(c: Compound, fs: FileSystem) -> GracePeriod:
     """The grace period a reclaim on ``fs`` by this client falls in, or NFS4ERR_NO_GRACE
     (no grace period covers it, or the client already sent RECLAIM_COMPLETE for it)."""
@@ -1032,6 +1045,7 @@ def op_open(c: Compound, args: nfs4.OPEN4args) -> ResOp:
                 raise FsError(S.NFS4ERR_INVAL)
             if ref.fs.read_only:
                 raise FsError(S.NFS4ERR_ROFS)
+            reclaim_complete_first(c, client)
             grace_nonreclaim(c, ref.fs)
             inode, created, attrset = _open_create(c, ref, name, args.openhow.how)
             target = FhRef(ref.fs, inode)
@@ -1074,6 +1088,7 @@ def op_open(c: Compound, args: nfs4.OPEN4args) -> ResOp:
         if grace.is_lost_open(client.co_ownerid, owner, fs.name, inode.fileid):
             raise FsError(S.NFS4ERR_RECLAIM_BAD, "this open is known to be lost (seed 4.2.1)")
     elif not created and deleg_used is None:
+        reclaim_complete_first(c, client)
         grace_nonreclaim(c, fs)
     if not created:
         if access & OPEN4_SHARE_ACCESS_READ:
@@ -1308,6 +1323,7 @@ def op_lock(c: Compound, args: nfs4.LOCK4args) -> ResOp:
         if grace.is_lost_lock(client.co_ownerid, owner, fs.name, ref.inode.fileid, start, end):
             raise FsError(S.NFS4ERR_RECLAIM_BAD, "this lock is known to be lost (seed 4.2.1)")
     else:
+        reclaim_complete_first(c, client)
         grace_nonreclaim(c, fs)
     if (
         existing is not None

@@ -478,6 +478,20 @@ class ServerInstance:
             epoch=epoch,
         )
 
+    def note_grace_before_reclaim_complete(self, client: ClientRecord) -> None:
+        """Log the first NFS4ERR_GRACE a client gets for locking before its global
+        RECLAIM_COMPLETE (RFC 8881 section 18.51.3)."""
+        key = (client.clientid, "reclaim-complete")
+        if key in self._moved_reported:
+            return
+        self._moved_reported.add(key)
+        self.event(
+            "grace-before-reclaim-complete",
+            f"NFS4ERR_GRACE to client {client.clientid:#x}: a non-reclaim OPEN or LOCK before "
+            "its RECLAIM_COMPLETE (RFC 8881 section 18.51.3)",
+            clientid=client.clientid,
+        )
+
     def note_locations_fetched(self, client: ClientRecord | None, fs: FileSystem) -> None:
         """A location attribute of ``fs`` was fetched: clear its part of LEASE_MOVED
         (RFC 8881 section 18.46.3; seed 001 section 4.2.5)."""
@@ -700,8 +714,24 @@ class ServerInstance:
     def reboot(self) -> None:
         """Restart: new boot verifier, every client ID, session and lock forgotten, a
         grace period for the clients that had confirmed client IDs (RFC 8881 section
-        8.4.2), connections dropped."""
+        8.4.2), connections dropped.
+
+        A reboot during a grace period (RFC 8881 section 8.4.3, edge conditions) keeps
+        as reclaimers every client still entitled to reclaim in it -- one that held state
+        before the earlier reboot and has not yet sent RECLAIM_COMPLETE, whether or not it
+        came back in between -- so the new grace period neither forgets them nor ends
+        early when the others finish; locks known lost stay refused."""
         reclaimers = {rec.co_ownerid for rec in self.clients if rec.confirmed}
+        lost: list[Any] = []
+        carried = 0
+        now = self.now()
+        for grace in self.graces:
+            if now >= grace.ends_at:
+                continue
+            pending = {co for co, done in grace.reclaimers.items() if not done}
+            carried += len(pending - reclaimers)
+            reclaimers |= pending
+            lost.extend(grace.lost)
         old_state = self.state
         self.state = StateTable()
         self._new_boot()
@@ -720,8 +750,15 @@ class ServerInstance:
             "NFS4ERR_STALE_CLIENTID",
             boot_verifier=self.boot_verifier.hex(),
         )
+        if carried:
+            self.event(
+                "reclaimers-kept",
+                f"{carried} client(s) that had not finished reclaiming in the interrupted grace "
+                "period stay reclaimers (RFC 8881 section 8.4.3)",
+                carried=carried,
+            )
         if reclaimers:
-            self.start_grace(None, reclaimers)
+            self.start_grace(None, reclaimers, lost)
         self.drop_connections()
 
     def drop_connections(self) -> None:
