@@ -60,6 +60,8 @@ from session.xdr.const import (
     AUTH_NONE,
     AUTH_SYS,
     CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
+    CREATE_SESSION4_FLAG_CONN_RDMA,
+    CREATE_SESSION4_FLAG_PERSIST,
     EXCHGID4_FLAG_BIND_PRINC_STATEID,
     EXCHGID4_FLAG_CONFIRMED_R,
     EXCHGID4_FLAG_MASK_PNFS,
@@ -118,7 +120,16 @@ EXCHGID4_ALLOWED_ARG_FLAGS: Final = (
     | EXCHGID4_FLAG_MASK_PNFS
     | EXCHGID4_FLAG_UPD_CONFIRMED_REC_A
 )
-"""eia_flags a client may send (RFC 8881 section 18.35.3); CONFIRMED_R is reply-only."""
+"""eia_flags a client may send (RFC 8881 section 18.35.3: other bits "cannot be set"
+and are refused with NFS4ERR_INVAL); CONFIRMED_R is reply-only."""
+
+CREATE_SESSION4_ALLOWED_FLAGS: Final = (
+    CREATE_SESSION4_FLAG_PERSIST
+    | CREATE_SESSION4_FLAG_CONN_BACK_CHAN
+    | CREATE_SESSION4_FLAG_CONN_RDMA
+)
+"""csa_flags defined by RFC 8881 section 18.36.1; any other bit is NFS4ERR_INVAL (this
+server grants CONN_BACK_CHAN only: PERSIST and CONN_RDMA are never set in csr_flags)."""
 
 SERVER_IMPL_ID: Final = nfs4.nfs_impl_id4(
     nii_domain="fusenfs.invalid",
@@ -1417,6 +1428,12 @@ def op_test_stateid(c: Compound, args: nfs4.TEST_STATEID4args) -> ResOp:
 def op_free_stateid(c: Compound, args: nfs4.FREE_STATEID4args) -> ResOp:
     client = c.need_client()
     sid = args.fsa_stateid
+    if sid.seqid == 1 and sid.other == nfs4.CURRENT_STATEID.other:
+        # The current stateid of the COMPOUND (RFC 8881 section 16.2.3.1.2): e.g.
+        # [PUTFH, LOCK, FREE_STATEID(current)] frees -- or refuses to free -- that lock.
+        if c.current_stateid is None or c.current_stateid.is_special():
+            raise FsError(S.NFS4ERR_BAD_STATEID, "no current stateid")
+        sid = c.current_stateid
     if sid.is_special():
         raise FsError(S.NFS4ERR_BAD_STATEID)
     record = c.state.get(sid.other)
@@ -1427,8 +1444,10 @@ def op_free_stateid(c: Compound, args: nfs4.FREE_STATEID4args) -> ResOp:
     if record.revoked is None:
         if sid.seqid != 0 and sid.seqid < record.seqid:
             raise FsError(S.NFS4ERR_OLD_STATEID)
+        # RFC 8881 section 18.38.3: a stateid with valid locks of any kind (an open's
+        # share reservation, a delegation, byte ranges) is not freed.
         if not isinstance(record, LockState) or record.ranges:
-            raise FsError(S.NFS4ERR_LOCKS_HELD, f"{record.kind()} stateid still in use")
+            raise FsError(S.NFS4ERR_LOCKS_HELD, f"{record.kind()} stateid still holds locks")
     c.state.remove(record)
     if record.revoked is not None:
         c.instance.event(
@@ -1513,6 +1532,8 @@ def op_create_session(c: Compound, args: nfs4.CREATE_SESSION4args) -> ResOp:
         return nfs4.CREATE_SESSION4res.unpack(Decoder(record.cs_reply))
     if args.csa_sequence != record.eir_sequenceid:
         raise FsError(S.NFS4ERR_SEQ_MISORDERED, "csa_sequence")
+    if args.csa_flags & ~CREATE_SESSION4_ALLOWED_FLAGS:
+        raise FsError(S.NFS4ERR_INVAL, f"undefined csa_flags bits {args.csa_flags:#x}")
     fore = _negotiate(args.csa_fore_chan_attrs, back=False)
     back = _negotiate(args.csa_back_chan_attrs, back=True)
     flags = args.csa_flags & CREATE_SESSION4_FLAG_CONN_BACK_CHAN
@@ -1563,6 +1584,14 @@ def op_destroy_session(c: Compound, args: nfs4.DESTROY_SESSION4args) -> ResOp:
         raise FsError(S.NFS4ERR_BADSESSION)
     if not c.sequenced and id(c.conn) not in session.fore_conns:
         raise FsError(S.NFS4ERR_CONN_NOT_BOUND_TO_SESSION)
+    if c.session is session and c.index != c.count - 1:
+        # RFC 8881 section 18.37.3: DESTROY_SESSION of the session the COMPOUND's
+        # SEQUENCE named "MUST be the final operation"; refused (the session stays) so
+        # that nothing runs on a session that no longer exists.
+        raise FsError(
+            S.NFS4ERR_NOT_ONLY_OP,
+            f"DESTROY_SESSION of the session in use is op {c.index} of {c.count}, not the last",
+        )
     inst.destroy_session(session, c.node, reason="DESTROY_SESSION")
     return nfs4.DESTROY_SESSION4res(S.NFS4_OK)
 
