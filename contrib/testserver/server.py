@@ -251,6 +251,108 @@ class _CacheTarget:
     sequence_bytes: bytes = b""
 
 
+RPC_REPLY_HEADER: Final = 24
+"""Bytes of an accepted RPC reply header with an AUTH_NONE verifier (xid, msg_type,
+reply_stat, verifier flavor and length, accept_stat): ca_maxresponsesize counts them
+(RFC 8881 section 18.36.3: sizes include the RPC headers, not the record mark)."""
+
+SEQUENCE_RESULT_BYTES: Final = 4 + 40
+"""opnum + an NFS4_OK SEQUENCE4res (status, sessionid, four counters, status flags)."""
+
+ERROR_RESULT_BYTES: Final = 8
+"""opnum + status: the smallest result, room for which is kept for the next operation."""
+
+READ_ONLY_OPS: Final = frozenset(
+    {
+        OP.OP_ACCESS,
+        OP.OP_GETATTR,
+        OP.OP_GETFH,
+        OP.OP_LOOKUP,
+        OP.OP_LOOKUPP,
+        OP.OP_NVERIFY,
+        OP.OP_VERIFY,
+        OP.OP_PUTFH,
+        OP.OP_PUTPUBFH,
+        OP.OP_PUTROOTFH,
+        OP.OP_SAVEFH,
+        OP.OP_RESTOREFH,
+        OP.OP_READ,
+        OP.OP_READDIR,
+        OP.OP_READLINK,
+        OP.OP_SECINFO,
+        OP.OP_SECINFO_NO_NAME,
+        OP.OP_TEST_STATEID,
+        OP.OP_LOCKT,
+    }
+)
+"""Operations that change nothing on the server: executed, then their result is measured
+against the reply limits.  Every other operation is measured before it runs, by the
+largest result it can have (``MAX_RESULT_BYTES``), and not run if that may not fit: an
+operation that changed state must not have its result replaced by an error."""
+
+MAX_RESULT_BYTES: Final = {
+    OP.OP_CLOSE: 24,
+    OP.OP_COMMIT: 16,
+    OP.OP_CREATE: 56,
+    OP.OP_DELEGRETURN: 8,
+    OP.OP_FREE_STATEID: 8,
+    OP.OP_LINK: 28,
+    OP.OP_LOCKU: 24,
+    OP.OP_OPEN_DOWNGRADE: 24,
+    OP.OP_RECLAIM_COMPLETE: 8,
+    OP.OP_REMOVE: 28,
+    OP.OP_RENAME: 48,
+    OP.OP_SETATTR: 32,
+    OP.OP_WRITE: 28,
+    OP.OP_DESTROY_SESSION: 8,
+    OP.OP_DESTROY_CLIENTID: 8,
+    OP.OP_BACKCHANNEL_CTL: 8,
+    OP.OP_BIND_CONN_TO_SESSION: 32,
+    OP.OP_CREATE_SESSION: 128,
+}
+"""Upper bounds, bytes, of an operation's encoded result without the opnum, for the ones
+whose size does not depend on the file system (others, OPEN and LOCK with an owner of up
+to 1024 bytes, EXCHANGE_ID with its owner and scope, use ``DEFAULT_MAX_RESULT_BYTES``)."""
+
+DEFAULT_MAX_RESULT_BYTES: Final = 2600
+
+
+def request_size(call: RpcCall) -> int:
+    """Bytes of the RPC call as ca_maxrequestsize counts them: the call header with its
+    credential and verifier, and the arguments (RFC 8881 section 18.36.3)."""
+
+    def auth(body: bytes) -> int:
+        return 8 + (len(body) + 3) // 4 * 4
+
+    return 24 + auth(call.cred.body) + auth(call.verf.body) + len(call.args)
+
+
+def compound_header_size(tag: bytes) -> int:
+    """RPC reply header + COMPOUND4res status, tag and result count, bytes."""
+    return RPC_REPLY_HEADER + 4 + 4 + (len(tag) + 3) // 4 * 4 + 4
+
+
+@dataclass(slots=True)
+class _ReplyLimit:
+    """How large this COMPOUND's reply may grow (RFC 8881 section 2.10.6.4).
+
+    Attributes:
+        size: bytes, the RPC header included: ca_maxresponsesize, or with sa_cachethis
+            ca_maxresponsesize_cached when that is smaller.
+        status: what an operation that would not fit gets: NFS4ERR_REP_TOO_BIG, or
+            NFS4ERR_REP_TOO_BIG_TO_CACHE when the cache limit is the one exceeded.
+    """
+
+    size: int
+    status: nfsstat4
+
+
+def reply_limit(fore: nfs4.channel_attrs4, cachethis: bool) -> _ReplyLimit:
+    if cachethis and fore.ca_maxresponsesize_cached < fore.ca_maxresponsesize:
+        return _ReplyLimit(fore.ca_maxresponsesize_cached, S.NFS4ERR_REP_TOO_BIG_TO_CACHE)
+    return _ReplyLimit(fore.ca_maxresponsesize, S.NFS4ERR_REP_TOO_BIG)
+
+
 @dataclass(slots=True)
 class Credentials:
     principal: Principal
@@ -1013,6 +1115,8 @@ class ServerInstance:
         names: list[str] = []
         status = S.NFS4_OK
         cache: _CacheTarget | None = None
+        limit: _ReplyLimit | None = None
+        used = compound_header_size(tag)
         for index in range(count):
             c.index = index
             try:
@@ -1048,16 +1152,27 @@ class ServerInstance:
                 status = S.NFS4ERR_BADXDR
                 break
             if isinstance(args, nfs4.SEQUENCE4args):
-                outcome = self._sequence(c, args, call.args, count, dec, tag)
+                outcome = self._sequence(c, args, call, count, dec, tag)
                 if isinstance(outcome, bytes):
                     self._log_compound(conn, call, names, count, outcome, started, replay=True)
                     return outcome
                 seq_res, cache = outcome
                 results.append((opnum, seq_res))
+                used += SEQUENCE_RESULT_BYTES
                 status = seq_res.status
                 if status != S.NFS4_OK:
                     break
+                if c.session is not None and cache is not None:
+                    limit = reply_limit(c.session.fore, cache.cachethis)
                 continue
+            more = index < count - 1
+            if limit is not None and op not in READ_ONLY_OPS:
+                largest = MAX_RESULT_BYTES.get(op, DEFAULT_MAX_RESULT_BYTES)
+                if used + 4 + largest + (ERROR_RESULT_BYTES if more else 0) > limit.size:
+                    # Not executed: its result might not fit (RFC 8881 section 2.10.6.4).
+                    results.append((opnum, OpStatus(opnum, limit.status)))
+                    status = limit.status
+                    break
             result: Packable
             try:
                 self._precheck(c, op)
@@ -1065,7 +1180,23 @@ class ServerInstance:
                 result, status = res, res.status
             except FsError as exc:
                 result, status = OpStatus(opnum, exc.status), exc.status
-            results.append((opnum, result))
+            enc = Encoder()
+            result.pack(enc)
+            encoded = enc.getvalue()
+            tail = ERROR_RESULT_BYTES if more and status == S.NFS4_OK else 0
+            if limit is not None and used + 4 + len(encoded) + tail > limit.size:
+                if op not in READ_ONLY_OPS and status == S.NFS4_OK:
+                    log.warning(
+                        "%s: %s executed but its %d-byte result exceeds the reply limit",
+                        self.name,
+                        op.name,
+                        len(encoded),
+                    )
+                result, status = OpStatus(opnum, limit.status), limit.status
+                results.append((opnum, result))
+                break
+            results.append((opnum, RawResult(encoded)))
+            used += 4 + len(encoded)
             if status != S.NFS4_OK:
                 break
         body = encode_compound_res(status, tag, results)
@@ -1112,13 +1243,21 @@ class ServerInstance:
         self,
         c: Compound,
         args: nfs4.SEQUENCE4args,
-        raw_args: bytes,
+        call: RpcCall,
         count: int,
         dec: Decoder,
         tag: bytes,
     ) -> bytes | tuple[nfs4.SEQUENCE4res, _CacheTarget | None]:
         """SEQUENCE (RFC 8881 sections 2.10.6.1 and 18.46): the slot decision, then the
-        lease renewal and status flags of a new request."""
+        lease renewal and status flags of a new request.
+
+        A request larger than ca_maxrequestsize gets NFS4ERR_REQ_TOO_BIG; one whose
+        smallest possible reply (SEQUENCE's result and, if more operations follow, an
+        error for the next) exceeds ca_maxresponsesize gets NFS4ERR_REP_TOO_BIG, or with
+        sa_cachethis ca_maxresponsesize_cached NFS4ERR_REP_TOO_BIG_TO_CACHE: a
+        channel too small for any reply (section 2.10.6.4).  These are SEQUENCE errors,
+        so the slot does not change (section 2.10.6.1.2)."""
+        raw_args = call.args
         session = c.node.sessions.get(args.sa_sessionid)
         record = self.clients.get(session.clientid) if session is not None else None
         if session is None or record is None:
@@ -1129,7 +1268,7 @@ class ServerInstance:
             return nfs4.SEQUENCE4res(S.NFS4ERR_BAD_HIGH_SLOT), None
         if count > session.fore.ca_maxoperations:
             return nfs4.SEQUENCE4res(S.NFS4ERR_TOO_MANY_OPS), None
-        if len(raw_args) > session.fore.ca_maxrequestsize:
+        if request_size(call) > session.fore.ca_maxrequestsize:
             return nfs4.SEQUENCE4res(S.NFS4ERR_REQ_TOO_BIG), None
         slot = session.slots[args.sa_slotid]
         digest = args_digest(raw_args)
@@ -1151,6 +1290,12 @@ class ServerInstance:
             return nfs4.SEQUENCE4res(S.NFS4ERR_SEQ_FALSE_RETRY), None
         if decision is SeqDecision.MISORDERED:
             return nfs4.SEQUENCE4res(S.NFS4ERR_SEQ_MISORDERED), None
+        limit = reply_limit(session.fore, args.sa_cachethis)
+        smallest = compound_header_size(tag) + SEQUENCE_RESULT_BYTES
+        if count > 1:
+            smallest += ERROR_RESULT_BYTES
+        if smallest > limit.size:
+            return nfs4.SEQUENCE4res(limit.status), None
         if slot.relaxed:
             self.event(
                 "slot-established",
