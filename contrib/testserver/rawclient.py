@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 import trio
 
@@ -130,9 +131,11 @@ class RawClient:
         verifier: bytes | None = None,
         uid: int = 0,
         gid: int = 0,
-    ) -> RawClient:
-        """Connect to ``host:port`` (127.0.0.0/8 in tests) with an AUTH_SYS credential."""
-        client: RawClient | None = None
+    ) -> Self:
+        """Connect to ``host:port`` (127.0.0.0/8 in tests) with an AUTH_SYS credential
+        (an instance of the class it is called on: subclasses may answer callbacks
+        differently)."""
+        client: Self | None = None
 
         async def on_call(call: RpcCall) -> bytes:
             assert client is not None

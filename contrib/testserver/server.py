@@ -934,58 +934,128 @@ class ServerInstance:
         deleg.recall_started = self.now()
         self.spawn(self._send_recall, deleg)
 
+    def _recall_pending(self, deleg: Delegation) -> bool:
+        """The delegation is still held here, unreturned and not revoked."""
+        return self.state.get(deleg.other) is deleg and deleg.revoked is None
+
     async def _send_recall(self, deleg: Delegation) -> None:
-        client = self.clients.get(deleg.clientid)
-        found = self.backchannel_for(client) if client is not None else None
-        if found is None:
-            self.event(
-                "cb-recall",
-                f"cannot recall delegation {deleg.other.hex()}: client {deleg.clientid:#x} "
-                "has no back channel (it will be revoked after a lease)",
-                stateid=deleg.other.hex(),
-            )
-            return
-        session, conn = found
+        """Send CB_RECALL until the client answers it, re-sending when it is lost.
+
+        A recall whose connection closes, whose session is destroyed (the client answers
+        CB_SEQUENCE with NFS4ERR_BADSESSION, or the session disappears while it is out),
+        or that finds no back channel at all, is sent again as soon as the client binds a
+        back channel: on the same session with the same slot and sequence id (a retry,
+        RFC 8881 section 2.10.6.2), or on a new session of the client ID with that
+        session's next sequence id.  Meanwhile SEQUENCE reports
+        SEQ4_STATUS_CB_PATH_DOWN(_SESSION) (section 18.46.3).  It stops when the
+        delegation is returned or revoked (the reaper revokes it a lease after the first
+        recall)."""
         fs = self.model.filesystems.get(deleg.fs)
         if fs is None or deleg.fileid not in fs.inodes:
             return
         fh = fs.fh(fs.inodes[deleg.fileid])
-        lock = self._cb_locks.setdefault(session.sessionid, trio.Lock())
-        async with lock:
-            session.cb_seqid = (session.cb_seqid + 1) & 0xFFFFFFFF
-            args = cb.CB_COMPOUND4args(
-                tag=b"",
-                minorversion=1,
-                callback_ident=0,
-                argarray=[
-                    cb.CB_SEQUENCE4args(session.sessionid, session.cb_seqid, 0, 0, False, []),
-                    cb.CB_RECALL4args(deleg.stateid(), False, fh),
-                ],
-            )
-            enc = Encoder()
-            args.pack(enc)
-            self.event(
-                "cb-recall",
-                f"CB_RECALL of delegation {deleg.other.hex()} to client {deleg.clientid:#x} "
-                "(RFC 8881 section 20.2)",
-                stateid=deleg.other.hex(),
-                clientid=deleg.clientid,
-            )
-            status = "no reply"
-            try:
-                with trio.move_on_after(self.lease_time):
-                    reply = await conn.callback(
-                        session.cb_program, NFS_CB, CB_COMPOUND, enc.getvalue(), _cb_cred(session)
+        #: sessionid -> the sequence id this recall used there (a retry reuses it).
+        used: dict[bytes, int] = {}
+        waiting_reported = False
+        lost_with: bytes | None = None
+        pause = 0.05
+        while self._recall_pending(deleg):
+            client = self.clients.get(deleg.clientid)
+            found = self.backchannel_for(client) if client is not None else None
+            if found is None:
+                if not waiting_reported:
+                    waiting_reported = True
+                    self.event(
+                        "cb-recall",
+                        f"cannot send CB_RECALL of delegation {deleg.other.hex()} yet: client "
+                        f"{deleg.clientid:#x} has no back channel; it is sent when one is "
+                        "bound (RFC 8881 section 2.10.6.2), or the delegation is revoked a "
+                        "lease after the recall",
+                        stateid=deleg.other.hex(),
                     )
-                    res = cb.CB_COMPOUND4res.unpack(Decoder(reply))
-                    status = res.status.name
-            except NFSClientError as exc:
-                status = f"failed: {exc}"
+                await trio.sleep(0.05)
+                continue
+            session, conn = found
+            retry = session.sessionid in used
+            lock = self._cb_locks.setdefault(session.sessionid, trio.Lock())
+            async with lock:
+                if not retry:
+                    session.cb_seqid = (session.cb_seqid + 1) & 0xFFFFFFFF
+                    used[session.sessionid] = session.cb_seqid
+                seqid = used[session.sessionid]
+                args = cb.CB_COMPOUND4args(
+                    tag=b"",
+                    minorversion=1,
+                    callback_ident=0,
+                    argarray=[
+                        cb.CB_SEQUENCE4args(session.sessionid, seqid, 0, 0, False, []),
+                        cb.CB_RECALL4args(deleg.stateid(), False, fh),
+                    ],
+                )
+                enc = Encoder()
+                args.pack(enc)
+                how = "re-sent" if retry or lost_with is not None else "sent"
+                self.event(
+                    "cb-recall",
+                    f"CB_RECALL of delegation {deleg.other.hex()} {how} to client "
+                    f"{deleg.clientid:#x} on session {session.sessionid.hex()} seq {seqid}"
+                    + (
+                        f" (lost with session {lost_with.hex()})"
+                        if lost_with is not None and lost_with != session.sessionid
+                        else ""
+                    )
+                    + " (RFC 8881 section 20.2)",
+                    stateid=deleg.other.hex(),
+                    clientid=deleg.clientid,
+                    sessionid=session.sessionid.hex(),
+                    resent=how == "re-sent",
+                    waited=waiting_reported,
+                )
+                status = "no reply"
+                lost = True
+                try:
+                    with trio.move_on_after(self.lease_time):
+                        reply = await conn.callback(
+                            session.cb_program,
+                            NFS_CB,
+                            CB_COMPOUND,
+                            enc.getvalue(),
+                            _cb_cred(session),
+                        )
+                        res = cb.CB_COMPOUND4res.unpack(Decoder(reply))
+                        status = res.status.name
+                        head = res.resarray[0] if res.resarray else None
+                        seq_failed = isinstance(head, cb.CB_SEQUENCE4res) and head.status in (
+                            S.NFS4ERR_BADSESSION,
+                            S.NFS4ERR_DEADSESSION,
+                        )
+                        if seq_failed:
+                            # The client does not know this session (any more): its back
+                            # channel is useless until the client binds one again, and
+                            # SEQUENCE says so (SEQ4_STATUS_CB_PATH_DOWN_SESSION).
+                            session.back_conns = [
+                                x for x in session.back_conns if id(x) != id(conn)
+                            ]
+                        lost = (
+                            seq_failed
+                            or client is None
+                            or (session.sessionid not in client.sessions)
+                        )
+                except NFSClientError as exc:
+                    status = f"failed: {exc}"
             self.event(
                 "cb-recall-reply",
-                f"CB_RECALL of {deleg.other.hex()}: {status}",
+                f"CB_RECALL of {deleg.other.hex()}: {status}"
+                + ("; the recall is lost with its session or connection" if lost else ""),
                 stateid=deleg.other.hex(),
             )
+            if not lost:
+                return
+            lost_with = session.sessionid
+            if client is not None and session.sessionid not in client.sessions:
+                used.pop(session.sessionid, None)
+            await trio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     # -- the lease reaper --------------------------------------------------------------
     def reap(self) -> None:
