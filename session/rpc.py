@@ -10,7 +10,9 @@ come out.  ``session.transport`` is the I/O shell around it.
   and :func:`peek_xid_and_type` for demultiplexing replies from backchannel calls.
 * Authentication, RFC 5531 section 8.2 and appendix A: :class:`opaque_auth`,
   :class:`authsys_parms`, and the :class:`Credential` protocol with :class:`AuthNone`
-  and :class:`AuthSys`.
+  and :class:`AuthSys`.  A credential seals each transmission of a call
+  (:class:`SealedCall`: header, body pieces, reply check), which is what lets
+  RPCSEC_GSS (``session.gss``) sign or encrypt arguments and results per call.
 
 A reply that is not an accepted SUCCESS is raised as an :class:`~session.errors.RpcError`
 subclass naming the condition (:class:`ProgMismatch`, :class:`AuthError`, ...).
@@ -46,14 +48,18 @@ __all__ = [
     "AuthSys",
     "Credential",
     "GarbageArgs",
+    "Payload",
+    "PlainCall",
     "ProcUnavail",
     "ProgMismatch",
     "ProgUnavail",
     "RecordReader",
     "RecordTooLarge",
     "RpcCall",
+    "RpcCaller",
     "RpcMismatch",
     "RpcReply",
+    "SealedCall",
     "SystemErr",
     "UnsupportedRpcVersion",
     "accept_stat",
@@ -65,6 +71,7 @@ __all__ = [
     "encode_accepted_reply",
     "encode_call",
     "encode_call_header",
+    "encode_call_prefix",
     "encode_rejected_reply",
     "frame_record",
     "msg_type",
@@ -685,32 +692,134 @@ class authsys_parms:
         return cls(stamp, machinename, uid, gid, gids)
 
 
-class Credential(Protocol):
-    """What a call needs from an authentication flavor: its credential and verifier.
+Payload = bytes | memoryview
+"""Encoded procedure arguments or results: bytes, or a view of a larger buffer."""
 
-    RFC 5531 section 8.2.  The transport puts ``cred`` and ``verf`` into every call
-    header it sends with this credential.
+
+class RpcCaller(Protocol):
+    """Something that sends one call and returns its results: ``RpcConnection``.
+
+    A credential that needs calls of its own before it can be used (RPCSEC_GSS context
+    creation, RFC 2203 section 5.2) makes them through this.
+    """
+
+    async def call(
+        self, prog: int, vers: int, proc: int, args: Payload, cred: Credential
+    ) -> Payload: ...
+
+
+class SealedCall(Protocol):
+    """One transmission of one call, as a credential prepared it (RFC 5531 section 9).
+
+    ``header`` is the encoded rpc_msg up to and including the verifier; ``body`` the
+    pieces that follow it on the wire (the arguments, possibly wrapped, as for
+    RPCSEC_GSS integrity or privacy, RFC 2203 section 5.3.2).  The transport sends
+    ``header`` then ``body``, hands the reply's verifier and results to ``unwrap``, and
+    calls ``release`` exactly once when the transmission is over (answered, failed, lost
+    or cancelled).
     """
 
     @property
-    def cred(self) -> opaque_auth: ...
+    def header(self) -> bytes: ...
 
     @property
-    def verf(self) -> opaque_auth: ...
+    def body(self) -> Sequence[Payload]: ...
+
+    def unwrap(self, verf: opaque_auth, results: Payload) -> Payload:
+        """Check the reply verifier and return the procedure's own results.
+
+        Raises:
+            RpcError: (a subclass) the verifier or the results' protection does not
+                match; nothing of the reply may be used then.
+        """
+        ...
+
+    def release(self) -> None: ...
 
 
-class AuthNone:
-    """AUTH_NONE (RFC 5531 section 10.1): empty credential and verifier."""
+class Credential(Protocol):
+    """An authentication flavor as the transport uses it (RFC 5531 section 8.2).
 
-    __slots__ = ()
+    For every transmission of a call the transport awaits ``ready`` and then, without
+    a checkpoint in between, calls ``seal`` with the transmission's xid: a re-sent
+    request is sealed anew (RPCSEC_GSS gives it a new sequence number, RFC 2203
+    section 5.3.3.1).  When the server rejects a transmission with AUTH_ERROR the
+    transport asks ``rejected``; True means the credential has reset itself (an
+    expired RPCSEC_GSS context, RFC 2203 section 5.3.3.3) and the call should be sent
+    again, which the transport does a bounded number of times.
+
+    AUTH_NONE and AUTH_SYS are ready at once and need no per-call work; RPCSEC_GSS
+    (``session.gss.GssCredential``) creates its context in ``ready``.
+    """
+
+    async def ready(self, caller: RpcCaller, prog: int, vers: int) -> None:
+        """Wait until ``seal`` can be called for ``prog``/``vers`` on ``caller``.
+
+        Raises:
+            NFSClientError: (a subclass) the credential cannot be used (no Kerberos
+                ticket, the server refused the context, ...).
+        """
+        ...
+
+    def seal(self, xid: int, prog: int, vers: int, proc: int, args: Payload) -> SealedCall: ...
+
+    def rejected(self, sealed: SealedCall, error: AuthError) -> bool: ...
+
+
+class PlainCall:
+    """A ``SealedCall`` for flavors that leave the arguments alone (AUTH_NONE, AUTH_SYS).
+
+    The reply verifier is not checked: the server answers these flavors with an
+    AUTH_NONE verifier that carries nothing to check (RFC 5531 section 10.1).
+    """
+
+    __slots__ = ("body", "header")
+
+    def __init__(self, header: bytes, args: Payload) -> None:
+        self.header = header
+        self.body: tuple[Payload, ...] = (args,) if len(args) else ()
+
+    def unwrap(self, verf: opaque_auth, results: Payload) -> Payload:
+        return results
+
+    def release(self) -> None:
+        return None
+
+
+class _FixedCredential:
+    """Shared behaviour of flavors whose credential and verifier never change: the
+    same ``cred`` and an AUTH_NONE ``verf`` in every call header."""
+
+    __slots__ = ("_cred",)
+
+    def __init__(self, cred: opaque_auth) -> None:
+        self._cred = cred
 
     @property
     def cred(self) -> opaque_auth:
-        return NULL_AUTH
+        return self._cred
 
     @property
     def verf(self) -> opaque_auth:
         return NULL_AUTH
+
+    async def ready(self, caller: RpcCaller, prog: int, vers: int) -> None:
+        return None
+
+    def seal(self, xid: int, prog: int, vers: int, proc: int, args: Payload) -> PlainCall:
+        return PlainCall(encode_call_header(xid, prog, vers, proc, self.cred, self.verf), args)
+
+    def rejected(self, sealed: SealedCall, error: AuthError) -> bool:
+        return False
+
+
+class AuthNone(_FixedCredential):
+    """AUTH_NONE (RFC 5531 section 10.1): empty credential and verifier."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(NULL_AUTH)
 
     def __repr__(self) -> str:
         return "AuthNone()"
@@ -725,7 +834,7 @@ def _authsys_cred(
     return opaque_auth(auth_flavor.AUTH_SYS, enc.getvalue())
 
 
-class AuthSys:
+class AuthSys(_FixedCredential):
     """AUTH_SYS (RFC 5531 section 10.2 and appendix A) with an AUTH_NONE verifier.
 
     The encoded credential is built once per distinct (stamp, machinename, uid, gid,
@@ -743,7 +852,7 @@ class AuthSys:
         ValueError: more than 16 gids or a machinename over 255 bytes.
     """
 
-    __slots__ = ("_cred", "gid", "gids", "machinename", "stamp", "uid")
+    __slots__ = ("gid", "gids", "machinename", "stamp", "uid")
 
     def __init__(
         self,
@@ -758,15 +867,7 @@ class AuthSys:
         self.gids = tuple(gids)
         self.machinename = machinename
         self.stamp = stamp
-        self._cred = _authsys_cred(stamp, machinename, uid, gid, self.gids)
-
-    @property
-    def cred(self) -> opaque_auth:
-        return self._cred
-
-    @property
-    def verf(self) -> opaque_auth:
-        return NULL_AUTH
+        super().__init__(_authsys_cred(stamp, machinename, uid, gid, self.gids))
 
     def __repr__(self) -> str:
         return (
@@ -830,13 +931,11 @@ def peek_xid_and_type(body: bytes | bytearray | memoryview) -> tuple[int, msg_ty
     return xid, msg_type(mtype)
 
 
-def encode_call_header(
-    xid: int, prog: int, vers: int, proc: int, cred: opaque_auth, verf: opaque_auth
-) -> bytes:
-    """Encode an rpc_msg CALL up to and including the verifier (RFC 5531 section 9).
+def encode_call_prefix(xid: int, prog: int, vers: int, proc: int, cred: opaque_auth) -> bytes:
+    """Encode an rpc_msg CALL from ``xid`` up to and including the credential.
 
-    The procedure arguments follow it on the wire; the transport sends the two pieces
-    without joining them, so large WRITE arguments are not copied.
+    These are the bytes an RPCSEC_GSS verifier checksums (RFC 2203 section 5.3.1); the
+    verifier follows them on the wire.  RFC 5531 section 9.
 
     Raises:
         xdrlib3.ConversionError: a number outside uint32.
@@ -849,8 +948,23 @@ def encode_call_header(
     enc.uint32(vers)
     enc.uint32(proc)
     cred.pack(enc)
-    verf.pack(enc)
     return enc.getvalue()
+
+
+def encode_call_header(
+    xid: int, prog: int, vers: int, proc: int, cred: opaque_auth, verf: opaque_auth
+) -> bytes:
+    """Encode an rpc_msg CALL up to and including the verifier (RFC 5531 section 9).
+
+    The procedure arguments follow it on the wire; the transport sends the two pieces
+    without joining them, so large WRITE arguments are not copied.
+
+    Raises:
+        xdrlib3.ConversionError: a number outside uint32.
+    """
+    enc = Encoder()
+    verf.pack(enc)
+    return encode_call_prefix(xid, prog, vers, proc, cred) + enc.getvalue()
 
 
 def encode_call(

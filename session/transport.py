@@ -56,6 +56,7 @@ from session.rpc import (
     PRE_SESSION_MAX_RECORD,
     PRE_SESSION_MAXIMUM,
     RPC_VERSION,
+    AuthError,
     Credential,
     RecordReader,
     RecordTooLarge,
@@ -65,7 +66,6 @@ from session.rpc import (
     decode_call,
     decode_reply,
     encode_accepted_reply,
-    encode_call_header,
     encode_rejected_reply,
     msg_type,
     peek_xid_and_type,
@@ -74,6 +74,7 @@ from session.rpc import (
 )
 
 __all__ = [
+    "AUTH_REFRESHES",
     "NEGOTIATED_MAXIMUM",
     "PRE_SESSION_MAXIMUM",
     "PRE_SESSION_MAX_RECORD",
@@ -104,6 +105,14 @@ RECEIVE_SIZE: Final = 1 << 20
 
 _JOIN_LIMIT: Final = 64 * 1024
 """Records up to this many bytes are joined with their mark into one write."""
+
+_SMALL_PIECE: Final = 4096
+"""In a larger record, neighbouring pieces up to this many bytes are joined (an
+RPCSEC_GSS length word, padding and checksum around a big payload)."""
+
+AUTH_REFRESHES: Final = 2
+"""Times one call is sealed and sent again after the server rejected a credential that
+renewed itself (``Credential.rejected``), before the AuthError is raised."""
 
 _MARK = struct.Struct(">I")
 _XID_MASK: Final = 0xFFFFFFFF
@@ -143,17 +152,28 @@ class _Pending:
     error: TransportError | None = None
 
 
-def _frame(header: bytes, payload: bytes | memoryview = b"") -> Frame:
-    """Record-mark ``header + payload`` as one last fragment, without copying big payloads."""
-    size = len(header) + len(payload)
+def _frame(header: bytes, *payload: bytes | memoryview) -> Frame:
+    """Record-mark ``header`` and the ``payload`` pieces as one last fragment, without
+    copying big pieces (small records are joined into one write)."""
+    size = len(header) + sum(len(p) for p in payload)
     if size > MAX_FRAGMENT:
         raise ValueError(f"RPC record of {size} bytes is larger than one fragment")
     mark = _MARK.pack(LAST_FRAGMENT | size)
     if size <= _JOIN_LIMIT:
-        return [b"".join((mark, header, payload))]
-    if len(header) <= _JOIN_LIMIT:
-        return [mark + header, payload] if payload else [mark + header]
-    return [mark, header, payload] if payload else [mark, header]
+        return [b"".join((mark, header, *payload))]
+    frame: Frame = []
+    run: list[bytes | memoryview] = []
+    for index, piece in enumerate((mark, header, *payload)):
+        if len(piece) <= (_JOIN_LIMIT if index < 2 else _SMALL_PIECE):
+            run.append(piece)
+            continue
+        if run:
+            frame.append(b"".join(run))
+            run = []
+        frame.append(piece)
+    if run:
+        frame.append(b"".join(run))
+    return frame
 
 
 async def resolve_address(host: str, port: int) -> str:
@@ -356,13 +376,25 @@ class RpcConnection:
         incrementing modulo 2**32).  If the caller is cancelled, its xid is forgotten
         and a later reply to it is dropped; other calls are unaffected.
 
+        The credential seals the transmission (``Credential.ready`` then ``seal``:
+        RPCSEC_GSS creates its context, numbers the call and signs or encrypts the
+        arguments) and checks the reply (``SealedCall.unwrap``).  When the server
+        rejects the credential and the credential can renew itself (an expired
+        RPCSEC_GSS context: RPCSEC_GSS_CREDPROBLEM / CTXPROBLEM, RFC 2203 section
+        5.3.3.3), the same arguments are sealed and sent again, at most
+        ``AUTH_REFRESHES`` times.  Such a re-send carries the same NFS request (for a
+        session: the same slot and sequence id), so it is a retry in the session's
+        sense too; it was not executed, as the server refused it before that.
+
         Args:
             prog, vers, proc: uint32 program, version and procedure numbers.
-            args: the procedure's XDR-encoded arguments (sent without copying).
+            args: the procedure's XDR-encoded arguments (sent without copying by
+                AUTH_NONE / AUTH_SYS).
             cred: supplies the call's credential and verifier.
 
         Returns:
-            the accepted SUCCESS reply's results (XDR-encoded: a view of the record).
+            the accepted SUCCESS reply's results (XDR-encoded: a view of the record),
+            as the credential unwrapped them.
 
         Raises:
             RecordTooLarge: the reply to this call (or, when its xid could not be
@@ -371,12 +403,42 @@ class RpcConnection:
             TransportError: the connection is closed, or was lost before the reply.
             ProgUnavail, ProgMismatch, ProcUnavail, GarbageArgs, SystemErr, RpcMismatch,
                 AuthError (session.rpc): the peer did not accept the call.
+            RpcError: (a credential's subclass, e.g. ``session.gss.GssIntegrityError``)
+                the reply's verifier or protection did not check out.
+            NFSClientError: the credential could not be made ready (e.g.
+                ``session.gss.GssError``: no Kerberos credentials).
             XdrError: the reply's RPC header is malformed.
         """
-        if self._closed:
-            raise TransportError(self._close_message) from None
-        xid = self._next_xid()
-        frame = _frame(encode_call_header(xid, prog, vers, proc, cred.cred, cred.verf), args)
+        refreshes = 0
+        while True:
+            if self._closed:
+                raise TransportError(self._close_message) from None
+            await cred.ready(self, prog, vers)
+            if self._closed:
+                raise TransportError(self._close_message) from None
+            xid = self._next_xid()
+            sealed = cred.seal(xid, prog, vers, proc, args)
+            try:
+                body = await self._round_trip(xid, _frame(sealed.header, *sealed.body))
+                try:
+                    reply = decode_reply(body)
+                except AuthError as exc:
+                    if refreshes < AUTH_REFRESHES and cred.rejected(sealed, exc):
+                        refreshes += 1
+                        log.info(
+                            "%s: xid=0x%08x %s; sending again with a renewed credential",
+                            self.peer,
+                            xid,
+                            exc,
+                        )
+                        continue
+                    raise
+                return sealed.unwrap(reply.verf, reply.results)
+            finally:
+                sealed.release()
+
+    async def _round_trip(self, xid: int, frame: Frame) -> bytes:
+        """Hand ``frame`` to the sender and wait for the record answering ``xid``."""
         slot = _Pending(trio.Event())
         self._pending[xid] = slot
         try:
@@ -393,7 +455,7 @@ class RpcConnection:
         if slot.error is not None:
             raise slot.error from None
         assert slot.body is not None
-        return decode_reply(slot.body).results
+        return slot.body
 
     def _next_xid(self) -> int:
         while True:
