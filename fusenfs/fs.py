@@ -260,6 +260,9 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         self._dirs: dict[int, OpenDir] = {}
         self._next_fh = 1
         self._hidden_counter = 0
+        #: Delegated files by (directory inode, name): a lookup of one is answered here
+        #: (no other client can rename or remove it without a recall, RFC 8881 10.4.4).
+        self._delegated_names: dict[tuple[int, bytes], Inode] = {}
         #: The pid that last took a lock as each lock owner (F_GETLK reports it).
         self._lock_pids: dict[bytes, int] = {}
         client.describe_fh = self.describe_fh
@@ -267,6 +270,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         #: Expired filehandles being looked up again, and the event set when done.
         self._refreshing: dict[bytes, trio.Event] = {}
         client.on_filehandles_expired = self._refresh_filesystem
+        client.on_delegation_return = self._delegation_return
         #: Set by the runner: the state manager's statistics (migrations, events).
         self.recovery_stats: Callable[[], dict[str, Any]] | None = None
 
@@ -343,6 +347,39 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             if of.inode is inode and of.writer is not None:
                 await of.writer.commit()
 
+    async def _delegation_return(self, fh: bytes) -> None:
+        """A delegation on ``fh`` goes back: what was written under it reaches the
+        server first (RFC 8881 section 10.4.1)."""
+        node = self.inodes.find_fh(fh)
+        if node is not None:
+            self._delegated_names.pop((node.parent, node.name), None)
+            await self.commit_inode(node)
+            node.trusted = 0  # the attributes are no longer guaranteed
+
+    def _note_delegated(self, node: Inode) -> None:
+        """``node`` has fresh attributes and a delegation: its stat and its lookup are
+        answered locally from now on (until a namespace change or the recall)."""
+        if self.client.usable_delegation(node.fh) is None:
+            return
+        self._trust(node)
+        if node.parent and node.name:
+            self._delegated_names[(node.parent, node.name)] = node
+
+    def _delegated_child(self, parent: Inode, name: bytes) -> Inode | None:
+        node = self._delegated_names.get((parent.ino, name))
+        if node is None:
+            return None
+        if (
+            node.parent == parent.ino
+            and node.name == name
+            and node.trusted == self._namespace_epoch
+            and self.inodes.get(node.ino) is node
+            and self.client.usable_delegation(node.fh) is not None
+        ):
+            return node
+        del self._delegated_names[(parent.ino, name)]
+        return None
+
     def drop_cached_data(self, inode: Inode) -> None:
         """Forget cached file data of ``inode``: read-ahead blocks and kernel pages."""
         reader = self._readers.get(inode.ino)
@@ -373,6 +410,9 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         attrs = await self.client.getattr(inode.fh, cred)
         inode.set_attrs(attrs)
         inode.dirty = self._writes_pending(inode)
+        if not inode.dirty:
+            self.client.note_server_attrs(inode.fh, attrs)
+            self._note_delegated(inode)
         return inode.attrs
 
     def _writes_pending(self, inode: Inode) -> bool:
@@ -397,6 +437,10 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             inode = parent
             inode.lookups += 1
             return self._entry(inode)
+        known = self._delegated_child(parent, name)
+        if known is not None:
+            known.lookups += 1
+            return self._entry(known)
         try:
             fh, attrs = await self.client.lookup(parent.fh, name, self._cred(ctx))
         except NFS4Error as e:
@@ -409,12 +453,17 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             entry.st_ino = 0
             entry.entry_timeout = parent.ac_timeout or self.cache.bounds(True)[0]
             return entry
-        return self._entry(self._learn(fh, attrs, parent, name))
+        node = self._learn(fh, attrs, parent, name)
+        if not node.dirty:
+            self._note_delegated(node)
+        return self._entry(node)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, nlookup in inode_list:
             gone = self.inodes.forget(ino, nlookup)
             if gone is not None:
+                if self._delegated_names.get((gone.parent, gone.name)) is gone:
+                    del self._delegated_names[(gone.parent, gone.name)]
                 self.client.forget_fh(gone.fh)
 
     @fuse_errors
@@ -430,7 +479,13 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         asks right after), less than the attribute cache time ago (nfs(5)
         acregmin..acregmax; noac: never), with no write and no change to the
         namespace since (an unlink elsewhere changes nlink, a create the directory)."""
-        if node.dirty or node.ac_timeout <= 0 or node.trusted != self._namespace_epoch:
+        if node.dirty or node.trusted != self._namespace_epoch:
+            return False
+        if self.client.usable_delegation(node.fh) is not None:
+            # Nobody else may change the file while this client holds a delegation on
+            # it (RFC 8881 section 10.4.3): the attributes hold until it is recalled.
+            return True
+        if node.ac_timeout <= 0:
             return False
         return time.monotonic() - node.attrs_at < node.ac_timeout
 
@@ -498,6 +553,8 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             else:
                 attrs = await self.client.setattr(node.fh, want, stateid, cred)
             node.set_attrs(attrs)
+            if not self._writes_pending(node):
+                self.client.note_server_attrs(node.fh, attrs)
         else:
             await self._fresh_attrs(node, cred)
         return self._entry(node)
@@ -830,13 +887,20 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         access = share_access_for_flags(flags)
         await self._drain_writes(node)
         cached = node.ac_timeout > 0 and time.monotonic() - node.attrs_at < node.ac_timeout
-        if not self.close_to_open and cached and not node.dirty:
+        if self._attrs_fresh(node) and self.client.usable_delegation(node.fh) is not None:
+            # Under a delegation no other client changed the file: no GETATTR, and the
+            # open is local when an open the server holds covers it (section 10.4.1).
+            state = await self.client.open_fh(node.fh, access, cred)
+        elif not self.close_to_open and cached and not node.dirty:
             state = await self.client.open_fh(node.fh, access, cred)  # nocto: no GETATTR
         else:
             state, fetched = await self.client.open_fh_attrs(node.fh, access, cred)
             node.set_attrs(fetched)
             node.dirty = self._writes_pending(node)
             self._trust(node)
+            if not node.dirty:
+                self.client.note_server_attrs(node.fh, fetched)
+                self._note_delegated(node)
         if flags & os.O_TRUNC and access & OPEN4_SHARE_ACCESS_WRITE and node.attrs.size:
             node.set_attrs(
                 await self.client.setattr(node.fh, NFSAttrs(size=0), state.stateid, cred)
@@ -909,6 +973,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         await self._ensure_open(of)
         self._readers[of.inode.ino].invalidate_range(off, len(buf))
         of.inode.dirty = True
+        self.client.note_delegated_write(of.inode.fh, off + len(buf))
         return await of.writer.write(off, buf)
 
     @fuse_errors
@@ -922,6 +987,12 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         """
         of = self._file(fh)
         if of.writer is None or of.closed:
+            return
+        deleg = self.client.usable_delegation(of.inode.fh)
+        if deleg is not None and deleg.write:
+            # No other client can open the file while this one holds a write
+            # delegation (RFC 8881 section 10.4): close-to-open needs nothing here.
+            # The data is written at the release, or when the delegation goes back.
             return
         final = of.writer.take_final()
         if final is None:

@@ -107,6 +107,7 @@ class StateManager:
         """Install the hooks on the client and its first session."""
         self.client.on_moved = self.on_moved
         self.client.on_referral = self.on_referral
+        self.client.task_nursery = self.nursery
         self.adopt(self.client.session)
 
     def adopt(self, session: ServerSession) -> None:
@@ -231,6 +232,8 @@ class StateManager:
                     f"{address_of(session)} sr_status_flags={flags:#x}",
                     f"RFC 8881 {rfc}",
                 )
+        if new & SEQ4_STATUS_RECALLABLE_STATE_REVOKED:
+            self.nursery.start_soon(self._revoked_delegations, session)
         if flags & SEQ4_STATUS_LEASE_MOVED:
             self.log.count("lease_moved_seen")
             tasks.discovery.receive(
@@ -240,6 +243,24 @@ class StateManager:
             if not tasks.running:
                 tasks.running = True
                 self.nursery.start_soon(self._discovery_task, tasks)
+
+    async def _revoked_delegations(self, session: ServerSession) -> None:
+        """SEQ4_STATUS_RECALLABLE_STATE_REVOKED: find the revoked delegations by
+        TEST_STATEID and FREE_STATEID them (RFC 8881 section 18.46.3, 10.2.1)."""
+        try:
+            revoked = await self.client.check_delegations(session)
+        except NFSClientError as e:
+            self.log.record("", "revoked delegations not checked", str(e), "RFC 8881 18.46.3")
+            return
+        if not revoked:
+            return
+        self.log.record(
+            "",
+            f"{revoked} revoked delegations freed",
+            f"{address_of(session)}: TEST_STATEID, FREE_STATEID",
+            "RFC 8881 18.46.3, 18.48, 18.38",
+        )
+        self.log.count("delegations_revoked", revoked)
 
     def _filesystems_on(self, session: ServerSession) -> list[FileSystem]:
         return [
@@ -333,13 +354,15 @@ class StateManager:
             fs_ids = {fs.fs_id for fs in self._filesystems_on(session)}
             opens = [s for s in self.client.state.opens.values() if s.fs_id in fs_ids]
             locks = [lk for lk in self.client.state.locks.values() if lk.open.fs_id in fs_ids]
+            delegs = [d for d in self.client.state.delegations.values() if d.fs_id in fs_ids]
             self.log.record(
                 "",
                 "server restarted: reclaiming",
-                f"{address_of(session)}: {len(opens)} opens, {len(locks)} lock owners",
-                "RFC 8881 8.4.2.1",
+                f"{address_of(session)}: {len(opens)} opens, {len(locks)} lock owners, "
+                f"{len(delegs)} delegations",
+                "RFC 8881 8.4.2.1, 10.2.1",
             )
-            report = await reclaim_all(self.client, opens, locks, session)
+            report = await reclaim_all(self.client, opens, locks, session, delegs)
             self.log.count("reclaims", report.opens_reclaimed + report.locks_reclaimed)
             self.note_reclaim_report("", report, "RFC 8881 8.4.2.1")
 
@@ -378,5 +401,15 @@ class StateManager:
         data["client"] = {
             "parked_calls": self.client.stats.parked_calls,
             "moved_errors": self.client.stats.moved_errors,
+        }
+        st = self.client.stats
+        data["delegations"] = {
+            "held": len(self.client.state.delegations),
+            "write": sum(1 for d in self.client.state.delegations.values() if d.write),
+            "granted": st.delegations_granted,
+            "recalled": st.delegations_recalled,
+            "returned": st.delegations_returned,
+            "reclaimed": st.delegations_reclaimed,
+            "revoked": st.delegations_revoked,
         }
         return data

@@ -56,7 +56,7 @@ from session.client import STAT_ATTRS
 from session.errors import NFSClientError
 from session.mount import FileSystem
 from session.session import ServerSession
-from session.state import LockState, OpenState
+from session.state import Delegation, LockState, OpenState
 from session.status import NFS4Error
 from session.xdr import nfs4
 from session.xdr.const import (
@@ -301,6 +301,7 @@ async def _try_location(
 
     opens = client.state.opens_on(fs.fs_id)
     locks = client.state.locks_on(fs.fs_id)
+    delegs = client.state.delegations_on(fs.fs_id)
     tsm = decision.status is TsmStatus.TRANSFERRED_CLIENT_ID
     if decision.status is TsmStatus.STATE_MERGER:
         sample = stateids_of(opens, locks)[:1]
@@ -332,12 +333,22 @@ async def _try_location(
     mgr.log.record(label, action_of(action).value, action.evidence, "seed 001 4.2.3")
     kind = action_of(action)
     if kind is StateAction.RECLAIM_ALL:
-        report = await reclaim_all(client, opens, locks, dest)
+        report = await reclaim_all(client, opens, locks, dest, delegs)
         rec.reclaimed += report.opens_reclaimed + report.locks_reclaimed
         mgr.log.count("reclaims", report.opens_reclaimed + report.locks_reclaimed)
         mgr.note_reclaim_report(label, report, "seed 001 4.2.1")
+        if delegs:
+            mgr.log.record(
+                label,
+                f"delegations: {report.delegations_reclaimed} reclaimed, "
+                f"{report.lost_delegations} not regained (dropped)",
+                "OPEN(CLAIM_PREVIOUS) with delegate_type",
+                "RFC 8881 10.2.1; seed 001 4.2.3",
+            )
     elif kind is StateAction.TEST_AND_RECLAIM:
-        await _test_and_reclaim(mgr, fs, dest, opens, locks, rec)
+        await _test_and_reclaim(mgr, fs, dest, opens, locks, rec, delegs)
+    elif delegs:
+        await _verify_delegations(mgr, fs, dest, delegs, rec)
     await dest.reclaim_complete(one_fs=True, fh=fs.root_fh)
     mgr.log.record(label, "RECLAIM_COMPLETE(rca_one_fs=TRUE)", "", "seed 001 4.2.3; RFC 8881 18.51")
     if new_client_id and not tsm:
@@ -352,9 +363,15 @@ async def _test_and_reclaim(
     opens: list[OpenState],
     locks: list[LockState],
     rec: MigrationRecord,
+    delegs: list[Delegation],
 ) -> None:
-    """TSM with loss: TEST_STATEID all, FREE_STATEID and reclaim the lost (seed 4.2.3)."""
+    """TSM with loss: TEST_STATEID all, FREE_STATEID and reclaim the lost (seed 4.2.3).
+
+    A lost delegation is freed; it is reclaimed with its file's open when that was
+    lost too, else dropped (section 10.2.1: the file's next open goes to the server).
+    """
     label = fs_label(fs)
+    lost_delegs = await _verify_delegations(mgr, fs, dest, delegs, rec, drop=False)
     open_codes = await test_stateids(dest, [s.stateid for s in opens])
     with_ids = [lk for lk in locks if lk.stateid is not None]
     lock_codes = await test_stateids(dest, [lk.stateid for lk in with_ids if lk.stateid])
@@ -377,10 +394,43 @@ async def _test_and_reclaim(
     # A lock whose open was lost goes with it; reclaim both.
     lost_ids = {id(s) for s in lost_opens}
     relock = lost_locks + [lk for lk in locks if id(lk.open) in lost_ids and lk not in lost_locks]
-    report = await reclaim_all(mgr.client, lost_opens, relock, dest)
+    lost_fhs = {s.fh for s in lost_opens}
+    for deleg in [d for d in lost_delegs if d.fh not in lost_fhs]:
+        await mgr.client.drop_delegation(deleg, dest)
+    reclaim_delegs = [d for d in lost_delegs if d.fh in lost_fhs]
+    report = await reclaim_all(mgr.client, lost_opens, relock, dest, reclaim_delegs)
     rec.reclaimed += report.opens_reclaimed + report.locks_reclaimed
     mgr.log.count("reclaims", report.opens_reclaimed + report.locks_reclaimed)
     mgr.note_reclaim_report(label, report, "seed 001 4.2.3")
+
+
+async def _verify_delegations(
+    mgr: StateManager,
+    fs: FileSystem,
+    dest: ServerSession,
+    delegs: list[Delegation],
+    rec: MigrationRecord,
+    drop: bool = True,
+) -> list[Delegation]:
+    """TEST_STATEID the delegations that should have come with the file system
+    (Transparent State Migration, RFC 8881 11.12; seed 001 4.2.3); FREE_STATEID the
+    ones the destination does not know.  ``drop``: forget them too (their kept opens
+    closed).  Returns the lost ones."""
+    codes = await test_stateids(dest, [d.stateid for d in delegs])
+    rec.tested += len(codes)
+    mgr.log.count("test_stateid", len(codes))
+    lost = [d for d, c in zip(delegs, codes, strict=True) if c != nfsstat4.NFS4_OK]
+    for deleg in lost:
+        await free_stateid(dest, deleg.stateid)
+        if drop:
+            await mgr.client.drop_delegation(deleg, dest)
+    mgr.log.record(
+        fs_label(fs),
+        f"TEST_STATEID: {len(delegs) - len(lost)} of {len(delegs)} delegations transferred",
+        ", ".join(c.name for c in codes),
+        "RFC 8881 18.48, 10.2.1; seed 001 4.2.3",
+    )
+    return lost
 
 
 async def resolve_referral(

@@ -22,7 +22,7 @@ from session.locks import EOF_OFFSET, LockRanges, lock_end, lock_length
 from session.mount import FileSystem, Superblock, split_path
 from session.rpc import Credential
 from session.session import CompoundResult, OrphanHook, ServerSession, default_cb_result
-from session.state import LockState, OpenState, StateTable
+from session.state import Delegation, LockState, OpenState, StateTable, newest_stateid
 from session.status import NFS4ErrMoved, NFS4Error
 from session.xdr import cb, nfs4
 from session.xdr.codec import Buffer
@@ -31,7 +31,10 @@ from session.xdr.const import (
     OPEN4_RESULT_CONFIRM,
     OPEN4_RESULT_MAY_NOTIFY_LOCK,
     OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
+    OPEN4_SHARE_ACCESS_WANT_NO_PREFERENCE,
     OPEN4_SHARE_DENY_NONE,
+    RCA4_TYPE_MASK_RDATA_DLG,
+    RCA4_TYPE_MASK_WDATA_DLG,
     createmode4,
     nfs_ftype4,
     nfs_lock_type4,
@@ -40,7 +43,7 @@ from session.xdr.const import (
     opentype4,
     stable_how4,
 )
-from session.xdr.fattr import NFSAttrs, bitmap4_from, decode_fattr4, encode_fattr4
+from session.xdr.fattr import NFSAttrs, bitmap4_from, bitmap4_to_set, decode_fattr4, encode_fattr4
 
 log = logging.getLogger("session.client")
 
@@ -174,6 +177,11 @@ class ClientStatistics:
 
     parked_calls: int = 0
     moved_errors: int = 0
+    delegations_granted: int = 0
+    delegations_recalled: int = 0
+    delegations_returned: int = 0
+    delegations_reclaimed: int = 0
+    delegations_revoked: int = 0
 
 
 OpsBuilder = Callable[[ServerSession], list[nfs4.ArgOp]]
@@ -260,6 +268,14 @@ class NFSClient:
         #: Called after a migration whose destination does not know the file system's
         #: old filehandles: re-resolve every held one (returns how many).
         self.on_filehandles_expired: Callable[[FileSystem], Awaitable[int]] | None = None
+        #: Accept delegations (RFC 8881 section 10); False declines them (-o nodeleg).
+        self.want_delegations = True
+        #: Where delegation returns run (a CB_RECALL is answered at once, the return
+        #: follows): set by the state manager.
+        self.task_nursery: trio.Nursery | None = None
+        #: Called with a filehandle before its delegation goes back: write back what
+        #: was written under it (the FUSE layer's write-behind), section 10.4.1.
+        self.on_delegation_return: Callable[[bytes], Awaitable[None]] | None = None
         #: Names a file for people (logs, ``fusenfs stats``); the FUSE layer installs
         #: one that gives the inode number and path.  Default: the filehandle in hex.
         self.describe_fh: Callable[[bytes], str] | None = None
@@ -807,7 +823,7 @@ class NFSClient:
                 nfs4.PUTFH4args(object=dir_fh),
                 nfs4.OPEN4args(
                     seqid=0,
-                    share_access=access | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
+                    share_access=access | self._want_deleg(),
                     share_deny=OPEN4_SHARE_DENY_NONE,
                     owner=nfs4.open_owner4(clientid=s.clientid, owner=owner),
                     openhow=how,
@@ -828,12 +844,13 @@ class NFSClient:
         fh = getfh.resok.object
         file_attrs = _attrs(_res(res, 3, nfs4.GETATTR4res))
         self.learn_fh(fh, file_attrs, via=dir_fh)
-        await self._return_delegation(fh, opened.resok, cred)
+        await self._took_delegation(fh, opened.resok, file_attrs, cred)
         if opened.resok.rflags & OPEN4_RESULT_CONFIRM:
             raise NFSClientError("server asked for OPEN_CONFIRM, which NFSv4.1 does not have")
         async with self.file_lock(fh):
             state = self.state.record_open(fh, self.fs_id_of(fh), owner, opened.resok.stateid)
             state.may_notify_lock = bool(opened.resok.rflags & OPEN4_RESULT_MAY_NOTIFY_LOCK)
+            state.server_access |= access
             state.add_user(access)
         dir_attrs = _attrs(_res(res, 5, nfs4.GETATTR4res)) if create else None
         return OpenResult(fh=fh, attrs=file_attrs, state=state, created=create, dir_attrs=dir_attrs)
@@ -863,7 +880,14 @@ class NFSClient:
         owner = self.open_owner(cred)
         async with self.file_lock(fh):
             state = self.state.find_open(fh, owner)
-            if state is not None and state.in_use() and (state.access() | access) == state.access():
+            held = state.server_access if state is not None else 0
+            # An open the server holds serves a new one locally when it covers the
+            # access: while someone uses it, or while a delegation keeps it (10.4.1).
+            if (
+                state is not None
+                and (held | access) == held
+                and (state.in_use() or self.usable_delegation(fh) is not None)
+            ):
                 state.add_user(access)
                 return state, None
             want = access | (state.access() if state is not None else 0)
@@ -875,7 +899,7 @@ class NFSClient:
                     nfs4.PUTFH4args(object=fh),
                     nfs4.OPEN4args(
                         seqid=0,
-                        share_access=want | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
+                        share_access=want | self._want_deleg(),
                         share_deny=OPEN4_SHARE_DENY_NONE,
                         owner=nfs4.open_owner4(clientid=s.clientid, owner=owner),
                         openhow=nfs4.openflag4(opentype=opentype4.OPEN4_NOCREATE),
@@ -892,8 +916,10 @@ class NFSClient:
             assert opened.resok is not None
             state = self.state.record_open(fh, self.fs_id_of(fh), owner, opened.resok.stateid)
             state.may_notify_lock = bool(opened.resok.rflags & OPEN4_RESULT_MAY_NOTIFY_LOCK)
+            # An OPEN of an open the server holds adds to its access (section 18.16.3).
+            state.server_access = held | want
             state.add_user(access)
-        await self._return_delegation(fh, opened.resok, cred)
+        await self._took_delegation(fh, opened.resok, attrs, cred)
         return state, attrs
 
     async def _settle_orphaned_open(
@@ -918,7 +944,7 @@ class NFSClient:
             if getfh.resok is None:
                 return
             fh = getfh.resok.object
-        await self._return_delegation(fh, opened.resok, cred)
+        await self._took_delegation(fh, opened.resok, None, cred)
         async with self.file_lock(fh):
             state = self.state.find_open(fh, owner)
             if state is not None and state.in_use():
@@ -936,24 +962,239 @@ class NFSClient:
                 via=fh,
             )
 
-    async def _return_delegation(
-        self, fh: bytes, resok: nfs4.OPEN4resok, cred: Credential | None
+    # ------------------------------------------------------------------ delegations
+    def _want_deleg(self) -> int:
+        """OPEN's delegation wish (section 18.16.3): the server's choice, or none."""
+        if self.want_delegations:
+            return OPEN4_SHARE_ACCESS_WANT_NO_PREFERENCE
+        return OPEN4_SHARE_ACCESS_WANT_NO_DELEG
+
+    def usable_delegation(self, fh: bytes) -> Delegation | None:
+        """The delegation held on ``fh`` that may still be used (not being recalled)."""
+        deleg = self.state.delegations.get(fh)
+        return None if deleg is None or deleg.recalled else deleg
+
+    def note_delegated_write(self, fh: bytes, end: int) -> None:
+        """The application wrote up to byte ``end`` of a write-delegated file: what
+        CB_GETATTR must answer (section 10.4.3)."""
+        deleg = self.state.delegations.get(fh)
+        if deleg is not None and deleg.write:
+            deleg.modified = True
+            deleg.size = max(deleg.size or 0, end)
+
+    async def _took_delegation(
+        self,
+        fh: bytes,
+        resok: nfs4.OPEN4resok,
+        attrs: NFSAttrs | None,
+        cred: Credential | None,
     ) -> None:
-        """A server may grant a delegation despite WANT_NO_DELEG: give it back at once."""
-        deleg = resok.delegation
-        stateid: nfs4.stateid4 | None = None
-        if deleg.read is not None:
-            stateid = deleg.read.stateid
-        elif deleg.write is not None:
-            stateid = deleg.write.stateid
-        if stateid is not None:
+        """Keep the delegation an OPEN brought (section 10.2), or give it back at once
+        when delegations are declined or the server asks so (``recall`` set)."""
+        granted = resok.delegation
+        body: nfs4.open_read_delegation4 | nfs4.open_write_delegation4 | None
+        body = granted.read if granted.read is not None else granted.write
+        if body is None:
+            return
+        self.stats.delegations_granted += 1
+        deleg = Delegation(
+            fh=fh,
+            fs_id=self.fs_id_of(fh),
+            stateid=body.stateid,
+            write=granted.write is not None,
+            change=attrs.change if attrs is not None else None,
+            size=attrs.size if attrs is not None else None,
+        )
+        old = self.state.delegations.get(fh)
+        if old is not None and old.stateid.other == deleg.stateid.other:
+            old.stateid = newest_stateid(old.stateid, deleg.stateid)
+            old.write = old.write or deleg.write
+            return
+        self.state.delegations[fh] = deleg
+        log.debug("%s delegation on %s", "write" if deleg.write else "read", self.file_label(fh))
+        if not self.want_delegations or body.recall:
+            deleg.recalled = True
+            await self.return_delegation(deleg, cred)
+
+    async def return_delegation(self, deleg: Delegation, cred: Credential | None = None) -> None:
+        """Give ``deleg`` back (section 10.4.1): what was written under it is written
+        back first (``on_delegation_return``), opens kept only for it are CLOSEd, then
+        DELEGRETURN (section 18.6).  Waits while its file system is being recovered.
+        Errors are logged: the server revokes what is not returned in time anyway."""
+        deleg.recalled = True
+        fs = self.fs_of(deleg.fh)
+        if fs is not None:
+            waiting = self._parked.get(fs.fs_id)
+            if waiting is not None:
+                await waiting.wait()
+        if self.on_delegation_return is not None:
+            try:
+                await self.on_delegation_return(deleg.fh)
+            except NFSClientError as e:
+                log.warning(
+                    "writing back %s before returning its delegation: %s",
+                    self.file_label(deleg.fh),
+                    e,
+                )
+        async with self.file_lock(deleg.fh):
+            for state in [s for s in self.state.opens_of(deleg.fh) if not s.in_use()]:
+                try:
+                    await self._close_now(state, cred)
+                except NFS4Error as e:
+                    log.info("CLOSE of an open kept for a delegation: %s", e)
+            if self.state.delegations.get(deleg.fh) is not deleg:
+                return  # returned meanwhile
             try:
                 await self.compound(
-                    [nfs4.PUTFH4args(object=fh), nfs4.DELEGRETURN4args(deleg_stateid=stateid)],
+                    lambda s: [
+                        nfs4.PUTFH4args(object=deleg.fh),
+                        nfs4.DELEGRETURN4args(deleg_stateid=deleg.stateid),
+                    ],
                     cred,
+                    via=deleg.fh,
                 )
+                self.stats.delegations_returned += 1
             except NFS4Error as e:
-                log.info("DELEGRETURN: %s", e)
+                log.info("DELEGRETURN of %s: %s", self.file_label(deleg.fh), e)
+            finally:
+                self.state.delegations.pop(deleg.fh, None)
+
+    def note_server_attrs(self, fh: bytes, attrs: NFSAttrs) -> None:
+        """Attributes fetched from the server with no write outstanding: the base that
+        CB_GETATTR answers from (section 10.4.3)."""
+        deleg = self.state.delegations.get(fh)
+        if deleg is not None:
+            deleg.change = attrs.change if attrs.change is not None else deleg.change
+            deleg.size = attrs.size if attrs.size is not None else deleg.size
+            deleg.modified = False
+
+    async def return_all_delegations(self) -> None:
+        """Give every delegation back (unmount: DESTROY_CLIENTID needs the state gone)."""
+        for deleg in list(self.state.delegations.values()):
+            await self.return_delegation(deleg)
+
+    def return_soon(self, deleg: Delegation) -> None:
+        """Return ``deleg`` in the background (a callback is answered at once)."""
+        deleg.recalled = True
+        if self.task_nursery is None:
+            log.warning("a delegation cannot be returned: no task nursery")
+            return
+        self.task_nursery.start_soon(self.return_delegation, deleg)
+
+    async def check_delegations(self, session: ServerSession) -> int:
+        """SEQ4_STATUS_RECALLABLE_STATE_REVOKED (section 18.46.3): TEST_STATEID every
+        delegation served by ``session``, FREE_STATEID and forget the revoked ones
+        (their files' kept opens are closed).  Returns how many were revoked."""
+        held = [
+            d
+            for d in self.state.delegations.values()
+            if self.session_for(self.superblock.filesystems.get(d.fs_id)) is session
+        ]
+        if not held:
+            return 0
+        res = await session.compound(
+            [nfs4.TEST_STATEID4args(ts_stateids=[d.stateid for d in held])]
+        )
+        tested = _res(res, 0, nfs4.TEST_STATEID4res)
+        codes = tested.resok.tsr_status_codes if tested.resok is not None else []
+        revoked = [d for d, code in zip(held, codes, strict=False) if code != nfsstat4.NFS4_OK]
+        for deleg in revoked:
+            log.warning("delegation on %s was revoked", self.file_label(deleg.fh))
+            try:
+                await session.compound([nfs4.FREE_STATEID4args(fsa_stateid=deleg.stateid)])
+            except NFS4Error as e:
+                log.info("FREE_STATEID of a revoked delegation: %s", e)
+            await self.drop_delegation(deleg, session)
+        return len(revoked)
+
+    async def drop_delegation(
+        self, deleg: Delegation, session: ServerSession | None = None
+    ) -> None:
+        """Forget ``deleg`` without DELEGRETURN: the server no longer has it (revoked,
+        or not regained after a restart or migration; section 10.2.1).  The opens kept
+        only for it are CLOSEd (straight to ``session`` when recovery names one); a
+        failed CLOSE is logged (that open is gone with the state too)."""
+        if self.state.delegations.get(deleg.fh) is not deleg:
+            return
+        del self.state.delegations[deleg.fh]
+        deleg.recalled = True
+        self.stats.delegations_revoked += 1
+        async with self.file_lock(deleg.fh):
+            for state in [s for s in self.state.opens_of(deleg.fh) if not s.in_use()]:
+                try:
+                    await self._close_now(state, None, session)
+                except NFS4Error as e:
+                    log.info("CLOSE of an open kept for a lost delegation: %s", e)
+
+    def _cb_getattr(self, op: cb.CB_GETATTR4args) -> cb.CB_GETATTR4res:
+        """CB_GETATTR (section 20.1): the size and change of a write-delegated file as
+        this client knows them; change + 1 once written under the delegation (10.4.3)."""
+        deleg = self.state.delegations.get(self.current_fh(op.fh)) or self.state.delegations.get(
+            op.fh
+        )
+        if deleg is None or not deleg.write:
+            return cb.CB_GETATTR4res(status=nfsstat4.NFS4ERR_BADHANDLE)
+        wanted = bitmap4_to_set(op.attr_request, limit=64)
+        answer = NFSAttrs()
+        if FATTR4.SIZE in wanted:
+            answer.size = deleg.size or 0
+        if FATTR4.CHANGE in wanted:
+            answer.change = (deleg.change or 0) + (1 if deleg.modified else 0)
+        return cb.CB_GETATTR4res(
+            status=nfsstat4.NFS4_OK, resok=cb.CB_GETATTR4resok(encode_fattr4(answer))
+        )
+
+    def _cb_recall(self, op: cb.CB_RECALL4args) -> cb.CB_RECALL4res:
+        """CB_RECALL (section 20.2): answered at once; the return follows."""
+        deleg = next(
+            (d for d in self.state.delegations.values() if d.stateid.other == op.stateid.other),
+            None,
+        )
+        if deleg is None:
+            # Not held (already returned, or never seen): nothing to give back.
+            return cb.CB_RECALL4res(status=nfsstat4.NFS4_OK)
+        if not deleg.recalled:
+            self.stats.delegations_recalled += 1
+            self.return_soon(deleg)
+        return cb.CB_RECALL4res(status=nfsstat4.NFS4_OK)
+
+    def _cb_recall_any(self, op: cb.CB_RECALL_ANY4args) -> cb.CB_RECALL_ANY4res:
+        """CB_RECALL_ANY (section 20.6): keep at most ``craa_objects_to_keep`` of the
+        delegation types named; the ones no open uses go first."""
+        kinds = bitmap4_to_set(op.craa_type_mask, limit=64)
+        pick = [
+            d
+            for d in self.state.delegations.values()
+            if not d.recalled
+            and (
+                (RCA4_TYPE_MASK_WDATA_DLG in kinds and d.write)
+                or (RCA4_TYPE_MASK_RDATA_DLG in kinds and not d.write)
+            )
+        ]
+        pick.sort(key=lambda d: any(s.in_use() for s in self.state.opens_of(d.fh)))
+        for deleg in pick[: max(0, len(pick) - op.craa_objects_to_keep)]:
+            self.stats.delegations_recalled += 1
+            self.return_soon(deleg)
+        return cb.CB_RECALL_ANY4res(status=nfsstat4.NFS4_OK)
+
+    async def _close_now(
+        self, state: OpenState, cred: Credential | None, session: ServerSession | None = None
+    ) -> None:
+        """CLOSE ``state`` (``file_lock`` held), releasing its byte-range locks first.
+        ``session``: send there directly (recovery, with the file system parked)."""
+        ops: list[nfs4.ArgOp] = [
+            nfs4.PUTFH4args(object=state.fh),
+            nfs4.CLOSE4args(seqid=0, open_stateid=state.stateid),
+        ]
+        try:
+            if session is not None:
+                await session.compound(ops)
+                return
+            for lock_state in [ls for ls in self.state.locks.values() if ls.open is state]:
+                await self._locku(lock_state, 0, EOF_OFFSET, cred)
+            await self.compound(lambda s: ops, cred, via=state.fh)
+        finally:
+            self.state.forget_open(state)
 
     async def release(self, state: OpenState, access: int, cred: Credential | None = None) -> None:
         """One user of ``state`` is done: CLOSE at the last, OPEN_DOWNGRADE if access shrinks."""
@@ -961,21 +1202,14 @@ class NFSClient:
             before = state.access()
             state.remove_user(access)
             if not state.in_use():
+                locked = any(ls.open is state for ls in self.state.locks.values())
+                if self.usable_delegation(state.fh) is not None and not locked:
+                    # Kept while the delegation lasts: the next open is local (10.4.1);
+                    # CLOSEd when the delegation goes back.
+                    return
                 # CLOSE fails with NFS4ERR_LOCKS_HELD while byte-range locks remain (RFC
                 # 8881 section 18.2.3), and none may outlive the open they were made under.
-                for lock_state in [ls for ls in self.state.locks.values() if ls.open is state]:
-                    await self._locku(lock_state, 0, EOF_OFFSET, cred)
-                try:
-                    await self.compound(
-                        lambda s: [
-                            nfs4.PUTFH4args(object=state.fh),
-                            nfs4.CLOSE4args(seqid=0, open_stateid=state.stateid),
-                        ],
-                        cred,
-                        via=state.fh,
-                    )
-                finally:
-                    self.state.forget_open(state)
+                await self._close_now(state, cred)
                 return
             after = state.access()
             if after != before:
@@ -995,6 +1229,7 @@ class NFSClient:
                 down = _res(res, 1, nfs4.OPEN_DOWNGRADE4res)
                 if down.resok is not None:
                     state.update(down.resok.open_stateid)
+                    state.server_access = after
 
     def is_last_user(self, state: OpenState) -> bool:
         """Whether one user holds ``state`` and no byte-range lock was made under it."""
@@ -1079,7 +1314,11 @@ class NFSClient:
 
     def forget_fh(self, fh: bytes) -> None:
         """The FUSE layer dropped the file: drop what is kept per filehandle for it
-        (routing, the per-file lock) unless open or lock state still uses it."""
+        (routing, the per-file lock) unless open or lock state still uses it.  A
+        delegation nobody uses goes back (it only kept an idle open)."""
+        deleg = self.usable_delegation(fh)
+        if deleg is not None and not any(s.in_use() for s in self.state.opens_of(fh)):
+            self.return_soon(deleg)
         if self.state.opens_of(fh):
             return
         self._fs_by_fh.pop(fh, None)
@@ -1154,8 +1393,10 @@ class NFSClient:
     async def handle_callback(self, args: cb.CB_COMPOUND4args) -> list[cb.CbResOp]:
         """The operations of a CB_COMPOUND after CB_SEQUENCE (RFC 8881 section 20).
 
-        CB_NOTIFY_LOCK wakes a blocked lock waiter (section 20.11); the rest get the
-        session's default answers.  Install as ``ServerSession.on_callback``.
+        CB_NOTIFY_LOCK wakes a blocked lock waiter (section 20.11); CB_RECALL,
+        CB_GETATTR, CB_RECALL_ANY and CB_RECALLABLE_OBJ_AVAIL concern delegations
+        (sections 20.2, 20.1, 20.6, 20.7); the rest get the session's default answers.
+        Install as ``ServerSession.on_callback``.
         """
         results: list[cb.CbResOp] = []
         for op in args.argarray:
@@ -1163,6 +1404,16 @@ class NFSClient:
                 woke = self.notify_lock(op.cnla_fh, op.cnla_lock_owner.owner)
                 log.debug("CB_NOTIFY_LOCK: %s", "waiter woken" if woke else "nobody waits")
                 results.append(cb.CB_NOTIFY_LOCK4res(status=nfsstat4.NFS4_OK))
+            elif isinstance(op, cb.CB_RECALL4args):
+                results.append(self._cb_recall(op))
+            elif isinstance(op, cb.CB_GETATTR4args):
+                results.append(self._cb_getattr(op))
+            elif isinstance(op, cb.CB_RECALL_ANY4args):
+                results.append(self._cb_recall_any(op))
+            elif isinstance(op, cb.CB_RECALLABLE_OBJ_AVAIL4args):
+                # More delegations could be had (section 20.7): this client asks for
+                # them at its next OPEN anyway.
+                results.append(cb.CB_RECALLABLE_OBJ_AVAIL4res(status=nfsstat4.NFS4_OK))
             else:
                 results.append(default_cb_result(op))
             if results[-1].status != nfsstat4.NFS4_OK:

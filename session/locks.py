@@ -136,8 +136,7 @@ class LockRanges:
         """True if every held range is exactly ``[start, end)`` or disjoint from it (what a
         server that cannot split locks accepts; otherwise NFS4ERR_LOCK_RANGE, 9.1.5)."""
         return all(
-            (r.start == start and r.end == end) or not r.overlaps(start, end)
-            for r in self.ranges
+            (r.start == start and r.end == end) or not r.overlaps(start, end) for r in self.ranges
         )
 
     def wire(self) -> list[tuple[int, int, nfs_lock_type4]]:

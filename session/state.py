@@ -61,6 +61,10 @@ class OpenState:
     #: The server said OPEN4_RESULT_MAY_NOTIFY_LOCK: it may send CB_NOTIFY_LOCK when a
     #: lock a client waits for becomes free (RFC 8881 section 9.6, 20.11).
     may_notify_lock: bool = False
+    #: The share access the server holds for this open (OPEN4_SHARE_ACCESS_* bits):
+    #: what the last OPEN or OPEN_DOWNGRADE gave.  Under a delegation an open nobody
+    #: uses is kept (not CLOSEd), so a later open with access within this is local.
+    server_access: int = 0
 
     def access(self) -> int:
         """The union of share access the users need (OPEN4_SHARE_ACCESS_* bits)."""
@@ -115,11 +119,38 @@ class LockState:
 
 
 @dataclass(slots=True)
+class Delegation:
+    """A delegation the server granted on one file (RFC 8881 section 10.2).
+
+    Attributes:
+        fh: the file's filehandle (bytes).
+        fs_id: the file system it is on.
+        stateid: the delegation stateid.
+        write: a write delegation (OPEN_DELEGATE_WRITE); else a read one.
+        change: the file's change attribute when granted (CB_GETATTR, section 10.4.3).
+        size: bytes: the file's size as this client knows it (under a write delegation
+            the client's writes are the truth, and CB_GETATTR answers with it).
+        modified: written under the delegation (CB_GETATTR reports change + 1).
+        recalled: the server asked for it back (CB_RECALL): nothing new may use it.
+    """
+
+    fh: bytes
+    fs_id: int
+    stateid: stateid4
+    write: bool
+    change: int | None = None
+    size: int | None = None
+    modified: bool = False
+    recalled: bool = False
+
+
+@dataclass(slots=True)
 class StateTable:
-    """Every open and lock of one mount, findable per file and per file system."""
+    """Every open, lock and delegation of one mount, findable per file and file system."""
 
     opens: dict[tuple[bytes, bytes], OpenState] = field(default_factory=dict)
     locks: dict[tuple[bytes, bytes, bytes], LockState] = field(default_factory=dict)
+    delegations: dict[bytes, Delegation] = field(default_factory=dict)
 
     def opens_of(self, fh: bytes) -> list[OpenState]:
         """Every open of one file (by any owner)."""
@@ -144,9 +175,17 @@ class StateTable:
         for key in [k for k, v in self.locks.items() if v.open is state]:
             del self.locks[key]
 
+    def delegations_on(self, fs_id: int) -> list[Delegation]:
+        return [d for d in self.delegations.values() if d.fs_id == fs_id]
+
     def rename_fh(self, old: bytes, new: bytes) -> None:
-        """The file's filehandle changed (it expired, RFC 8881 section 4.2.3): its opens
-        and locks stay the same objects, with their stateids, under the new handle."""
+        """The file's filehandle changed (it expired, RFC 8881 section 4.2.3): its opens,
+        locks and delegation stay the same objects, with their stateids, under the new
+        handle."""
+        deleg = self.delegations.pop(old, None)
+        if deleg is not None:
+            deleg.fh = new
+            self.delegations[new] = deleg
         for key, state in list(self.opens.items()):
             if state.fh == old:
                 del self.opens[key]
