@@ -5,6 +5,20 @@ FUSE file system and serves it until it is unmounted (``fusermount3 -u``) or the
 gets SIGINT/SIGTERM; then it destroys the session and client ID (RFC 8881 sections
 18.37, 18.50).  ``probe`` asks a server what it says about itself.
 
+Mounting is attempted as mount.nfs does (nfs(5) ``retry``, ``bg``): an RPC NULL call
+first (a server that is not NFS, or not NFSv4, is named as such in one line), then the
+session (soft while mounting, whatever ``hard`` says: the mount is bounded by ``retry``)
+and the export's root (a missing or unexported path is named, with what the server
+does export).  A failure that may pass (no connection, no answer) is retried for
+``retry`` minutes, with pauses from ``RETRY_FIRST`` to ``RETRY_MAX`` seconds; with
+``bg`` the caller hears of the first one and may return.  Once mounted the session is
+made hard or soft as the options say, and the kernel mount flags (``noexec``,
+``nosuid``...) are the options' ``kernel_flags``.  What libfuse and fusermount3 print
+when they cannot mount (no access to /dev/fuse, allow_other without user_allow_other)
+becomes the one-line error.  The mount's statistics (``user.fusenfs.stats``) carry,
+besides the recovery history, what /proc/self/mountstats gives for a kernel mount
+(``statistics_hook``).
+
 Stopping is bounded by the mount's retry budget, ``timeo * (retrans + 1)`` seconds,
 whatever the server does (DESIGN.md invariant 11).  On SIGTERM or SIGINT:
 
@@ -36,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import hashlib
 import json
 import logging
@@ -43,9 +58,12 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyfuse3
 import trio
@@ -53,14 +71,30 @@ import trio
 from fusenfs.cli import is_mounted, mount_device, mount_id
 from fusenfs.fs import CacheTimes, NFSOperations
 from fusenfs.locking import LOCAL_LOCK_KINDS, operations_class
-from fusenfs.options import MountOptions
+from fusenfs.options import MountOptionError, MountOptions
 from recovery.manager import StateManager
 from session.client import FSINFO_ATTRS, NFSClient
-from session.errors import CallTimeout, NFSClientError
-from session.session import ServerSession, SessionOptions, host_co_ownerid
+from session.errors import (
+    CallTimeout,
+    NFSClientError,
+    ReplyTooLarge,
+    RpcError,
+    TransportError,
+    XdrError,
+)
+from session.mount import split_path
+from session.rpc import (
+    NULL_AUTH,
+    ProgMismatch,
+    ProgUnavail,
+    decode_reply,
+    encode_call,
+)
+from session.session import OpStats, ServerSession, SessionOptions, host_co_ownerid
+from session.status import NFS4Error
 from session.transport import resolve_address
 from session.xdr import nfs4
-from session.xdr.const import FATTR4, nfs_ftype4
+from session.xdr.const import FATTR4, NFS4_PROGRAM, NFS_V4, NFSPROC4_NULL, nfs_ftype4, nfsstat4
 from session.xdr.fattr import bitmap4_from, bitmap4_to_set, decode_fattr4
 
 log = logging.getLogger("fusenfs")
@@ -74,9 +108,40 @@ PROBE_TIMEO = 5.0
 PROBE_RETRANS = 2
 
 
-def session_options(opts: MountOptions) -> SessionOptions:
-    """Session tunables from mount options (rsize/wsize cap the channel sizes)."""
-    s = SessionOptions(timeo=opts.timeo, retrans=opts.retrans)
+#: Seconds the RPC NULL call that checks for NFSv4 may take (at most ``timeo``).
+NULL_CALL_TIMEOUT = 5.0
+#: Seconds between mount attempts (retry=): the first pause, and the longest.
+RETRY_FIRST = 1.0
+RETRY_MAX = 30.0
+#: Export discovery (mount errors, ``probe``): directories read at most, and depth.
+EXPORT_SCAN_DIRS = 32
+EXPORT_SCAN_DEPTH = 4
+
+
+def session_options(opts: MountOptions, *, setup: bool = False) -> SessionOptions:
+    """Session tunables from mount options.
+
+    rsize/wsize cap the channel sizes; ``hard``/``soft``/``softerr``, ``timeo``,
+    ``retrans`` and ``nconnect`` go to the session as they are.  With ``setup`` the
+    session is soft whatever the options say: mounting is bounded by ``retry=``, not by
+    ``hard`` (nfs(5)); ``serve_mount`` makes it hard once mounted.
+
+    Raises:
+        MountOptionError: an option this session layer cannot honour (named).
+    """
+    fields = {f.name for f in dataclasses.fields(SessionOptions)}
+    wanted: dict[str, Any] = {
+        "timeo": opts.timeo,
+        "retrans": opts.retrans,
+        "hard": opts.hard and not setup,
+        "softerr": opts.softerr,
+        "nconnect": opts.nconnect,
+    }
+    neutral: dict[str, Any] = {"hard": False, "softerr": False, "nconnect": 1}
+    for name, value in wanted.items():
+        if name not in fields and value != neutral.get(name, value):
+            raise MountOptionError(f"mount option {name}: not supported by this session layer")
+    s = SessionOptions(**{k: v for k, v in wanted.items() if k in fields})
     if opts.rsize:
         s.max_response = opts.rsize + 4096
     if opts.wsize:
@@ -95,6 +160,19 @@ class MountRequest:
     path: str
     mountpoint: str
     options: MountOptions
+
+
+class NotNFSv41(NFSClientError):
+    """The server does not speak NFSv4.1: not ONC RPC at all, no NFS program, other NFS
+    versions only, or NFSv4 without minor version 1.  Retrying will not help."""
+
+
+class MountPathError(NFSClientError):
+    """The export path cannot be mounted (missing, not exported, not allowed)."""
+
+
+class MountFailed(NFSClientError):
+    """A mount gave up: the message says why (explained, with the attempts made)."""
 
 
 # ---------------------------------------------------------------------- mount records
@@ -416,12 +494,18 @@ async def _stop_on_request(
         stop.released.set()
 
 
-async def serve_mount(req: MountRequest, ready: Callable[[str | None], None]) -> None:
+async def serve_mount(
+    req: MountRequest,
+    ready: Callable[[str | None], None],
+    background: Callable[[str], None] | None = None,
+) -> None:
     """Mount and serve until unmounted or signalled (see the module docstring).
 
     ``ready(None)`` is called once mounted; ``ready(message)`` instead when the mount
-    failed or a signal stopped it first (then nothing is mounted).  SIGINT and SIGTERM
-    are handled here from the start.
+    failed or a signal stopped it first (then nothing is mounted).  With ``bg``, after
+    the first attempt failed for a reason that may pass, ``background(reason)`` is
+    called once and the attempts go on for ``retry`` minutes (nfs(5) bg); ``ready`` is
+    still called at the end.  SIGINT and SIGTERM are handled here from the start.
 
     Raises:
         BaseException: only bugs; every server or mount failure goes to ``ready``.
@@ -431,76 +515,440 @@ async def serve_mount(req: MountRequest, ready: Callable[[str | None], None]) ->
             stop = _Stop()
             nursery.start_soon(_watch_signals, signals, stop)
             try:
-                await _mount_and_serve(req, ready, nursery, stop)
+                await _mount_and_serve(req, ready, background, nursery, stop)
             finally:
                 nursery.cancel_scope.cancel()
 
 
+# ---------------------------------------------------------------------- setting up
+
+
+async def check_nfs4(host: str, port: int, timeout: float) -> None:
+    """Does the server speak NFSv4 at all?  One RPC NULL call to the NFS program,
+    version 4 (RFC 8881 section 16.1; RFC 5531 record marking), on a connection of its
+    own, as mount.nfs pings a server before mounting.
+
+    Returns quietly when NULL is answered, and when no verdict came within ``timeout``
+    seconds (the connection closed before any byte, or nothing was answered): the
+    session's own retries decide then.
+
+    Raises:
+        TransportError: the connection cannot be made (the reason: refused...).
+        NotNFSv41: the answer is not ONC RPC, or the server offers no NFS version 4.
+    """
+    peer = f"{host}:{port}"
+    try:
+        stream = await trio.open_tcp_stream(host, port)
+    except OSError as e:
+        raise TransportError(f"cannot connect to {peer}: {_os_reason(e)}") from None
+    try:
+        with trio.move_on_after(timeout):
+            verdict = await _null_call(stream, peer)
+            if verdict is not None:
+                raise verdict
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+
+
+def _os_reason(e: OSError) -> str:
+    """The errno text behind an OSError (trio's "all attempts to connect ... failed"
+    carries the real one, "Connection refused", as its cause)."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno)
+        if isinstance(seen, BaseExceptionGroup) and seen.exceptions:
+            seen = seen.exceptions[0]
+            continue
+        seen = seen.__cause__ or seen.__context__
+    return str(e)
+
+
+#: A NULL reply is about 24 bytes; a record mark announcing more is not one.
+NULL_REPLY_MAX = 4096
+
+
+async def _null_call(stream: trio.SocketStream, peer: str) -> NotNFSv41 | None:
+    """Send NULL on ``stream`` and read the reply: a ``NotNFSv41`` saying what the
+    server is instead, or None (answered, or closed without a byte)."""
+    xid = int.from_bytes(os.urandom(4), "big")
+    body = encode_call(xid, NFS4_PROGRAM, NFS_V4, NFSPROC4_NULL, NULL_AUTH, NULL_AUTH)
+    try:
+        await stream.send_all((0x80000000 | len(body)).to_bytes(4, "big") + body)
+        data = b""
+        while True:
+            if len(data) >= 4:
+                mark = int.from_bytes(data[:4], "big")
+                if not mark & 0x80000000 or mark & 0x7FFFFFFF > NULL_REPLY_MAX:
+                    return _not_rpc(peer, data)  # not one last fragment of a small reply
+                if len(data) >= 4 + (mark & 0x7FFFFFFF):
+                    break
+            chunk = await stream.receive_some(NULL_REPLY_MAX)
+            if not chunk:
+                return _not_rpc(peer, data) if data else None
+            data += chunk
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        return None  # no verdict: the session will see
+    length = int.from_bytes(data[:4], "big") & 0x7FFFFFFF
+    try:
+        reply = decode_reply(data[4 : 4 + length])
+    except XdrError:
+        return _not_rpc(peer, data)
+    except ProgUnavail:
+        return NotNFSv41(
+            f"{peer} is not an NFS server: it speaks ONC RPC but offers no NFS "
+            "(program 100003 unavailable)"
+        )
+    except ProgMismatch as e:
+        versions = f"{e.low}" if e.low == e.high else f"{e.low} to {e.high}"
+        return NotNFSv41(
+            f"{peer} speaks NFS version {versions} only, not NFSv4.1: fusenfs needs an "
+            "NFSv4.1 server"
+        )
+    except RpcError:
+        return None  # an auth error, say: the session will see
+    if reply.xid != xid:
+        return _not_rpc(peer, data)
+    return None
+
+
+def _not_rpc(peer: str, data: bytes) -> NotNFSv41:
+    text = data[:32].decode("ascii", "replace").strip()
+    shown = f" (it sent {text!r})" if text.isprintable() and "\ufffd" not in text else ""
+    return NotNFSv41(f"{peer} is not an NFS server: its answer is not ONC RPC{shown}")
+
+
+def _temporary(e: NFSClientError) -> bool:
+    """A mount failure that may pass (nfs(5) retry=): no connection, no answer."""
+    return isinstance(e, CallTimeout | TransportError) and not isinstance(e, ReplyTooLarge)
+
+
+def explain(e: NFSClientError, server: str) -> str:
+    """One line for a mount or probe failure, saying what went wrong where."""
+    if isinstance(e, NFS4Error) and e.status == nfsstat4.NFS4ERR_MINOR_VERS_MISMATCH:
+        return (
+            f"{server} speaks NFSv4 but not NFSv4.1 (EXCHANGE_ID: "
+            "NFS4ERR_MINOR_VERS_MISMATCH; an NFSv4.0-only server?): fusenfs needs NFSv4.1"
+        )
+    return str(e)
+
+
+def _fsid_label(fsid: nfs4.fsid4 | None) -> str:
+    """``fsid MAJOR.MINOR``, as ``fusenfs stats`` labels file systems."""
+    return "fsid ?" if fsid is None else f"fsid {fsid.major}.{fsid.minor}"
+
+
+_SCAN_ATTRS = bitmap4_from([FATTR4.RDATTR_ERROR, FATTR4.TYPE, FATTR4.FSID, FATTR4.FILEHANDLE])
+
+
+async def list_exports(session: ServerSession) -> tuple[nfs4.fsid4 | None, list[tuple[str, str]]]:
+    """The server's exports: walk its pseudo-file system (RFC 8881 section 7.3) from
+    the root, reading directories that share the root's fsid; an entry with another
+    fsid is an export's root.  At most ``EXPORT_SCAN_DIRS`` directories,
+    ``EXPORT_SCAN_DEPTH`` deep, one READDIR page each.
+
+    Returns:
+        (the root's fsid, [(path, "fsid M.m")] in path order); no exports when the root
+        is itself an export (nothing differs from it).
+
+    Raises:
+        NFSClientError: a call failed.
+    """
+    res = await session.compound(
+        [
+            nfs4.PUTROOTFH4args(),
+            nfs4.GETFH4args(),
+            nfs4.GETATTR4args(attr_request=bitmap4_from([FATTR4.FSID])),
+        ]
+    )
+    getfh, ga = res.resarray[1], res.resarray[2]
+    assert isinstance(getfh, nfs4.GETFH4res) and getfh.resok is not None
+    assert isinstance(ga, nfs4.GETATTR4res) and ga.resok is not None
+    root_fsid = decode_fattr4(ga.resok.obj_attributes).fsid
+    found: list[tuple[str, str]] = []
+    queue: list[tuple[str, bytes, int]] = [("", getfh.resok.object, 0)]
+    visited = 0
+    while queue and visited < EXPORT_SCAN_DIRS:
+        prefix, fh, depth = queue.pop(0)
+        visited += 1
+        res = await session.compound(
+            [
+                nfs4.PUTFH4args(object=fh),
+                nfs4.READDIR4args(
+                    cookie=0,
+                    cookieverf=bytes(8),
+                    dircount=8192,
+                    maxcount=32768,
+                    attr_request=_SCAN_ATTRS,
+                ),
+            ]
+        )
+        rd = res.resarray[1]
+        assert isinstance(rd, nfs4.READDIR4res) and rd.resok is not None
+        for entry in rd.resok.reply.entries:
+            attrs = decode_fattr4(entry.attrs)
+            path = f"{prefix}/{entry.name.decode(errors='replace')}"
+            if attrs.fsid is not None and attrs.fsid != root_fsid:
+                found.append((path, _fsid_label(attrs.fsid)))
+            elif (
+                attrs.type == nfs_ftype4.NF4DIR
+                and attrs.filehandle is not None
+                and depth + 1 < EXPORT_SCAN_DEPTH
+            ):
+                queue.append((path, attrs.filehandle, depth + 1))
+    return root_fsid, sorted(found)
+
+
+async def _path_error(session: ServerSession, path: str, e: NFS4Error) -> str:
+    """The export path's failure, naming the path: missing, not exported, refused."""
+    server = f"{session.host}:{session.port}"
+    comps = split_path(path)
+    k = e.op_index  # 0: PUTROOTFH, 1..: the LOOKUP of comps[k - 1]
+    if e.op_name != "LOOKUP" or not 1 <= k <= len(comps):
+        return f"{path} on {server}: {e}"
+    missing = "/" + "/".join(comps[:k])
+    parent = "/" + "/".join(comps[: k - 1])
+    status = e.status.name
+    if e.status == nfsstat4.NFS4ERR_NOENT:
+        exports: list[tuple[str, str]] = []
+        with contextlib.suppress(NFSClientError), trio.move_on_after(session.options.timeo):
+            _, exports = await list_exports(session)
+        names = [p for p, _ in exports]
+        inside = [p for p in names if parent == p or parent.startswith(p + "/")]
+        if inside:
+            return f"{missing} does not exist on {server} ({status}, in the export {inside[0]})"
+        if names:
+            return (
+                f"{missing} is not exported by {server} ({status} in its pseudo-file "
+                f"system; it exports {', '.join(names)})"
+            )
+        return f"{missing} does not exist on {server} ({status})"
+    if e.status in (nfsstat4.NFS4ERR_ACCESS, nfsstat4.NFS4ERR_PERM):
+        return f"{missing}: {server} denies this client access ({status})"
+    if e.status == nfsstat4.NFS4ERR_WRONGSEC:
+        return (
+            f"{missing}: {server} wants another security flavour there ({status}); "
+            "fusenfs has sec=sys only"
+        )
+    if e.status == nfsstat4.NFS4ERR_NOTDIR:
+        return f"{parent} on {server} is not a directory ({status})"
+    return f"{missing} on {server}: {status}"
+
+
+async def _attempt(
+    req: MountRequest, address: str, nursery: trio.Nursery
+) -> tuple[ServerSession, NFSClient]:
+    """One try at mounting: NULL, the session (soft), the export's root.
+
+    Raises:
+        NFSClientError: the try failed (``NotNFSv41``, ``MountPathError``...); the
+            session made for it is destroyed.
+    """
+    opts = req.options
+    await check_nfs4(address, opts.port, min(opts.timeo, NULL_CALL_TIMEOUT))
+    session = ServerSession(
+        host=address,
+        port=opts.port,
+        co_ownerid=host_co_ownerid(os.path.realpath(req.mountpoint)),
+        options=session_options(opts, setup=True),
+    )
+    try:
+        await session.start(nursery)
+        client = NFSClient(session, req.path, owner_prefix=session.co_ownerid)
+        try:
+            await client.mount()
+        except NFS4Error as e:
+            if e.op_name != "LOOKUP":
+                raise
+            raise MountPathError(await _path_error(session, req.path, e)) from None
+    except BaseException:
+        await _destroy_sessions([session], opts.timeo)
+        raise
+    return session, client
+
+
+async def _set_up(
+    req: MountRequest, nursery: trio.Nursery, background: Callable[[str], None] | None
+) -> tuple[ServerSession, NFSClient]:
+    """Attempts until one succeeds, a failure cannot pass, or ``retry`` minutes are over.
+
+    Raises:
+        NFSClientError: the last failure, its message explained (``explain``).
+    """
+    opts = req.options
+    address = await resolve_address(req.host, opts.port)  # a name that does not resolve: now
+    server = f"{req.host}:{opts.port}"
+    started = trio.current_time()
+    deadline = started + opts.retry_minutes * 60
+    delay = RETRY_FIRST
+    attempts = 0
+    backgrounded = False
+    while True:
+        attempts += 1
+        try:
+            return await _attempt(req, address, nursery)
+        except NFSClientError as e:
+            reason = explain(e, server)
+            if not _temporary(e) or trio.current_time() + delay > deadline:
+                if attempts > 1:
+                    reason += (
+                        f" (gave up after {attempts} attempts in "
+                        f"{trio.current_time() - started:.0f} s; retry={opts.retry_minutes})"
+                    )
+                raise MountFailed(reason) from None
+            if opts.bg and background is not None and not backgrounded:
+                backgrounded = True
+                background(reason)
+            log.warning(
+                "mount %s:%s: %s; trying again in %g s (retry=%d min)",
+                req.host,
+                req.path,
+                reason,
+                delay,
+                opts.retry_minutes,
+            )
+        await trio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX)
+
+
+def _init_fuse(ops: NFSOperations, mountpoint: str, options: set[str]) -> str | None:
+    """``pyfuse3.init``, catching what libfuse and fusermount3 print on stderr (fd 2):
+    None when mounted, else one line saying why not (their reason, not just
+    "fuse_session_mount failed").  What they printed is logged either way."""
+    with tempfile.TemporaryFile() as caught:
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        failure: str | None = None
+        try:
+            pyfuse3.init(ops, mountpoint, options)
+        except RuntimeError as e:
+            failure = str(e)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        lines = [ln.strip() for ln in caught.read().decode(errors="replace").splitlines()]
+    lines = [ln for ln in lines if ln]
+    for line in lines:
+        log.info("libfuse: %s", line)
+    if failure is None:
+        return None
+    reason = lines[-1] if lines else failure
+    hint = ""
+    if "/dev/fuse" in reason and "ermission denied" in reason:
+        hint = " (this user may not open /dev/fuse: ask for read-write access to it)"
+    elif "user_allow_other" in reason:
+        hint = " (or mount without allow_other)"
+    return f"cannot mount on {mountpoint}: {reason}{hint}"
+
+
+def _merge_op_stats(parts: list[dict[str, OpStats]]) -> dict[str, dict[str, float]]:
+    """Per-operation figures of several sessions added up (maxima: the largest)."""
+    merged: dict[str, dict[str, float]] = {}
+    for part in parts:
+        for name, op in part.items():
+            into = merged.setdefault(name, {f.name: 0 for f in dataclasses.fields(OpStats)})
+            for key, value in asdict(op).items():
+                into[key] = max(into[key], value) if key.endswith("_max") else into[key] + value
+    return dict(sorted(merged.items()))
+
+
+def statistics_hook(
+    req: MountRequest, manager: StateManager, client: NFSClient, started: float
+) -> Callable[[], dict[str, Any]]:
+    """What ``user.fusenfs.stats`` adds to the mount's counters: the recovery history
+    (the state manager's), the mount (source, options in effect, age), and per session
+    and in all what /proc/self/mountstats gives for a kernel mount: the session's
+    counters and the per-operation counts, bytes, RTT and execute times."""
+
+    def hook() -> dict[str, Any]:
+        data: dict[str, Any] = dict(manager.statistics())
+        sessions = manager.sessions()
+        data["mount"] = {
+            "source": f"{req.host}:{req.path}",
+            "mountpoint": req.mountpoint,
+            "pid": os.getpid(),
+            "nfs": "4.1",
+            "proto": "tcp",
+            "age": time.time() - started,
+            "options": req.options.describe(client.maxread, client.maxwrite),
+        }
+        data["sessions"] = [
+            {
+                "server": f"{s.host}:{s.port}",
+                "session": s.sessionid.hex(),
+                "lease_time": s.lease_time,
+                "counters": asdict(s.stats),
+                "operations": {name: asdict(op) for name, op in s.op_statistics().items()},
+            }
+            for s in sessions
+        ]
+        data["operations"] = _merge_op_stats([s.op_statistics() for s in sessions])
+        return data
+
+    return hook
+
+
 async def _mount_and_serve(
-    req: MountRequest, ready: Callable[[str | None], None], nursery: trio.Nursery, stop: _Stop
+    req: MountRequest,
+    ready: Callable[[str | None], None],
+    background: Callable[[str], None] | None,
+    nursery: trio.Nursery,
+    stop: _Stop,
 ) -> None:
     opts = req.options
     spec = f"{req.host}:{req.path}"
-    sessions: list[ServerSession] = []
+    session: ServerSession | None = None
     client: NFSClient | None = None
     with stop.setup:
         try:
-            address = await resolve_address(req.host, opts.port)
-            session = ServerSession(
-                host=address,
-                port=opts.port,
-                co_ownerid=host_co_ownerid(os.path.realpath(req.mountpoint)),
-                options=session_options(opts),
-            )
-            sessions.append(session)
-            await session.start(nursery)
-            client = NFSClient(session, req.path, owner_prefix=session.co_ownerid)
-            await client.mount()
+            session, client = await _set_up(req, nursery, background)
         except NFSClientError as e:
             ready(f"mount {spec} failed: {e}")
-            await _destroy_sessions(sessions, opts.timeo)
             return
-    if client is None or stop.signum is not None:
+    if session is None or client is None or stop.signum is not None:
         ready(f"mount {spec} interrupted by signal {stop.signum}; nothing mounted")
-        await _destroy_sessions(sessions, opts.timeo)
+        if session is not None:
+            await _destroy_sessions([session], opts.timeo)
         return
     if client.root_attrs.type != nfs_ftype4.NF4DIR:
         # FUSE would mount it, and then every access would fail with EIO.
         ready(f"{spec} is not a directory")
-        await _destroy_sessions(sessions, opts.timeo)
+        await _destroy_sessions([session], opts.timeo)
         return
+    if is_mounted(req.mountpoint):  # a background mount: something came first
+        ready(f"cannot mount on {req.mountpoint}: something is mounted there by now")
+        await _destroy_sessions([session], opts.timeo)
+        return
+    # Mounting was soft (bounded by retry=); from now on calls are as the options say.
+    session.options = dataclasses.replace(session.options, hard=opts.hard)
     manager = StateManager(client, nursery)
     manager.attach()
     ops_class = operations_class(NFSOperations, LOCAL_LOCK_KINDS[opts.local_lock])
-    ops = ops_class(
-        client,
-        nursery,
-        CacheTimes(opts.acregmin, opts.acregmax, opts.acdirmin, opts.acdirmax),
-    )
-    ops.recovery_stats = manager.statistics
+    ops = ops_class(client, nursery, CacheTimes(*opts.cache_times()))
+    ops.recovery_stats = statistics_hook(req, manager, client, time.time())
     ops.negative_lookups = opts.lookupcache == "all"
+    ops.close_to_open = opts.cto
     fuse_options = set(pyfuse3.default_options)
     fuse_options.add(f"fsname={spec}")
     fuse_options.add("subtype=fusenfs")
     if opts.allow_other:
         fuse_options.add("allow_other")
-    if opts.ro:
-        fuse_options.add("ro")
-    try:
-        pyfuse3.init(ops, req.mountpoint, fuse_options)
-    except RuntimeError as e:
-        ready(f"cannot mount on {req.mountpoint}: {e}")
+    fuse_options.update(opts.kernel_flags())
+    failure = _init_fuse(ops, req.mountpoint, fuse_options)
+    if failure is not None:
+        ready(failure)
         await _destroy_sessions(manager.sessions(), opts.timeo)
         return
     log.info(
-        "mounted %s on %s (maxread=%d maxwrite=%d lease=%ds timeo=%gs retrans=%d)",
+        "mounted %s on %s (maxread=%d maxwrite=%d lease=%ds %s)",
         spec,
         req.mountpoint,
         client.maxread,
         client.maxwrite,
         client.session.lease_time,
-        opts.timeo,
-        opts.retrans,
+        opts.describe(client.maxread, client.maxwrite),
     )
     record = write_mount_record(req)
     ready(None)
@@ -534,19 +982,24 @@ async def _mount_and_serve(
 
 
 async def probe(
-    host: str, port: int, options: SessionOptions | None = None
+    host: str, port: int, options: SessionOptions | None = None, path: str | None = None
 ) -> list[tuple[str, str]]:
     """What a server says about itself: (label, value) lines for ``fusenfs probe``.
 
-    EXCHANGE_ID (server_owner, server_scope, implementation id), CREATE_SESSION
-    (negotiated channel attributes), GETATTR on the root (supported attributes, fsid,
-    lease time), then DESTROY_SESSION and DESTROY_CLIENTID.  All of it within one retry
-    budget, ``timeo * (retrans + 1)`` seconds of ``options`` (default: ``PROBE_TIMEO``,
-    ``PROBE_RETRANS``), and the destroy within ``DESTROY_DEADLINE``.
+    An RPC NULL call (does it speak NFSv4?), EXCHANGE_ID (server_owner, server_scope,
+    implementation id), CREATE_SESSION (negotiated channel attributes), GETATTR on the
+    root (supported attributes, fsid, lease time), the exports found in the
+    pseudo-file system with their fsids, and with ``path`` that path's fsid (the
+    export's, as ``fusenfs stats`` shows it); then DESTROY_SESSION and
+    DESTROY_CLIENTID.  All of it within one retry budget, ``timeo * (retrans + 1)``
+    seconds of ``options`` (default: ``PROBE_TIMEO``, ``PROBE_RETRANS``), and the
+    destroy within ``DESTROY_DEADLINE``.
 
     Raises:
         TransportError: the name does not resolve or the connection is refused.
         CallTimeout: the server did not complete the exchange within the budget.
+        NotNFSv41: the server does not speak NFSv4.1 (the message says what it speaks).
+        MountPathError: ``path`` cannot be looked up (the message names it).
         NFS4Error: the server refused an operation.
     """
     options = options or SessionOptions(timeo=PROBE_TIMEO, retrans=PROBE_RETRANS)
@@ -563,7 +1016,8 @@ async def probe(
         )
         try:
             with trio.move_on_after(budget) as scope:
-                await _probe_lines(session, nursery, host, port, address, lines)
+                await check_nfs4(address, port, min(options.timeo, NULL_CALL_TIMEOUT))
+                await _probe_lines(session, nursery, host, port, address, path, lines)
             if scope.cancelled_caught:
                 error = CallTimeout(
                     f"server {address}:{port} not responding: no complete answer in {budget:g} s"
@@ -574,6 +1028,10 @@ async def probe(
             await _destroy_sessions([session], options.timeo)
             nursery.cancel_scope.cancel()
     if error is not None:
+        if isinstance(error, NFS4Error) and not isinstance(error, MountPathError):
+            message = explain(error, f"{host}:{port}")
+            if message != str(error):
+                raise NotNFSv41(message)
         raise error
     return lines
 
@@ -584,6 +1042,7 @@ async def _probe_lines(
     host: str,
     port: int,
     address: str,
+    path: str | None,
     lines: list[tuple[str, str]],
 ) -> None:
     await session.start(nursery)
@@ -622,11 +1081,37 @@ async def _probe_lines(
     attrs = decode_fattr4(ga.resok.obj_attributes)
     supported = bitmap4_to_set(attrs.supported_attrs or [])
     names = [FATTR4(n).name.removeprefix("FATTR4_").lower() for n in sorted(supported)]
-    lines.append(("root fsid", str(attrs.fsid)))
+    _, exports = await list_exports(session)
+    root_kind = "pseudo-file system" if exports else "the root"
+    lines.append(("root fsid", f"{_fsid_label(attrs.fsid)} ({root_kind})"))
+    for export_path, label in exports:
+        lines.append(("export", f"{export_path} ({label})"))
+    if path is not None:
+        lines.append((f"{path} fsid", await _path_fsid(session, path)))
     lines.append(("lease_time", f"{attrs.lease_time} s"))
     lines.append(("maxread / maxwrite", f"{attrs.maxread} / {attrs.maxwrite} bytes"))
     lines.append(("fh_expire_type", f"{attrs.fh_expire_type}"))
     lines.append(("supported_attrs", " ".join(names)))
+
+
+async def _path_fsid(session: ServerSession, path: str) -> str:
+    """``fsid M.m`` of ``path`` (PUTROOTFH, LOOKUP each component, GETATTR).
+
+    Raises:
+        MountPathError: a component cannot be looked up (the message names it).
+    """
+    ops: list[nfs4.ArgOp] = [nfs4.PUTROOTFH4args()]
+    ops += [nfs4.LOOKUP4args(objname=c.encode()) for c in split_path(path)]
+    ops.append(nfs4.GETATTR4args(attr_request=bitmap4_from([FATTR4.FSID])))
+    try:
+        res = await session.compound(ops)
+    except NFS4Error as e:
+        if e.op_name != "LOOKUP":
+            raise
+        raise MountPathError(await _path_error(session, path, e)) from None
+    ga = res.resarray[-1]
+    assert isinstance(ga, nfs4.GETATTR4res) and ga.resok is not None
+    return _fsid_label(decode_fattr4(ga.resok.obj_attributes).fsid)
 
 
 def _show(value: bytes) -> str:
