@@ -1,9 +1,24 @@
-"""The ``fusenfs`` command: mount, umount, probe.
+"""The ``fusenfs`` command: mount, umount, stats, probe, check; and mount(8)'s helper.
 
-    fusenfs mount SERVER:/PATH MOUNTPOINT [-o opts] [-f] [--debug]
+    fusenfs mount SERVER:/PATH MOUNTPOINT [-o opts] [-f] [--debug] [--log-file FILE]
     fusenfs umount MOUNTPOINT
-    fusenfs stats MOUNTPOINT
-    fusenfs probe SERVER[:PORT] [-o timeo=N,retrans=N]
+    fusenfs stats [MOUNTPOINT] [--json]
+    fusenfs probe SERVER[:PORT] [PATH] [-o timeo=N,retrans=N]
+    fusenfs check ...                           (fusenfs.check: scenario checks)
+
+mount(8) runs fusenfs in two ways, and both forms are accepted:
+
+- ``mount -t fuse.fusenfs SERVER:/PATH DIR -o OPTS`` (and fstab type ``fuse.fusenfs``):
+  mount(8) runs mount.fuse3, which runs ``fusenfs SERVER:/PATH DIR -o OPTS`` through
+  /bin/sh with the system PATH (so ``fusenfs`` must be on it: contrib/setup.sh links
+  /usr/local/bin/fusenfs);
+- ``mount -t fusenfs SERVER:/PATH DIR -o OPTS`` (fstab type ``fusenfs``): mount(8) runs
+  /sbin/mount.fusenfs (contrib/setup.sh links it to the ``mount.fusenfs`` command) as
+  ``mount.fusenfs SERVER:/PATH DIR [-sfnvrw] -o OPTS``.
+
+Either way the options are mount(8)'s and nfs(5)'s (``fusenfs.options``); mount(8)'s
+own (``_netdev``, ``nofail``, ``noauto``, ``user``, ``defaults``...) are accepted as
+mount(8)'s, and ``suid`` and ``dev`` default to on as mount(8) makes them.
 
 Every failure the user can cause (a bad address, a refused connection, an unknown
 option, a missing or non-empty mount point, an export path that is not a directory) is
@@ -15,19 +30,28 @@ head -1``) ends the command quietly with status 141, as SIGPIPE ends ``cat``.
 parent waits and stderr is a terminal, one progress line is updated in place.  SIGINT
 or SIGTERM to the parent while it waits stops the child (SIGTERM; SIGKILL and
 ``fusermount3 -uz`` if it does not stop in time), leaves nothing mounted, prints one line
-and exits 128 + the signal number (130 for Ctrl-C).
+and exits 128 + the signal number (130 for Ctrl-C).  With ``-o bg`` (nfs(5)) a first
+attempt that fails for a reason that may pass (no connection, no answer) makes the
+child report "bg": the parent says so in one line and exits 0 while the child goes on
+trying for ``retry`` minutes.
 
 ``umount`` runs ``fusermount3 -u``.  If the mount is busy it asks the mount process to
 stop (SIGTERM to the pid in its mount record, see ``fusenfs.runner``), which flushes,
 unmounts (lazily if still busy) and exits; if the mount point is still mounted after
 ``UMOUNT_WAIT_MAX`` seconds at most, a lazy unmount (``fusermount3 -uz``).  Each step is
 one line on stderr; it always returns within a bounded time.
+
+``stats MOUNTPOINT`` prints what /proc/self/mountstats gives for a kernel NFS mount
+(options in effect, per-operation counts, bytes, RTT and execute times, re-sends and
+timeouts, the session's counters) and the migration and recovery history; ``stats``
+alone lists every fusenfs mount (fstype ``fuse.fusenfs`` in /proc/self/mountinfo).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -37,14 +61,23 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
-from fusenfs.options import MountOptionError, MountOptions, parse_options, parse_server_spec
+from fusenfs.options import (
+    MountOptionError,
+    MountOptions,
+    check_combination,
+    parse_options,
+    parse_server_port,
+    parse_server_spec,
+)
 from session.errors import CallTimeout, NFSClientError
 
 if TYPE_CHECKING:
@@ -100,9 +133,7 @@ def _mount_table() -> list[tuple[int, str, str]] | None:
             rows = [line.split() for line in f]
     except OSError:
         return None
-    return [
-        (int(row[0]), row[2], row[4]) for row in rows if len(row) > 4 and row[0].isdigit()
-    ]
+    return [(int(row[0]), row[2], row[4]) for row in rows if len(row) > 4 and row[0].isdigit()]
 
 
 def _escaped(path: str) -> str:
@@ -147,48 +178,68 @@ def mount_device(path: str) -> str | None:
 
 def check_mountpoint(path: str) -> None:
     """An absent, non-directory, mounted or non-empty mount point is a ``CliError``."""
+    in_use = f"{path} is already a mount point (in use: unmount it first, or choose another)"
     if is_mounted(path):  # first: a stat of a hung mount would wait for it
-        raise CliError(f"{path} is already a mount point")
+        raise CliError(in_use)
     if not os.path.isdir(path):
         raise CliError(f"mount point {path} does not exist or is not a directory")
     if os.path.ismount(path):
-        raise CliError(f"{path} is already a mount point")
+        raise CliError(in_use)
     if os.listdir(path):
         raise CliError(f"mount point {path} is not empty")
 
 
+#: The subcommands; a first argument that is none of them but holds a ':' is a
+#: mount(8)-style call, ``fusenfs SERVER:/PATH DIR -o OPTS`` (mount.fuse3 runs that).
+COMMANDS = ("mount", "umount", "stats", "probe", "check")
+
+OPTIONS_HELP = (
+    "comma-separated mount(8) and nfs(5) options: ro/rw, exec/noexec, suid/nosuid, "
+    "dev/nodev, sync/async, atime/noatime/relatime, hard/soft/softerr, timeo=N (tenths "
+    "of s, default 600), retrans=N (default 2), port=N, rsize=N, wsize=N, nconnect=N, "
+    "ac/noac, actimeo=S, acregmin=S, acregmax=S, acdirmin=S, acdirmax=S, "
+    "lookupcache=all|positive|none, cto/nocto, nolock, local_lock=..., bg/fg, retry=MIN, "
+    "vers=4.1, proto=tcp, sec=sys, clientaddr=ADDR, intr/nointr, namlen=N; mount(8)'s "
+    "own (_netdev, nofail, noauto, user, defaults, x-*); fusenfs's allow_other, "
+    "foreground, debug"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fusenfs", description="Userspace NFSv4.1 client mounted through FUSE"
+        prog="fusenfs",
+        description="Userspace NFSv4.1 client mounted through FUSE; also run by mount(8) "
+        "as 'fusenfs SERVER:/PATH DIR -o OPTS'",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("mount", help="mount SERVER:/PATH on MOUNTPOINT")
     m.add_argument("spec", metavar="SERVER:/PATH")
     m.add_argument("mountpoint", metavar="MOUNTPOINT")
     m.add_argument(
-        "-o",
-        dest="options",
-        action="append",
-        default=[],
-        metavar="OPTS",
-        help="comma-separated options: port=N, ro, rsize=N, wsize=N, timeo=N "
-        "(tenths of s), retrans=N, actimeo=S, acregmin=S, acregmax=S, acdirmin=S, "
-        "acdirmax=S, sec=sys, allow_other, foreground, debug",
+        "-o", dest="options", action="append", default=[], metavar="OPTS", help=OPTIONS_HELP
     )
     m.add_argument("-f", "--foreground", action="store_true", help="do not daemonize")
     m.add_argument("--debug", action="store_true", help="log one line per COMPOUND each way")
     m.add_argument(
         "--log-file",
-        help="where a daemonized mount logs (default: syslog-less /tmp/fusenfs-<pid>.log)",
+        help="where the mount logs (default: stderr in the foreground, "
+        "/tmp/fusenfs-<pid>.log for a daemonized mount)",
     )
     u = sub.add_parser("umount", help="unmount MOUNTPOINT")
     u.add_argument("mountpoint", metavar="MOUNTPOINT")
-    st = sub.add_parser("stats", help="per-file-system servers, migrations, recovery events")
-    st.add_argument("mountpoint", metavar="MOUNTPOINT")
+    st = sub.add_parser(
+        "stats",
+        help="per-operation statistics, servers, migrations, recovery events of a mount; "
+        "without MOUNTPOINT: every fusenfs mount",
+    )
+    st.add_argument("mountpoint", metavar="MOUNTPOINT", nargs="?")
     st.add_argument("--json", action="store_true", help="print the raw JSON")
     st.add_argument("--events", type=int, default=20, metavar="N", help="last N events")
     p = sub.add_parser("probe", help="show what an NFSv4.1 server says about itself")
-    p.add_argument("server", metavar="SERVER[:PORT]")
+    p.add_argument("server", metavar="SERVER[:PORT]", help="the server (default port 2049)")
+    p.add_argument(
+        "path", metavar="PATH", nargs="?", help="also show this path's fsid (an export's)"
+    )
     p.add_argument(
         "-o",
         dest="options",
@@ -199,24 +250,126 @@ def build_parser() -> argparse.ArgumentParser:
         "up after timeo*(retrans+1)",
     )
     p.add_argument("--debug", action="store_true")
+    sub.add_parser("check", help="scenario checks of a server (fusenfs check --help)")
     return parser
 
 
-def cmd_mount(args: argparse.Namespace) -> int:
-    from fusenfs.runner import MountRequest, serve_mount
+def build_helper_parser(prog: str) -> argparse.ArgumentParser:
+    """mount(8)'s calling convention for a helper: ``SPEC DIR [-sfnvrw] [-o OPTS]``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description="mount an NFSv4.1 export through FUSE (a mount(8) helper)"
+    )
+    parser.add_argument("spec", metavar="SERVER:/PATH")
+    parser.add_argument("mountpoint", metavar="DIR")
+    parser.add_argument(
+        "-o", dest="options", action="append", default=[], metavar="OPTS", help=OPTIONS_HELP
+    )
+    parser.add_argument("-s", dest="sloppy", action="store_true", help="tolerate unknown options")
+    parser.add_argument("-f", dest="fake", action="store_true", help="check, do not mount")
+    parser.add_argument("-n", dest="no_mtab", action="store_true", help="(no mtab is written)")
+    parser.add_argument("-v", dest="verbose", action="store_true", help="say what is done")
+    parser.add_argument("-r", dest="ro", action="store_true", help="read-only (-o ro)")
+    parser.add_argument("-w", dest="rw", action="store_true", help="read-write (-o rw)")
+    parser.add_argument("-t", dest="type", help="fusenfs or fuse.fusenfs")
+    parser.add_argument("-N", dest="namespace", help="(not supported)")
+    return parser
 
-    opts = MountOptions()
-    for text in args.options:
-        parse_options(text, opts)
-    opts.foreground = opts.foreground or args.foreground
-    opts.debug = opts.debug or args.debug
-    host, path = parse_server_spec(args.spec)
-    mountpoint = os.path.abspath(args.mountpoint)
+
+@dataclass(slots=True)
+class MountCall:
+    """One mount asked for, by ``fusenfs mount`` or by mount(8)."""
+
+    spec: str
+    mountpoint: str
+    options: list[str]
+    foreground: bool = False
+    debug: bool = False
+    log_file: str | None = None
+    via_mount8: bool = False
+    sloppy: bool = False
+    fake: bool = False
+    verbose: bool = False
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    return do_mount(
+        MountCall(
+            spec=args.spec,
+            mountpoint=args.mountpoint,
+            options=args.options,
+            foreground=args.foreground,
+            debug=args.debug,
+            log_file=args.log_file,
+        )
+    )
+
+
+def helper_main(argv: list[str], prog: str) -> int:
+    """``mount.fusenfs SPEC DIR -o OPTS`` (mount(8)) or ``fusenfs SPEC DIR -o OPTS``
+    (mount.fuse3): a daemonizing mount with mount(8)'s defaults."""
+    # mount(8) runs helpers with no PATH at all; fusermount3 and friends live here.
+    os.environ.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    args = build_helper_parser(prog).parse_args(argv)
+    if args.type is not None and args.type not in ("fusenfs", "fuse.fusenfs"):
+        raise MountOptionError(f"-t {args.type}: this helper mounts fusenfs only")
+    if args.namespace is not None:
+        raise MountOptionError("-N: mounting in another namespace is not supported")
+    options = list(args.options)
+    if args.ro:
+        options.append("ro")
+    if args.rw:
+        options.append("rw")
+    return do_mount(
+        MountCall(
+            spec=args.spec,
+            mountpoint=args.mountpoint,
+            options=options,
+            via_mount8=True,
+            sloppy=args.sloppy,
+            fake=args.fake,
+            verbose=args.verbose,
+        )
+    )
+
+
+def _check_log_file(path: str) -> None:
+    """The log file can be written (opened for appending, as logging will)."""
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise CliError(f"cannot write the log file {path}: {e.strerror or e}") from None
+
+
+def do_mount(call: MountCall) -> int:
+    """Parse, check, then mount in the foreground or daemonized (module docstring)."""
+    from fusenfs.runner import MountRequest, serve_mount, session_options
+
+    opts = MountOptions(via_mount8=call.via_mount8)
+    for text in call.options:
+        parse_options(text, opts, sloppy=call.sloppy)
+    for ignored in opts.ignored:
+        print(f"fusenfs: ignoring unknown mount option {ignored!r} (sloppy, -s)", file=sys.stderr)
+    opts.foreground = opts.foreground or call.foreground
+    opts.debug = opts.debug or call.debug
+    check_combination(opts)
+    session_options(opts)  # an option the session layer cannot honour: refused now
+    host, path = parse_server_spec(call.spec)
+    mountpoint = os.path.abspath(call.mountpoint)
     check_mountpoint(mountpoint)
+    if call.log_file is not None:
+        _check_log_file(call.log_file)
     request = MountRequest(host=host, path=path, mountpoint=mountpoint, options=opts)
+    if call.verbose or call.fake:
+        print(
+            f"fusenfs: {'would mount' if call.fake else 'mounting'} {host}:{path} on "
+            f"{mountpoint} ({opts.describe()})"
+        )
+    if call.fake:
+        return 0
 
     if opts.foreground:
-        setup_logging(opts.debug)
+        setup_logging(opts.debug, call.log_file)
         failure: list[str] = []
 
         def ready(message: str | None) -> None:
@@ -239,10 +392,10 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if pid == 0:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         os.close(read_fd)
-        _daemon(request, write_fd, args.log_file or daemon_log_path(os.getpid()))
+        _daemon(request, write_fd, call.log_file or daemon_log_path(os.getpid()))
     os.close(write_fd)
-    log_file = (args.log_file or daemon_log_path(pid)) if opts.debug else None
-    return _wait_for_daemon(pid, read_fd, request.mountpoint, f"{host}:{opts.port}", log_file)
+    log_file = (call.log_file or daemon_log_path(pid)) if opts.debug else None
+    return _wait_for_daemon(pid, read_fd, request, log_file)
 
 
 def daemon_log_path(pid: int) -> str:
@@ -250,17 +403,38 @@ def daemon_log_path(pid: int) -> str:
     return f"/tmp/fusenfs-{pid}.log"
 
 
+#: What the mount process writes to the pipe: "ok", "bg:REASON", or an error line.
+REPORT_OK = "ok"
+REPORT_BACKGROUND = "bg:"
+
+
 def _daemon(request: MountRequest, write_fd: int, log_file: str) -> NoReturn:
     """The mount process (the forked child): mount, report through ``write_fd``, serve.
 
     Writing the report tolerates a parent that went away (EPIPE): if it went away
     before hearing that the mount is up, nobody was told it is, so the mount is
-    stopped (a SIGTERM to ourselves: the same bounded path as any stop).
+    stopped (a SIGTERM to ourselves: the same bounded path as any stop).  After a
+    "bg" report the parent is gone by design: the outcome is only logged.
     """
     from fusenfs.runner import serve_mount
 
     told = False
+    backgrounded = False
     code = 0
+
+    def report(text: str) -> bool:
+        nonlocal told
+        told = True
+        try:
+            os.write(write_fd, text.encode())
+            return True
+        except OSError as e:
+            log.warning("cannot tell the mount command (%s)", e.strerror)
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(write_fd)
+
     try:
         os.setsid()
         setup_logging(request.options.debug, log_file)
@@ -269,26 +443,33 @@ def _daemon(request: MountRequest, write_fd: int, log_file: str) -> NoReturn:
             os.dup2(devnull, fd)
 
         def ready_daemon(message: str | None) -> None:
-            nonlocal told
+            nonlocal code
+            if message is not None:
+                code = EXIT_FAILURE
+            if backgrounded:
+                if message is None:
+                    log.info("background mount of %s is up", request.mountpoint)
+                else:
+                    log.error("background mount gave up: %s", message)
+                return
             if told:
                 return
-            told = True
-            try:
-                os.write(write_fd, (message or "ok").encode())
-            except OSError as e:
-                if message is None:
-                    log.warning(
-                        "the mount command went away (%s) before hearing that %s is "
-                        "mounted: unmounting",
-                        e.strerror,
-                        request.mountpoint,
-                    )
-                    os.kill(os.getpid(), signal.SIGTERM)
-            finally:
-                with contextlib.suppress(OSError):
-                    os.close(write_fd)
+            if not report(message or REPORT_OK) and message is None:
+                log.warning(
+                    "the mount command went away before hearing that %s is mounted: unmounting",
+                    request.mountpoint,
+                )
+                os.kill(os.getpid(), signal.SIGTERM)
 
-        trio.run(serve_mount, request, ready_daemon)
+        def background(reason: str) -> None:
+            nonlocal backgrounded
+            if told:
+                return
+            backgrounded = True
+            report(REPORT_BACKGROUND + reason)
+
+        _watch_parent(write_fd, lambda: told)
+        trio.run(serve_mount, request, ready_daemon, background)
     except BaseException as e:  # the parent must hear about any failure
         log.exception("mount process failed")
         if not told:
@@ -298,6 +479,32 @@ def _daemon(request: MountRequest, write_fd: int, log_file: str) -> NoReturn:
     finally:
         logging.shutdown()
     os._exit(code)
+
+
+#: Seconds between two looks of the mount process at its parent's end of the pipe.
+PARENT_POLL = 0.5
+
+
+def _watch_parent(write_fd: int, reported: Callable[[], bool]) -> None:
+    """Stop the mount process (SIGTERM to itself: nothing gets mounted) if the command
+    waiting for its report goes away first, killed (a SIGKILL leaves it no time to stop
+    its child): its end of the pipe closes.  A thread, on a duplicate of ``write_fd``;
+    it ends once the report is written."""
+    watched = os.dup(write_fd)
+
+    def watch() -> None:
+        try:
+            poller = select.poll()
+            poller.register(watched, 0)  # POLLERR / POLLHUP are reported anyway
+            while not reported():
+                if poller.poll(PARENT_POLL * 1000) and not reported():
+                    log.warning("the mount command went away before the mount was up: stopping")
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+        finally:
+            os.close(watched)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class _Interrupted(Exception):
@@ -368,14 +575,14 @@ def _lazy_unmount(mountpoint: str) -> None:
         subprocess.run([tool, "-uz", mountpoint], capture_output=True, timeout=FUSERMOUNT_TIMEOUT)
 
 
-def _wait_for_daemon(
-    pid: int, read_fd: int, mountpoint: str, server: str, debug_log: str | None
-) -> int:
+def _wait_for_daemon(pid: int, read_fd: int, request: MountRequest, debug_log: str | None) -> int:
     """The parent's side of ``_daemon``: wait for its report; on SIGINT/SIGTERM, undo.
 
     Called with ``STOP_SIGNALS`` blocked; they are unblocked once their handlers are
     installed, inside the ``try`` that handles them.
     """
+    mountpoint = request.mountpoint
+    server = f"{request.host}:{request.options.port}"
     progress = _Progress(server) if sys.stderr.isatty() else None
     previous = {signum: signal.signal(signum, _raise_interrupted) for signum in STOP_SIGNALS}
     try:
@@ -397,7 +604,15 @@ def _wait_for_daemon(
         os.close(read_fd)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if message != "ok":
+    if message.startswith(REPORT_BACKGROUND):
+        reason = message.removeprefix(REPORT_BACKGROUND)
+        print(
+            f"fusenfs: {request.host}:{request.path}: {reason}; retrying in the background "
+            f"(pid {pid}, for up to {request.options.retry_minutes} min: retry=)",
+            file=sys.stderr,
+        )
+        return 0
+    if message != REPORT_OK:
         raise CliError(message or "the mount process died before mounting")
     return 0
 
@@ -499,18 +714,108 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_stats(args: argparse.Namespace) -> int:
-    """Print the statistics a mount publishes in its root's ``user.fusenfs.stats``."""
-    mountpoint = os.path.abspath(args.mountpoint)
+#: The extended attribute a mount publishes its statistics in (on its root).
+STATS_XATTR = "user.fusenfs.stats"
+#: Seconds ``fusenfs stats`` (listing every mount) waits for one mount to answer.
+STATS_LIST_TIMEOUT = 2.0
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo field without its octal escapes (``\\040`` is a space)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def fusenfs_mounts() -> list[dict[str, str]]:
+    """Every fusenfs mount in /proc/self/mountinfo (fstype ``fuse.fusenfs``): its
+    ``source`` (SERVER:/PATH), ``mountpoint`` and per-mount ``flags``."""
     try:
-        raw = os.getxattr(mountpoint, "user.fusenfs.stats")
-    except OSError as e:
-        raise CliError(f"{mountpoint}: not a fusenfs mount ({e.strerror})") from None
-    data = json.loads(raw)
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    mounts = []
+    for line in lines:
+        before, sep, after = line.partition(" - ")
+        head, tail = before.split(), after.split()
+        if not sep or len(head) < 6 or len(tail) < 2 or tail[0] != "fuse.fusenfs":
+            continue
+        mounts.append(
+            {"source": _unescape(tail[1]), "mountpoint": _unescape(head[4]), "flags": head[5]}
+        )
+    return mounts
+
+
+def read_stats(mountpoint: str, timeout: float | None = None) -> dict[str, Any]:
+    """The statistics a mount publishes in its root's ``user.fusenfs.stats``.
+
+    ``timeout``: seconds to wait for the mount process to answer (a thread, so that a
+    stuck mount does not stop a listing); None waits as ``getxattr`` does.
+
+    Raises:
+        CliError: not a fusenfs mount, or no answer in ``timeout`` seconds.
+    """
+    result: list[bytes] = []
+    failure: list[OSError] = []
+
+    def get() -> None:
+        try:
+            result.append(os.getxattr(mountpoint, STATS_XATTR))
+        except OSError as e:
+            failure.append(e)
+
+    if timeout is None:
+        get()
+    else:
+        worker = threading.Thread(target=get, daemon=True)
+        worker.start()
+        worker.join(timeout)
+    if failure:
+        raise CliError(f"{mountpoint}: not a fusenfs mount ({failure[0].strerror})")
+    if not result:
+        raise CliError(f"{mountpoint}: the mount process did not answer in {timeout:g} s")
+    data: dict[str, Any] = json.loads(result[0])
+    return data
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds // 60 % 60} min"
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """One mount's statistics (mountstats-like, then its history), or every mount."""
+    if args.mountpoint is None:
+        return _list_mounts(args.json)
+    mountpoint = os.path.abspath(args.mountpoint)
+    data = read_stats(mountpoint)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
+    mount = data.get("mount", {})
+    if mount:
+        print(
+            f"{mount['source']} on {mount['mountpoint']} (fuse.fusenfs, pid {mount['pid']}): "
+            f"NFSv{mount['nfs']} over {mount['proto'].upper()}, up {_age(mount['age'])}"
+        )
+        print(f"opts: {mount['options']}")
     print(f"inodes {data['inodes']}, open files {data['open_files']}")
+    for s in data.get("sessions", []):
+        c = s["counters"]
+        print(
+            f"session {s['session'][:8] or '-'} with {s['server']} (lease {s['lease_time']} s):"
+            f" compounds {c.get('compounds', 0)}, reconnects {c.get('reconnects', 0)}, "
+            f"re-sends {c.get('replays', 0)}, minor timeouts {c.get('minor_timeouts', 0)}, "
+            f"major timeouts {c.get('major_timeouts', 0)}, DELAY retries "
+            f"{c.get('retries_delay', 0)}, orphaned {c.get('orphaned', 0)}, renewals "
+            f"{c.get('renewals', 0)}, session rebuilds {c.get('session_rebuilds', 0)}"
+        )
+    operations = data.get("operations", {})
+    if operations:
+        print(format_operations(operations))
     client = data.get("client", {})
     counters = data.get("counters", {})
     print(
@@ -548,6 +853,69 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def format_operations(operations: dict[str, dict[str, float]]) -> str:
+    """The per-operation table, as mountstats prints a kernel mount's: per kind of
+    COMPOUND (its main operation) the count, transmissions, timeouts, errors, bytes
+    each way, and average and largest RTT and execute time in milliseconds."""
+    header = (
+        f"  {'operation':<20} {'ops':>7} {'trans':>7} {'timeouts':>8} {'errors':>6} "
+        f"{'bytes sent':>12} {'bytes recv':>12} {'avg RTT':>8} {'max RTT':>8} "
+        f"{'avg exe':>8} {'max exe':>8}"
+    )
+    rows = ["per-operation statistics (times in ms):", header]
+    for name, op in operations.items():
+        count = max(int(op["ops"]), 1)
+        sends = max(int(op["transmissions"]), 1)
+        rows.append(
+            f"  {name:<20} {int(op['ops']):>7} {int(op['transmissions']):>7} "
+            f"{int(op['timeouts']):>8} {int(op['errors']):>6} {int(op['bytes_sent']):>12} "
+            f"{int(op['bytes_received']):>12} {op['rtt_ms_total'] / sends:>8.2f} "
+            f"{op['rtt_ms_max']:>8.2f} {op['exec_ms_total'] / count:>8.2f} "
+            f"{op['exec_ms_max']:>8.2f}"
+        )
+    return "\n".join(rows)
+
+
+def _list_mounts(as_json: bool) -> int:
+    """``fusenfs stats``: one line per fusenfs mount (or a JSON list)."""
+    listing: list[dict[str, Any]] = []
+    for m in fusenfs_mounts():
+        entry: dict[str, Any] = dict(m)
+        try:
+            data = read_stats(m["mountpoint"], STATS_LIST_TIMEOUT)
+        except CliError as e:
+            entry["error"] = str(e).split(": ", 1)[-1]
+        else:
+            mount = data.get("mount", {})
+            operations = data.get("operations", {})
+            sessions = data.get("sessions", [])
+            entry.update(
+                pid=mount.get("pid"),
+                age=mount.get("age"),
+                servers=[s["server"] for s in sessions],
+                compounds=sum(int(op["ops"]) for op in operations.values()),
+                timeouts=sum(int(op["timeouts"]) for op in operations.values()),
+                major_timeouts=sum(s["counters"].get("major_timeouts", 0) for s in sessions),
+            )
+        listing.append(entry)
+    if as_json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    if not listing:
+        print("no fusenfs mounts")
+    for item in listing:
+        if "error" in item:
+            print(f"{item['source']} on {item['mountpoint']} ({item['flags']}): {item['error']}")
+            continue
+        servers = ", ".join(item["servers"]) or "-"
+        print(
+            f"{item['source']} on {item['mountpoint']} ({item['flags']}): pid {item['pid']}, "
+            f"up {_age(item['age'] or 0)}, server {servers}, {item['compounds']} compounds, "
+            f"{item['timeouts']} timeouts, {item['major_timeouts']} major"
+        )
+    return 0
+
+
 def probe_options(texts: list[str]) -> tuple[float, int]:
     """``-o timeo=N,retrans=N`` of ``probe``: (timeo in seconds, retrans).
 
@@ -566,20 +934,34 @@ def probe_options(texts: list[str]) -> tuple[float, int]:
     return opts.timeo, opts.retrans
 
 
+def probe_target(server: str, path: str | None) -> tuple[str, int, str | None]:
+    """``SERVER[:PORT]`` (and a ``PATH``), or ``SERVER:/PATH`` (port 2049) -> (host,
+    port, path or None).
+
+    Raises:
+        MountOptionError: a bad spec or path, or a port out of range.
+    """
+    if ":/" in server and not server.startswith("["):
+        if path is not None:
+            raise MountOptionError(f"probe {server} {path}: the path is given twice")
+        host, spec_path = parse_server_spec(server)
+        return host, 2049, spec_path
+    host, port = parse_server_port(server)
+    if path is not None and not path.startswith("/"):
+        raise MountOptionError(f"probe path {path!r}: must start with /")
+    return host, port, path
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from fusenfs.runner import probe
     from session.session import SessionOptions
 
     timeo, retrans = probe_options(args.options)
+    host, port, path = probe_target(args.server, args.path)
     setup_logging(args.debug, quiet_session=True)
-    host, sep, port_text = args.server.rpartition(":")
-    if not sep or not port_text.isdigit():
-        host, port = args.server, 2049
-    else:
-        port = int(port_text)
     host = host.strip("[]")
     try:
-        lines = trio.run(probe, host, port, SessionOptions(timeo=timeo, retrans=retrans))
+        lines = trio.run(probe, host, port, SessionOptions(timeo=timeo, retrans=retrans), path)
     except BaseException as exc:
         inner = only_exception(exc)
         if isinstance(inner, CallTimeout):
@@ -592,6 +974,18 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(argv: list[str]) -> int:
+    """``fusenfs check ARGS``: ``fusenfs.check.main(ARGS)``, imported only now."""
+    try:
+        check = importlib.import_module("fusenfs.check")
+    except ModuleNotFoundError as e:
+        if e.name != "fusenfs.check":
+            raise
+        raise CliError("check: not available (fusenfs/check.py is not installed)") from None
+    code: int = check.main(argv)
+    return code
+
+
 def only_exception(exc: BaseException) -> BaseException:
     """The one exception inside (nested) single-member exception groups, or ``exc``."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -600,11 +994,33 @@ def only_exception(exc: BaseException) -> BaseException:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handlers = {"mount": cmd_mount, "umount": cmd_umount, "probe": cmd_probe, "stats": cmd_stats}
+    """The ``fusenfs`` command, and ``mount.fusenfs`` when run by that name.
+
+    ``fusenfs SERVER:/PATH DIR -o OPTS`` (no subcommand: what mount.fuse3 runs for
+    ``mount -t fuse.fusenfs``) and ``mount.fusenfs SERVER:/PATH DIR [-sfnvrw] -o OPTS``
+    (what mount(8) runs for ``mount -t fusenfs``) mount with mount(8)'s defaults.
+    """
+    prog = os.path.basename(sys.argv[0]) if argv is None else "fusenfs"
+    argv = sys.argv[1:] if argv is None else argv
+    command = "mount"
     try:
-        code = handlers[args.command](args)
+        if prog.startswith("mount."):
+            code = helper_main(argv, prog)
+        elif argv and argv[0] not in COMMANDS and not argv[0].startswith("-") and ":" in argv[0]:
+            code = helper_main(argv, "fusenfs")
+        elif argv and argv[0] == "check":
+            command = "check"
+            code = cmd_check(argv[1:])
+        else:
+            args = build_parser().parse_args(argv)
+            command = args.command
+            handlers = {
+                "mount": cmd_mount,
+                "umount": cmd_umount,
+                "probe": cmd_probe,
+                "stats": cmd_stats,
+            }
+            code = handlers[args.command](args)
         sys.stdout.flush()  # here, where a closed pipe can still be told from an error
         return code
     except BrokenPipeError:
@@ -625,9 +1041,14 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except KeyboardInterrupt:
         # Before the fork, or before a foreground mount's trio.run took over SIGINT.
-        if args.command == "mount":
+        if command == "mount":
             print("fusenfs: mount interrupted; nothing mounted", file=sys.stderr)
         return 130
+
+
+def mount_helper() -> int:
+    """The ``mount.fusenfs`` command (/sbin/mount.fusenfs links to it)."""
+    return main()
 
 
 def _closed_stdout() -> int:
