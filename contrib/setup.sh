@@ -87,6 +87,27 @@ if ! pyfuse3_patched; then
     exit 1
 fi
 
+# The commands where mount(8) finds them.  For `mount -t fusenfs` (fstab type fusenfs)
+# mount(8) runs /sbin/mount.TYPE and looks nowhere else; for `-t fuse.fusenfs` it runs
+# fuse3's mount.fuse3, which runs `fusenfs` through /bin/sh with the default PATH
+# (mount(8) drops the caller's).  So: /sbin/mount.fusenfs and, when pip put its
+# scripts elsewhere, /usr/local/bin/fusenfs (local software, as Debian keeps it) are
+# links to the installed commands.  A file there that is not a link is left alone.
+scripts=$("$python3" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+link_command() { # link_command TARGET LINK
+    if [ -e "$2" ] && [ ! -L "$2" ]; then
+        echo "setup.sh: $2 exists and is not a link; leaving it" >&2
+    elif [ "$(readlink -f "$2" 2>/dev/null || true)" != "$(readlink -f "$1")" ]; then
+        ln -sfn "$1" "$2"
+        echo "setup.sh: $2 -> $1"
+    fi
+}
+link_command "$scripts/mount.fusenfs" /sbin/mount.fusenfs
+case "$scripts" in
+/usr/local/bin | /usr/bin | /bin) ;;
+*) link_command "$scripts/fusenfs" /usr/local/bin/fusenfs ;;
+esac
+
 if [ ! -c /dev/fuse ]; then
     echo "setup.sh: warning: /dev/fuse is missing; mounting will not work here" >&2
 fi
