@@ -62,6 +62,7 @@ __all__ = [
     "KerberosError",
     "KerberosRealm",
     "Keytab",
+    "realm_for_tests",
     "shared_realm",
     "stop_shared_realm",
     "unavailable_reason",
@@ -604,6 +605,34 @@ def shared_realm() -> FusenfsRealm:
         realm.activate()
         _shared = realm
     return _shared
+
+
+def realm_for_tests(config: Any) -> FusenfsRealm:
+    """The shared realm for a pytest session (``config``: the ``pytest.Config``).
+
+    A test module's fixture is one line::
+
+        @pytest.fixture(scope="session")
+        def krb5_realm(request: pytest.FixtureRequest) -> FusenfsRealm:
+            return realm_for_tests(request.config)
+
+    Every module gets the same realm (``shared_realm``), stopped when the session ends.
+    Skips the test when the MIT tools are missing, except under CI (CI=true), where
+    that fails it, as does a realm that does not start.
+    """
+    import pytest
+
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
+            pytest.fail(f"Kerberos is required under CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    try:
+        realm = shared_realm()
+    except KerberosError as err:
+        pytest.fail(f"could not start the Kerberos realm: {err}", pytrace=False)
+    config.add_cleanup(stop_shared_realm)
+    return realm
 
 
 def stop_shared_realm() -> None:
