@@ -1130,6 +1130,7 @@ class _ContextHolder:
                 self.failures += 1
                 self.failure = exc
                 self.failure_until = self.clock() + self.retry_delay
+                log.warning("RPCSEC_GSS: %s", exc)
                 raise
             self.failure = None
             self.context = context
