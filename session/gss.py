@@ -51,6 +51,7 @@ import errno as _errno
 import itertools
 import logging
 import os
+import socket
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -86,6 +87,7 @@ from session.xdr.codec import Decoder, Encoder, OpenEnum
 from session.xdr.const import rpc_gss_svc_t
 
 __all__ = [
+    "DEFAULT_MACHINE_KEYTAB",
     "GSS_S_COMPLETE",
     "GSS_S_CONTINUE_NEEDED",
     "KRB5_OID",
@@ -111,6 +113,8 @@ __all__ = [
     "SequenceWindow",
     "acceptor_credentials",
     "gss_major_text",
+    "machine_principal",
+    "machine_source",
     "parse_sec",
     "protect",
     "rpc_gss_cred_vers_1_t",
@@ -993,6 +997,25 @@ class KeytabSource:
 
     def __repr__(self) -> str:
         return f"KeytabSource({self.keytab!r}, {self.principal!r})"
+
+
+DEFAULT_MACHINE_KEYTAB: Final = "FILE:/etc/krb5.keytab"
+"""Where a machine credential's key is by default (the system keytab, as rpc.gssd)."""
+
+
+def machine_principal(hostname: str | None = None) -> str:
+    """The default machine principal, ``host/FQDN`` (the realm is the default realm),
+    as the Linux NFS client uses it; ``hostname`` defaults to ``socket.getfqdn()``."""
+    return f"host/{(hostname or socket.getfqdn()).lower()}"
+
+
+def machine_source(
+    keytab: str | None = None, principal: str | None = None, ccache: str | None = None
+) -> KeytabSource:
+    """The machine credential's source: ``principal`` (default ``machine_principal()``)
+    from ``keytab`` (default ``$KRB5_CLIENT_KTNAME``, else ``/etc/krb5.keytab``)."""
+    kt = keytab or os.environ.get("KRB5_CLIENT_KTNAME") or DEFAULT_MACHINE_KEYTAB
+    return KeytabSource(kt, principal or machine_principal(), ccache)
 
 
 class DefaultSource:

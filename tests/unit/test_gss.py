@@ -691,3 +691,17 @@ def test_acceptor_refuses_bad_calls(krb5_realm: FusenfsRealm, acceptor: GssAccep
     with pytest.raises(AuthError, match="AUTH_BADCRED"):
         decode_reply(reply)
     assert Decoder(reply).uint32() == 8
+
+
+def test_machine_source_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from session.gss import DEFAULT_MACHINE_KEYTAB, machine_principal, machine_source
+
+    monkeypatch.delenv("KRB5_CLIENT_KTNAME", raising=False)
+    source = machine_source()
+    assert source.keytab == DEFAULT_MACHINE_KEYTAB == "FILE:/etc/krb5.keytab"
+    assert source.principal == machine_principal() == f"host/{socket.getfqdn().lower()}"
+    assert machine_principal("Client.Example.ORG") == "host/client.example.org"
+    monkeypatch.setenv("KRB5_CLIENT_KTNAME", "FILE:/srv/nfs-client.keytab")
+    assert machine_source(principal="nfs/client").keytab == "FILE:/srv/nfs-client.keytab"
