@@ -16,6 +16,7 @@ packages=(
     fuse3 libfuse3-dev pkg-config gcc     # FUSE and what pyfuse3 builds with
     patch                                 # applies contrib/pyfuse3/*.patch
     libkrb5-dev                           # gssapi (RPCSEC_GSS) builds against it
+    krb5-kdc krb5-admin-server krb5-user  # the throw-away test realm (contrib/krb5.py)
     nfs-ganesha nfs-ganesha-vfs           # the real NFSv4.1 server for tests and demo
     libnfs-utils rpcbind fio              # benchmark peers: nfs-cp / nfs-ls, fio random I/O
     util-linux                            # setpriv (tests run commands as other users)
