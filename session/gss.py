@@ -240,11 +240,12 @@ def _gss_reason(exc: BaseException) -> str:
     if isinstance(exc, GSSError):
         major = gss_major_text(int(getattr(exc, "maj_code", 0) or 0))
         minor = ""
-        try:
-            messages = exc.get_all_statuses(exc.min_code, False)  # mechanism's words
-            minor = "; ".join(str(m) for m in messages if m)
-        except Exception:  # pragma: no cover - message lookup failing is not the error
-            minor = ""
+        if exc.min_code:  # 0 is "Success": nothing to add
+            try:
+                messages = exc.get_all_statuses(exc.min_code, False)  # mechanism's words
+                minor = "; ".join(str(m) for m in messages if m and str(m) != "Success")
+            except Exception:  # pragma: no cover - message lookup failing is not the error
+                minor = ""
         return f"{major}: {minor}" if minor else major
     return str(exc) or type(exc).__name__
 
