@@ -1341,7 +1341,9 @@ class ServerInstance:
         if request_size(call) > session.fore.ca_maxrequestsize:
             return nfs4.SEQUENCE4res(S.NFS4ERR_REQ_TOO_BIG), None
         slot = session.slots[args.sa_slotid]
-        digest = args_digest(raw_args)
+        # The caller is part of the request: a "retry" from another user is a false
+        # retry (RFC 8881 section 2.10.6.1.3.1: then NFS4ERR_SEQ_FALSE_RETRY is a MUST).
+        digest = args_digest(raw_args + repr(c.principal).encode())
         decision = check_sequence(slot, args.sa_sequenceid, digest)
         if decision is SeqDecision.REPLAY:
             assert slot.reply is not None

@@ -565,3 +565,22 @@ async def test_callback_lost_with_session_is_resent(
         assert any(e.details.get(key) for e in sends)
         await holder.ok([nfs4.PUTFH4args(fh), nfs4.DELEGRETURN4args(deleg)])
         assert (await writer.seq(wopen)).status == S.NFS4_OK
+
+
+# ------------------------------------------------------------------ 2.10.6.1.3.1
+async def test_retry_from_another_user_is_a_false_retry(
+    client: RawClient, connect: Connect
+) -> None:
+    """The same slot, sequence id and arguments from another user (AUTH_SYS uid 4242) is
+    not a retry: NFS4ERR_SEQ_FALSE_RETRY (a MUST once the server sees the users differ);
+    the same user's retry gets the cached reply."""
+    with trio.fail_after(10):
+        ops: list[nfs4.ArgOp] = [nfs4.PUTROOTFH4args(), nfs4.GETFH4args()]
+        first, raw_first = await client.seq_bytes(ops, slot=2, cachethis=True)
+        assert first.status == S.NFS4_OK
+        stranger = await connect("A", owner=b"stranger", uid=4242)
+        stranger.sessionid = client.sessionid
+        res = await stranger.seq(ops, slot=2, seqid=client.seqids[2], cachethis=True)
+        assert res.status == S.NFS4ERR_SEQ_FALSE_RETRY
+        _, raw_again = await client.seq_bytes(ops, slot=2, seqid=client.seqids[2], cachethis=True)
+        assert raw_again == raw_first
