@@ -2,7 +2,7 @@
 
     serve --instance 127.0.0.1 --instance 127.0.0.2 --fs a --fs b --control /tmp/x.sock
     status | events [--since N] [--follow]
-    migrate FS --to INSTANCE [--no-tsm] [--no-session] [--new-clientid]
+    migrate FS --to INSTANCE [--tsm | --no-tsm] [--no-session] [--new-clientid]
                              [--lose STATEID ...] [--freeze SECONDS] [--new-filehandles]
     expire-fh FS [--force] | fh-expire-type FS TYPE
     referral PATH --fs NAME --on INSTANCE
@@ -135,7 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", parents=[common], help="move a file system to another instance")
     m.add_argument("fs")
     m.add_argument("--to", required=True)
-    m.add_argument("--no-tsm", action="store_true", help="no Transparent State Migration")
+    tsm = m.add_mutually_exclusive_group()
+    tsm.add_argument(
+        "--tsm",
+        dest="no_tsm",
+        action="store_false",
+        help="with Transparent State Migration (the default; for scripts: --{tsm} in "
+        "fusenfs check --migrate-cmd)",
+    )
+    tsm.add_argument("--no-tsm", action="store_true", help="no Transparent State Migration")
     m.add_argument("--no-session", action="store_true", help="do not transfer sessions")
     m.add_argument(
         "--new-clientid",
