@@ -177,7 +177,6 @@ class CheckContext:
         w = await self.wire("main")
         self.main = w
         self.eid = w.eid
-        self.nursery.start_soon(self._renew_main)
         self.export_fh = await w.lookup_path(self.components)
         want = [
             FATTR4.SUPPORTED_ATTRS,
@@ -192,6 +191,7 @@ class CheckContext:
         self.export_attrs = attrs
         self.supported = bitmap4_to_set(attrs.supported_attrs or [])
         self.lease_time = attrs.lease_time or 90
+        self.nursery.start_soon(self._renew_main)
         if attrs.type is not None and attrs.type != nfs_ftype4.NF4DIR:
             raise WireError(f"{self.options.export} is not a directory")
         await self._make_scratch(w)
@@ -355,13 +355,15 @@ class CheckContext:
                     contextlib.suppress(NFSClientError),
                     trio.move_on_after(self.options.timeo * 3),
                 ):
-                    w, export_fh, scratch = self.main, self.export_fh, self.scratch_fh
-                    here = self.cache.get("location")
-                    if here is not None and (here[0], here[1]) != (self.host, self.port):
-                        # The migration checks left the export elsewhere: clean up there.
-                        w = await self.wire("cleanup", host=here[0], port=here[1])
-                        export_fh = await w.lookup_path(here[2])
-                        scratch = await w.lookup_path([*here[2], self.scratch_name])
+                    # A fresh client ID: the main one may have been lost (a server that
+                    # drops it is what a check may find); where the export is now, which
+                    # the migration checks may have changed.
+                    host, port, path = self.cache.get(
+                        "location", (self.host, self.port, self.components)
+                    )
+                    w = await self.wire("cleanup", host=host, port=port)
+                    export_fh = await w.lookup_path(path)
+                    scratch = await w.lookup_path([*path, self.scratch_name])
                     await self._remove_tree(w, scratch, depth=0)
                     await w.seq(
                         [nfs4.PUTFH4args(export_fh), nfs4.REMOVE4args(self.scratch_name.encode())]

@@ -264,25 +264,26 @@ async def ref1(ctx: CheckContext) -> Finding:
         "READDIR asking fs_locations failed over a referral",
         "NFS4_OK: with a location attribute asked, attributes are fetched normally",
     )
-    if entry is None or entry.fs_locations is None:
-        raise warn(
-            "the referral's entry lacks fs_locations",
-            sent=with_locs.sent,
-            got=with_locs.got,
-            expected="fs_locations of the absent file system in its entry",
-        )
     neither, _ = await listing([FATTR4.TYPE, FATTR4.SIZE])
     details = [
         f"walk: {ctx.walk_summary}; {where(ref)} ({ref.evidence})",
-        f"READDIR(fs_locations, ...): entry has {describe_locations(entry)}",
+        f"READDIR(fs_locations, fsid, mounted_on_fileid): {with_locs.got}; the entry has "
+        + (describe_locations(entry) if entry is not None else "no attributes"),
         f"READDIR(type, size): {neither.got}",
     ]
+    problems = []
+    if entry is None or entry.fs_locations is None:
+        problems.append("the referral's entry lacks fs_locations when it is asked for")
     if neither.status != S.NFS4ERR_MOVED:
+        problems.append("READDIR asking neither rdattr_error nor a location attribute did not fail")
+    if problems:
         raise warn(
-            "READDIR asking neither rdattr_error nor a location attribute did not fail",
-            sent=neither.sent,
-            got=neither.got,
-            expected="NFS4ERR_MOVED: the directory holds the root of an absent file system",
+            "; ".join(problems),
+            sent=f"{with_locs.sent}; {neither.sent}",
+            got=f"{with_locs.got}; {neither.got}",
+            expected="the entry's fs_locations when asked (11.4: attributes are fetched "
+            "normally); NFS4ERR_MOVED for the whole READDIR when neither rdattr_error nor a "
+            "location attribute is asked",
             details=details,
         )
     return passed(
