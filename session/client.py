@@ -778,7 +778,10 @@ class NFSClient:
     # ------------------------------------------------------------------ open and close
     def open_owner(self, cred: Credential | None) -> bytes:
         """The open owner for a caller: one per uid on this mount (section 9.1.4)."""
+        # A machine RPCSEC_GSS credential has no uid (None): it acts as root does.
         uid = getattr(cred, "uid", 0)
+        if uid is None:
+            uid = 0
         return self._owner_prefix + b"/open/" + str(uid).encode()
 
     def file_lock(self, fh: bytes) -> trio.Lock:

@@ -29,11 +29,12 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import trio
 
 from session.errors import CallTimeout, NFSClientError, ReplyTooLarge, TransportError, XdrError
+from session.gss import GssCredential, GssError, GssIntegrityError
 from session.rpc import (
     NEGOTIATED_MAXIMUM,
     NULL_AUTH,
@@ -63,11 +64,36 @@ from session.xdr.const import (
     nfsstat4,
     state_protect_how4,
 )
+from session.xdr.fattr import bitmap4_from, bitmap4_to_set
 
 log = logging.getLogger("session")
 
 NFS4_CALLBACK_PROGRAM = 0x40000000
 NFSPROC4_COMPOUND = 1
+
+#: SP4_MACH_CRED (RFC 8881 section 2.10.8.3): what only the machine credential may do
+#: (the client ID and its sessions), and what it may do besides the owner (give state
+#: back, and the checks recovery makes), as the Linux client asks.
+MACH_CRED_ENFORCE: Final = (
+    nfs_opnum4.OP_BIND_CONN_TO_SESSION,
+    nfs_opnum4.OP_EXCHANGE_ID,
+    nfs_opnum4.OP_CREATE_SESSION,
+    nfs_opnum4.OP_DESTROY_SESSION,
+    nfs_opnum4.OP_DESTROY_CLIENTID,
+)
+MACH_CRED_ALLOW: Final = (
+    nfs_opnum4.OP_CLOSE,
+    nfs_opnum4.OP_OPEN_DOWNGRADE,
+    nfs_opnum4.OP_LOCKU,
+    nfs_opnum4.OP_DELEGRETURN,
+    nfs_opnum4.OP_COMMIT,
+    nfs_opnum4.OP_SECINFO,
+    nfs_opnum4.OP_SECINFO_NO_NAME,
+    nfs_opnum4.OP_LAYOUTRETURN,
+    nfs_opnum4.OP_TEST_STATEID,
+    nfs_opnum4.OP_FREE_STATEID,
+    nfs_opnum4.OP_WRITE,
+)
 
 #: Statuses after which a COMPOUND is retried as a new request, with backoff.
 RETRY_STATUSES = frozenset({nfsstat4.NFS4ERR_DELAY, nfsstat4.NFS4ERR_GRACE})
@@ -340,6 +366,8 @@ class ServerSession:
     create_session: nfs4.CREATE_SESSION4resok | None = None
     lease_time: int = 90
     status_flags: int = 0
+    #: Operation numbers the server enforces SP4_MACH_CRED for (EXCHANGE_ID's reply).
+    mach_enforced: frozenset[int] = frozenset()
     slots: SlotTable = field(default_factory=lambda: SlotTable(1))
     stats: SessionStatistics = field(default_factory=SessionStatistics)
     _transport: Transport | None = None
@@ -435,6 +463,32 @@ class ServerSession:
         await self.refresh_lease_time()
         return True
 
+    def _state_protect(self) -> nfs4.state_protect4_a:
+        """SP4_MACH_CRED when the machine credential is RPCSEC_GSS (RFC 8881 section
+        2.10.8.3, 18.35): the operations that manage the client ID and its sessions must
+        come with the machine credential; those that give state back may (so a user's
+        expired ticket cannot keep an open or a delegation from being returned).  With
+        AUTH_SYS there is nothing to protect: SP4_NONE."""
+        if not isinstance(self.machine_cred, GssCredential):
+            return nfs4.state_protect4_a(spa_how=state_protect_how4.SP4_NONE)
+        return nfs4.state_protect4_a(
+            spa_how=state_protect_how4.SP4_MACH_CRED,
+            spa_mach_ops=nfs4.state_protect_ops4(
+                spo_must_enforce=bitmap4_from(int(op) for op in MACH_CRED_ENFORCE),
+                spo_must_allow=bitmap4_from(int(op) for op in MACH_CRED_ALLOW),
+            ),
+        )
+
+    def _note_state_protect(self, resok: nfs4.EXCHANGE_ID4resok) -> None:
+        """Remember which operations the server enforces SP4_MACH_CRED for: they are
+        sent with the machine credential whoever asks (section 18.35.3)."""
+        protect = resok.eir_state_protect
+        self.mach_enforced = frozenset()
+        if protect.spr_how == state_protect_how4.SP4_MACH_CRED and protect.spr_mach_ops:
+            self.mach_enforced = frozenset(
+                bitmap4_to_set(protect.spr_mach_ops.spo_must_enforce, limit=128)
+            )
+
     def _exchange_id_args(self) -> nfs4.EXCHANGE_ID4args:
         """EXCHANGE_ID4args for this client instance (uniform client string, section 2.4)."""
         return nfs4.EXCHANGE_ID4args(
@@ -442,7 +496,7 @@ class ServerSession:
                 co_verifier=self.co_verifier, co_ownerid=self.co_ownerid
             ),
             eia_flags=EXCHGID4_FLAG_SUPP_MOVED_REFER | EXCHGID4_FLAG_SUPP_MOVED_MIGR,
-            eia_state_protect=nfs4.state_protect4_a(spa_how=state_protect_how4.SP4_NONE),
+            eia_state_protect=self._state_protect(),
             eia_client_impl_id=[
                 nfs4.nfs_impl_id4(
                     nii_domain="fusenfs.invalid",
@@ -459,14 +513,16 @@ class ServerSession:
         self.exchange_id = resok
         self.clientid = resok.eir_clientid
         self.create_session_seqid = resok.eir_sequenceid
+        self._note_state_protect(resok)
         log.info(
-            "EXCHANGE_ID %s:%d clientid=%#x flags=%#x confirmed=%s server_owner=%r",
+            "EXCHANGE_ID %s:%d clientid=%#x flags=%#x confirmed=%s server_owner=%r%s",
             self.host,
             self.port,
             resok.eir_clientid,
             resok.eir_flags,
             bool(resok.eir_flags & EXCHGID4_FLAG_CONFIRMED_R),
             resok.eir_server_owner.so_major_id,
+            " SP4_MACH_CRED" if self.mach_enforced else "",
         )
         return resok
 
@@ -586,6 +642,7 @@ class ServerSession:
                     self.sessionid = b""
                 if self.clientid:
                     await self.sessionless([nfs4.DESTROY_CLIENTID4args(dca_clientid=self.clientid)])
+                await self.destroy_credential(self.machine_cred)
         except NFSClientError as e:
             log.info("shutdown of %s:%d: %s", self.host, self.port, e)
         for extra in self._extra:
@@ -595,6 +652,25 @@ class ServerSession:
         if self._transport is not None:
             await self._transport.aclose()
             self._transport = None
+
+    async def destroy_credential(self, cred: Credential) -> None:
+        """RPCSEC_GSS_DESTROY of ``cred``'s context on this server (RFC 2203 section
+        5.4), if it is an RPCSEC_GSS credential with one; nothing for other flavors.
+        Bounded by ``timeo``; errors are logged (the server forgets contexts anyway)."""
+        if not isinstance(cred, GssCredential) or self._transport is None:
+            return
+        with trio.move_on_after(self.options.timeo):
+            await cred.destroy(self._transport, NFS4_PROGRAM, NFS_V4)
+
+    async def _cred_ready(self, cred: Credential) -> None:
+        """Have ``cred`` ready to seal before a slot is taken: an RPCSEC_GSS context
+        is created (or renewed) here, so a user without Kerberos credentials fails
+        with EACCES without costing a slot's sequence (RFC 2203 section 5.2)."""
+        if not isinstance(cred, GssCredential):
+            return
+        with trio.fail_after(self.options.budget):
+            transport = await self._transport_for_call()
+            await cred.ready(transport, NFS4_PROGRAM, NFS_V4)
 
     # ---------------------------------------------------------------- the transport
     async def _connect(self) -> Transport:
@@ -962,7 +1038,12 @@ class ServerSession:
             CallTimeout / TransportError: the server stayed unreachable.
         """
         async with self._counted(ops):
-            return await self._compound(ops, cred or self.machine_cred, cachethis, on_orphan)
+            if cred is None or (
+                self.mach_enforced and any(int(op.OPNUM) in self.mach_enforced for op in ops)
+            ):
+                # SP4_MACH_CRED: these operations only with the machine credential.
+                cred = self.machine_cred
+            return await self._compound(ops, cred, cachethis, on_orphan)
 
     async def _compound(
         self,
@@ -1008,6 +1089,13 @@ class ServerSession:
             raise TransportError("session not started")
         seq_delay = 0.05
         while True:
+            try:
+                await self._cred_ready(cred)
+            except trio.TooSlowError:
+                raise CallTimeout(
+                    f"server {self.host}:{self.port}: no RPCSEC_GSS context within "
+                    f"{self.options.budget:g} s"
+                ) from None
             table, slot = await self._acquire_slot()
             try:
                 seq = nfs4.SEQUENCE4args(
@@ -1109,6 +1197,12 @@ class ServerSession:
             # sent is an error for the caller, not results with holes.
             check_results(res, exchange.sent)
             exchange.res = res
+        except GssError as e:
+            # Refused before the record was sent (no ticket, no context): the slot's
+            # sequence did not move.  A reply that failed its checksum was processed.
+            if not isinstance(e, GssIntegrityError):
+                outcome = SlotOutcome.NOT_SEQUENCED
+            exchange.failure = e
         except Exception as e:  # NFSClientError, or a bug: the caller raises it
             exchange.failure = e
         finally:

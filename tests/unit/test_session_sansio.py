@@ -1427,3 +1427,53 @@ async def test_callback_is_answered_while_fore_channel_requests_wait(
             await session.compound([nfs4.PUTFH4args(FH), nfs4.REMOVE4args(b"f")])
             assert len(answered) == 1
             assert cb.CB_COMPOUND4res.unpack(Decoder(answered[0])).status == OK
+
+
+# ---------------------------------------------------------------- state protection
+def test_exchange_id_asks_sp4_mach_cred_only_with_a_gss_machine_credential() -> None:
+    """RFC 8881 2.10.8.3 / 18.35: with a Kerberos machine credential EXCHANGE_ID asks
+    SP4_MACH_CRED, the client ID's own operations enforced and the ones that give
+    state back allowed; with AUTH_SYS, SP4_NONE."""
+    from session.gss import GssCredential
+    from session.session import MACH_CRED_ALLOW, MACH_CRED_ENFORCE
+    from session.xdr.fattr import bitmap4_to_set
+
+    plain = ServerSession("127.0.0.1", 2049, b"o")._exchange_id_args()
+    assert plain.eia_state_protect.spa_how == state_protect_how4.SP4_NONE
+    gss = ServerSession(
+        "127.0.0.1", 2049, b"o", machine_cred=GssCredential("nfs@localhost")
+    )._exchange_id_args()
+    protect = gss.eia_state_protect
+    assert protect.spa_how == state_protect_how4.SP4_MACH_CRED
+    assert protect.spa_mach_ops is not None
+    enforced = bitmap4_to_set(protect.spa_mach_ops.spo_must_enforce)
+    allowed = bitmap4_to_set(protect.spa_mach_ops.spo_must_allow)
+    assert enforced == {int(op) for op in MACH_CRED_ENFORCE}
+    assert nfs_opnum4.OP_DESTROY_CLIENTID in enforced
+    assert {nfs_opnum4.OP_CLOSE, nfs_opnum4.OP_DELEGRETURN} <= allowed
+    assert allowed == {int(op) for op in MACH_CRED_ALLOW}
+
+
+async def test_operations_the_server_enforces_go_with_the_machine_credential(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An operation in the server's spo_must_enforce is sent with the machine
+    credential even when a user's was given (section 18.35.3)."""
+    from session.rpc import AuthSys
+
+    server = FakeServer()
+    user = AuthSys(uid=1000, gid=1000, gids=[])
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(monkeypatch, server) as session:
+            sent: list[object] = []
+            real = ServerSession._compound
+
+            async def spy(self: ServerSession, ops: Any, cred: Any, *rest: Any) -> Any:
+                sent.append(cred)
+                return await real(self, ops, cred, *rest)
+
+            monkeypatch.setattr(ServerSession, "_compound", spy)
+            session.mach_enforced = frozenset({int(nfs_opnum4.OP_REMOVE)})
+            await session.compound([nfs4.PUTFH4args(FH), nfs4.REMOVE4args(b"x")], user)
+            await session.compound(GETATTR_OPS, user)
+            assert sent == [session.machine_cred, user]
