@@ -639,6 +639,18 @@ def _fsid_label(fsid: nfs4.fsid4 | None) -> str:
     return "fsid ?" if fsid is None else f"fsid {fsid.major}.{fsid.minor}"
 
 
+def _resok(results: list[nfs4.ResOp], index: int, kind: type[Any], server: str) -> Any:
+    """``results[index].resok``, checked to be a ``kind`` with a result: a reply that
+    says NFS4_OK and carries something else is the server's error, not a crash."""
+    res = results[index] if 0 <= index < len(results) else None
+    resok = getattr(res, "resok", None) if isinstance(res, kind) else None
+    if resok is None:
+        raise NFSClientError(
+            f"{server}: inconsistent reply: result {index} is not a {kind.__name__} with its result"
+        )
+    return resok
+
+
 _SCAN_ATTRS = bitmap4_from([FATTR4.RDATTR_ERROR, FATTR4.TYPE, FATTR4.FSID, FATTR4.FILEHANDLE])
 
 
@@ -662,12 +674,12 @@ async def list_exports(session: ServerSession) -> tuple[nfs4.fsid4 | None, list[
             nfs4.GETATTR4args(attr_request=bitmap4_from([FATTR4.FSID])),
         ]
     )
-    getfh, ga = res.resarray[1], res.resarray[2]
-    assert isinstance(getfh, nfs4.GETFH4res) and getfh.resok is not None
-    assert isinstance(ga, nfs4.GETATTR4res) and ga.resok is not None
-    root_fsid = decode_fattr4(ga.resok.obj_attributes).fsid
+    server = f"{session.host}:{session.port}"
+    root_fh: bytes = _resok(res.resarray, 1, nfs4.GETFH4res, server).object
+    ga = _resok(res.resarray, 2, nfs4.GETATTR4res, server)
+    root_fsid = decode_fattr4(ga.obj_attributes).fsid
     found: list[tuple[str, str]] = []
-    queue: list[tuple[str, bytes, int]] = [("", getfh.resok.object, 0)]
+    queue: list[tuple[str, bytes, int]] = [("", root_fh, 0)]
     visited = 0
     while queue and visited < EXPORT_SCAN_DIRS:
         prefix, fh, depth = queue.pop(0)
@@ -684,9 +696,8 @@ async def list_exports(session: ServerSession) -> tuple[nfs4.fsid4 | None, list[
                 ),
             ]
         )
-        rd = res.resarray[1]
-        assert isinstance(rd, nfs4.READDIR4res) and rd.resok is not None
-        for entry in rd.resok.reply.entries:
+        rd = _resok(res.resarray, 1, nfs4.READDIR4res, server)
+        for entry in rd.reply.entries:
             attrs = decode_fattr4(entry.attrs)
             path = f"{prefix}/{entry.name.decode(errors='replace')}"
             if attrs.fsid is not None and attrs.fsid != root_fsid:
@@ -1076,16 +1087,22 @@ async def _probe_lines(
             ),
         ]
     )
-    ga = res.resarray[1]
-    assert isinstance(ga, nfs4.GETATTR4res) and ga.resok is not None
-    attrs = decode_fattr4(ga.resok.obj_attributes)
+    ga = _resok(res.resarray, 1, nfs4.GETATTR4res, f"{host}:{port}")
+    attrs = decode_fattr4(ga.obj_attributes)
     supported = bitmap4_to_set(attrs.supported_attrs or [])
     names = [FATTR4(n).name.removeprefix("FATTR4_").lower() for n in sorted(supported)]
-    _, exports = await list_exports(session)
+    exports: list[tuple[str, str]] = []
+    unlisted = ""
+    try:
+        _, exports = await list_exports(session)
+    except NFS4Error as e:  # a server may refuse READDIR of its root: still a probe
+        unlisted = f"cannot list them: {e}"
     root_kind = "pseudo-file system" if exports else "the root"
     lines.append(("root fsid", f"{_fsid_label(attrs.fsid)} ({root_kind})"))
     for export_path, label in exports:
         lines.append(("export", f"{export_path} ({label})"))
+    if unlisted:
+        lines.append(("exports", unlisted))
     if path is not None:
         lines.append((f"{path} fsid", await _path_fsid(session, path)))
     lines.append(("lease_time", f"{attrs.lease_time} s"))
@@ -1109,9 +1126,8 @@ async def _path_fsid(session: ServerSession, path: str) -> str:
         if e.op_name != "LOOKUP":
             raise
         raise MountPathError(await _path_error(session, path, e)) from None
-    ga = res.resarray[-1]
-    assert isinstance(ga, nfs4.GETATTR4res) and ga.resok is not None
-    return _fsid_label(decode_fattr4(ga.resok.obj_attributes).fsid)
+    ga = _resok(res.resarray, len(ops) - 1, nfs4.GETATTR4res, f"{session.host}:{session.port}")
+    return _fsid_label(decode_fattr4(ga.obj_attributes).fsid)
 
 
 def _show(value: bytes) -> str:
