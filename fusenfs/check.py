@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import socket
 import sys
 import textwrap
@@ -66,6 +67,8 @@ GROUP_ORDER = ("EID", "TRK", "SESS", "SEQ", "RC", "ST", "LEASE", "LOC", "REF", "
 PLACEHOLDERS = ("fs", "path", "target", "source", "tsm", "freeze", "scenario", "server", "port")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNUSABLE = 0, 1, 2, 3
+
+log = logging.getLogger("fusenfs.check")
 
 
 class UsageError(Exception):
@@ -203,6 +206,12 @@ async def run_one(spec: CheckSpec, ctx: CheckContext) -> Result:
         )
     except NFSClientError as exc:
         finding = Finding(Outcome.FAIL, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a bug in the checker: reported as such, the run goes on
+        log.exception("check %s crashed", spec.code)
+        finding = Finding(
+            Outcome.FAIL,
+            f"internal error in fusenfs check (a bug here, not necessarily the server's): {exc!r}",
+        )
     return Result(spec, finding, time.monotonic() - started)
 
 
@@ -219,10 +228,14 @@ async def run_checks(
         WireError: the preflight failed (the server cannot be checked).
     """
     results: list[Result] = []
+    unusable: NFSClientError | None = None
     async with trio.open_nursery() as nursery:
         ctx = CheckContext(options, nursery)
         try:
             lines = await ctx.preflight()
+        except NFSClientError as exc:
+            unusable = exc
+        else:
             if header is not None:
                 header(lines)
             for i, spec in enumerate(specs):
@@ -239,6 +252,8 @@ async def run_checks(
         finally:
             await ctx.close()
             nursery.cancel_scope.cancel()
+    if unusable is not None:
+        raise unusable
     return results
 
 

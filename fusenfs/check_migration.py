@@ -28,7 +28,7 @@ import string
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -168,6 +168,17 @@ def precondition(ctx: CheckContext) -> None:
             "EXCHGID4_FLAG_SUPP_MOVED_MIGR)"
         )
     raise NotSupported(reason)
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def first(group: BaseExceptionGroup[_E]) -> _E:
+    """The first leaf exception of a (nested) exception group."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf  # type: ignore[return-value]
 
 
 def location(ctx: CheckContext) -> tuple[str, int, list[str]]:
@@ -379,12 +390,16 @@ async def scenario(ctx: CheckContext, name: str) -> Outcome:
         "no-tsm": no_tsm_scenario,
         "freeze": freeze_scenario,
     }[name]
+    # The scenario runs tasks (the WRITE stream, the client's own): what fails arrives
+    # wrapped in exception groups.
     try:
         await runner(ctx, outcome)
-    except NFSClientError as exc:
-        outcome.error = f"{type(exc).__name__}: {exc}"
-    except CheckFailed as exc:  # from run_command: reported by every check of the scenario
-        outcome.error = exc.finding.summary + (f" ({exc.finding.got})" if exc.finding.got else "")
+    except* CheckFailed as group:  # from run_command: reported by every check of the scenario
+        f = first(group).finding
+        outcome.error = f.summary + (f" ({f.got})" if f.got else "")
+    except* NFSClientError as group:
+        exc = first(group)
+        outcome.error = outcome.error or f"{type(exc).__name__}: {exc}"
     return outcome
 
 
@@ -583,6 +598,8 @@ def common(outcome: Outcome) -> None:
         raise fail(
             f"the {outcome.scenario.name} scenario failed: {outcome.error}",
             sent=outcome.command,
+            got=outcome.command_output or outcome.error,
+            expected="the command moves the file system and exits 0; the client recovers",
             details=outcome.event_lines()[-8:],
         )
     if outcome.record is None:
