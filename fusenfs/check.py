@@ -61,6 +61,9 @@ from fusenfs.check_context import CheckContext, CheckOptions
 from fusenfs.check_wire import WireError
 from session.errors import NFSClientError
 
+#: Width of the report's section column (the longest section cited, 30 characters).
+SECTION_WIDTH = 30
+
 #: The report's order of check groups.
 GROUP_ORDER = ("EID", "TRK", "SESS", "SEQ", "RC", "ST", "LEASE", "LOC", "REF", "MIG")
 
@@ -262,7 +265,7 @@ def report_line(result: Result) -> list[str]:
     """The report lines of one result: the check line, then for anything but PASS (and
     for a PASS that shows its timings) the evidence, indented."""
     spec, f = result.spec, result.finding
-    lines = [f"{spec.code:<6} {f.outcome.value:<13} {spec.section:<24} {f.summary}"]
+    lines = [f"{spec.code:<6} {f.outcome.value:<13} {spec.section:<{SECTION_WIDTH}} {f.summary}"]
     pad = " " * 7
     if f.outcome is not Outcome.PASS:
         for label, text in (("sent", f.sent), ("got", f.got), ("expected", f.expected)):
@@ -372,7 +375,7 @@ def explain(code: str) -> str:
 
 def list_checks() -> str:
     specs = sorted(REGISTRY.values(), key=order_key)
-    return "\n".join(f"{s.code:<6} {s.section:<24} {s.title}" for s in specs)
+    return "\n".join(f"{s.code:<6} {s.section:<{SECTION_WIDTH}} {s.title}" for s in specs)
 
 
 class Progress:

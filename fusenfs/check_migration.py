@@ -860,7 +860,7 @@ async def mig4(ctx: CheckContext) -> Finding:
 @check(
     "MIG5",
     "SEQ4_STATUS_LEASE_MOVED on idle state",
-    "RFC 8881 18.46.3, 11.14; seed 001 4.2.5-4.2.6",
+    "RFC 8881 18.46.3, 11.14",
     does="A fusenfs client holds an open on the export and does nothing; after the migrate "
     "command it sends only a lease renewal (a bare SEQUENCE). The LEASE_MOVED discovery "
     "task must find the moved file system, recover it, and see the flag clear.",
@@ -925,7 +925,7 @@ async def mig5(ctx: CheckContext) -> Finding:
 @check(
     "MIG6",
     "per-file-system grace and rca_one_fs",
-    "RFC 8881 11.12, 18.51.3; seed 001 4.2.3",
+    "RFC 8881 11.12, 18.51.3",
     does="A fusenfs client holds an open and a lock; the migrate command moves the export "
     "without TSM ({tsm}=no-tsm). Before the holder reclaims, another client at the "
     "destination tries an ordinary OPEN there; then the holder recovers (reclaims, "

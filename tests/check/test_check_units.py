@@ -63,6 +63,7 @@ def test_registry_codes_are_stable_and_complete() -> None:
     ]
     for s in REGISTRY.values():
         assert s.section.startswith(("RFC 8881", "seed 001")), s.code
+        assert len(s.section) <= check.SECTION_WIDTH, s.code
         assert s.does and s.rule and s.compounds and s.title
         assert s.migration == s.code.startswith("MIG")
 
@@ -120,7 +121,7 @@ def test_parse_o_and_target() -> None:
 
 def test_report_lines() -> None:
     passed, failed, warned, unsupported = (check.report_line(r) for r in results())
-    assert passed == [f"EID1   PASS          {REGISTRY['EID1'].section:<24} fine"]
+    assert passed == [f"EID1   PASS          {REGISTRY['EID1'].section:<30} fine"]
     assert failed[0].startswith("SESS3  FAIL          RFC 8881 2.10.6.4, 18.36.3")
     assert failed[1:] == [
         "       sent:     SEQUENCE(slot 0, seq 3) PUTFH WRITE(offset 0, 4608 bytes)",
@@ -130,7 +131,7 @@ def test_report_lines() -> None:
     ]
     assert warned[1] == "       expected: NOFILEHANDLE"
     assert unsupported == [
-        f"MIG1   NOT-SUPPORTED {REGISTRY['MIG1'].section:<24} no --migrate-cmd given"
+        f"MIG1   NOT-SUPPORTED {REGISTRY['MIG1'].section:<30} no --migrate-cmd given"
     ]
     rs = results()
     assert counts(rs) == {"PASS": 1, "NOT-SUPPORTED": 1, "WARN": 1, "FAIL": 1}
