@@ -274,3 +274,63 @@ def test_server_and_port() -> None:
         parse_server_port("127.0.0.1:0")
     with pytest.raises(MountOptionError, match="not a number"):
         parse_server_port("127.0.0.1:nfs")
+
+
+def test_probe_target() -> None:
+    from fusenfs.cli import probe_target
+
+    assert probe_target("127.0.0.1", None) == ("127.0.0.1", 2049, None)
+    assert probe_target("127.0.0.1:20490", "/export") == ("127.0.0.1", 20490, "/export")
+    assert probe_target("127.0.0.1:/export", None) == ("127.0.0.1", 2049, "/export")
+    assert probe_target("[::1]:20490", None) == ("::1", 20490, None)
+    with pytest.raises(MountOptionError, match="port 99999 out of range"):
+        probe_target("127.0.0.1:99999", None)
+    with pytest.raises(MountOptionError, match="must start with /"):
+        probe_target("127.0.0.1", "export")
+    with pytest.raises(MountOptionError, match="given twice"):
+        probe_target("127.0.0.1:/export", "/export")
+
+
+def test_mountinfo_fields_are_unescaped() -> None:
+    from fusenfs.cli import _unescape
+
+    assert _unescape(r"/mnt/a\040b\011c\134d") == "/mnt/a b\tc\\d"
+
+
+def test_op_statistics_of_sessions_add_up() -> None:
+    from fusenfs.runner import _merge_op_stats
+    from session.session import OpStats
+
+    a = {"READ": OpStats(ops=2, transmissions=3, bytes_received=10, rtt_ms_max=4.0)}
+    b = {
+        "READ": OpStats(ops=1, transmissions=1, bytes_received=5, rtt_ms_max=9.0),
+        "WRITE": OpStats(ops=1, errors=1),
+    }
+    merged = _merge_op_stats([a, b])
+    assert list(merged) == ["READ", "WRITE"]
+    assert merged["READ"]["ops"] == 3 and merged["READ"]["transmissions"] == 4
+    assert merged["READ"]["bytes_received"] == 15 and merged["READ"]["rtt_ms_max"] == 9.0
+    assert merged["WRITE"]["errors"] == 1
+
+
+def test_operations_table() -> None:
+    from fusenfs.cli import format_operations
+
+    text = format_operations(
+        {
+            "READ": {
+                "ops": 4,
+                "transmissions": 5,
+                "timeouts": 1,
+                "errors": 0,
+                "bytes_sent": 400,
+                "bytes_received": 4096,
+                "rtt_ms_total": 10.0,
+                "rtt_ms_max": 4.0,
+                "exec_ms_total": 20.0,
+                "exec_ms_max": 8.0,
+            }
+        }
+    )
+    row = text.splitlines()[-1].split()
+    assert row == ["READ", "4", "5", "1", "0", "400", "4096", "2.00", "4.00", "5.00", "8.00"]
