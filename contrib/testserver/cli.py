@@ -140,10 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--tsm",
         dest="no_tsm",
         action="store_false",
+        default=False,
         help="with Transparent State Migration (the default; for scripts: --{tsm} in "
         "fusenfs check --migrate-cmd)",
     )
-    tsm.add_argument("--no-tsm", action="store_true", help="no Transparent State Migration")
+    tsm.add_argument(
+        "--no-tsm", action="store_true", default=False, help="no Transparent State Migration"
+    )
     m.add_argument("--no-session", action="store_true", help="do not transfer sessions")
     m.add_argument(
         "--new-clientid",
