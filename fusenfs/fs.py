@@ -244,6 +244,11 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         #: Cache names that do not exist (nfs(5) lookupcache=all); off for
         #: lookupcache=positive / none.
         self.negative_lookups = True
+        #: Let the kernel cache names found for the attribute cache time; off for
+        #: lookupcache=none (every path walk asks again).
+        self.positive_lookups = True
+        #: The longest name component, bytes (nfs(5) namlen; at most Linux's NAME_MAX).
+        self.name_max = NAME_MAX
         #: Close-to-open consistency (nfs(5) cto, the default): every open fetches fresh
         #: attributes and drops cached data that changed.  nocto: an open trusts
         #: attributes still within their cache time.
@@ -282,10 +287,9 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             groups = []
         return AuthSys(uid=ctx.uid, gid=ctx.gid, gids=groups)
 
-    @staticmethod
-    def _check_name(name: bytes) -> bytes:
+    def _check_name(self, name: bytes) -> bytes:
         """ENAMETOOLONG for a component longer than the NAME_MAX ``statfs`` reports."""
-        if len(name) > NAME_MAX:
+        if len(name) > self.name_max:
             raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
         return name
 
@@ -302,7 +306,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         timeout = inode.cache_timeout(*self.cache.bounds(is_dir))
         entry.st_ino = inode.ino
         entry.generation = 0
-        entry.entry_timeout = timeout
+        entry.entry_timeout = timeout if self.positive_lookups else 0
         entry.attr_timeout = timeout
         entry.st_mode = TYPE_BITS.get(int(a.type or nfs_ftype4.NF4REG), stat.S_IFREG) | (
             (a.mode or 0) & 0o7777
@@ -616,7 +620,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         # The server's maxname may describe its own limits rather than the file system's
         # (Ganesha says 1024 on ext4); programs size names from it, so no more than
         # NAME_MAX, as the Linux client does.
-        out.f_namemax = min(a.maxname or NAME_MAX, NAME_MAX)
+        out.f_namemax = min(a.maxname or NAME_MAX, self.name_max)
         return out
 
     # ------------------------------------------------------------------ namespace

@@ -81,7 +81,8 @@ class MountOptions:
         nconnect: TCP connections to the server, all bound to the session.
         clientaddr: the client address given (accepted, not needed: callbacks come
             over the client's own connection, RFC 8881 section 2.10.3.1).
-        namlen: the longest name in bytes (nfs(5) ``namlen``; only 255 and more).
+        namlen: the longest name component in bytes (nfs(5) ``namlen``; at most 255):
+            longer names get ENAMETOOLONG and statfs reports it as f_namemax.
         noexec / suid / dev / sync / dirsync / noatime: kernel mount flags; ``suid``,
             ``dev`` and ``sync`` are None when not given (then the defaults apply: see
             ``kernel_flags``).
@@ -362,12 +363,7 @@ def _clientaddr(opts: MountOptions, name: str, value: str) -> None:
 
 def _namlen(opts: MountOptions, name: str, value: str) -> None:
     n = whole_number(name, value, 1, 65535)
-    if n < NAME_MAX:
-        raise MountOptionError(
-            f"mount option namlen={n}: limits below {NAME_MAX} are not supported yet "
-            f"(names are limited to the server's maximum and at most {NAME_MAX} bytes)"
-        )
-    opts.namlen = NAME_MAX  # nothing longer reaches a Linux file system
+    opts.namlen = min(n, NAME_MAX)  # nothing longer reaches a Linux file system
 
 
 def _mount8_valued(opts: MountOptions, name: str, value: str) -> None:

@@ -940,6 +940,8 @@ async def _mount_and_serve(
     ops = ops_class(client, nursery, CacheTimes(*opts.cache_times()))
     ops.recovery_stats = statistics_hook(req, manager, client, time.time())
     ops.negative_lookups = opts.lookupcache == "all"
+    ops.positive_lookups = opts.lookupcache != "none"
+    ops.name_max = opts.namlen
     ops.close_to_open = opts.cto
     fuse_options = set(pyfuse3.default_options)
     fuse_options.add(f"fsname={spec}")

@@ -248,7 +248,14 @@ _OP_COUNTER: contextvars.ContextVar[_OpCounter | None] = contextvars.ContextVar(
 )
 #: Operations that only set up a COMPOUND; a COMPOUND is counted under its first other.
 _SETUP_OPS = frozenset(
-    {nfs_opnum4.OP_SEQUENCE, nfs_opnum4.OP_PUTFH, nfs_opnum4.OP_PUTROOTFH, nfs_opnum4.OP_PUTPUBFH}
+    {
+        nfs_opnum4.OP_SEQUENCE,
+        nfs_opnum4.OP_PUTFH,
+        nfs_opnum4.OP_PUTROOTFH,
+        nfs_opnum4.OP_PUTPUBFH,
+        nfs_opnum4.OP_SAVEFH,
+        nfs_opnum4.OP_RESTOREFH,
+    }
 )
 
 

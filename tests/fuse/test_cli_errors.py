@@ -78,7 +78,7 @@ def test_unresolvable_server(empty_dir: Path) -> None:
 def test_connection_refused(empty_dir: Path) -> None:
     port = pick_free_port("127.0.0.1")
     started = time.monotonic()
-    code, err = fusenfs("mount", "127.0.0.1:/export", empty_dir, "-o", f"port={port}")
+    code, err = fusenfs("mount", "127.0.0.1:/export", empty_dir, "-o", f"port={port},retry=0")
     assert_one_line_error(code, err, f"127.0.0.1:{port}", "connect")
     assert code == EXIT_FAILURE
     assert time.monotonic() - started < 20, "a refused connection should fail fast"

@@ -46,7 +46,7 @@ def test_paused_server_bounded_and_killable_then_works_again(
     pausable: GaneshaServer, mount: MountFactory
 ) -> None:
     server = pausable
-    m = mount("timeo=20,retrans=1", port=server.port)
+    m = mount("soft,timeo=20,retrans=1", port=server.port)
     (server.export_path / "uncached.bin").write_bytes(os.urandom(8 * MiB))
     (m.path / "before.txt").write_bytes(b"written before the pause")
     pid = server.pid

@@ -104,7 +104,6 @@ def test_nfs_version_41_is_accepted(text: str) -> None:
         ("strictatime", "libfuse cannot set this flag"),
         ("nodiratime", "libfuse cannot set this flag"),
         ("lazytime", "libfuse"),
-        ("namlen=100", "below 255 are not supported yet"),
         ("nconnect=0", "nconnect=0: must be between 1 and 16"),
         ("nconnect=17", "between 1 and 16"),
         ("clientaddr=not-an-address", "not an IPv4 or IPv6 address"),
@@ -190,6 +189,7 @@ def test_accepted_nfs5_options() -> None:
     assert (o.intr, o.clientaddr, o.nconnect) == (True, "127.0.0.1", 4)
     assert parse_options("nointr").intr is False
     assert parse_options("clientaddr=::1").clientaddr == "::1"
+    assert parse_options("namlen=100").namlen == 100
     assert parse_options("namlen=255").namlen == 255
     assert parse_options("namlen=1024").namlen == 255
     assert parse_options("nocto").cto is False

@@ -392,9 +392,7 @@ async def fake_session(
         conn.on_call = functools.partial(server.handle, conn)
         server.connections.append(conn)
         await nursery.start(conn.run)
-        transport = cls(
-            client_end, peer=f"{host}:{port}", on_call=on_call, max_record=max_record
-        )
+        transport = cls(client_end, peer=f"{host}:{port}", on_call=on_call, max_record=max_record)
         await nursery.start(transport.run)
         return transport
 
@@ -1048,9 +1046,10 @@ async def test_silent_server_after_a_reconnect_fails_within_the_budget(
     server = FakeServer()
 
     async def cut_then_silence(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
-        if any(isinstance(op, nfs4.GETATTR4args) for op in args.argarray) and not srv.executed[
-            "cut"
-        ]:
+        if (
+            any(isinstance(op, nfs4.GETATTR4args) for op in args.argarray)
+            and not srv.executed["cut"]
+        ):
             srv.executed["cut"] += 1
             return "cut"
         return "drop"
@@ -1180,9 +1179,7 @@ async def test_nconnect_spreads_requests_over_bound_connections(
     BIND_CONN_TO_SESSION (RFC 8881 section 2.10.5), requests in turn on all three."""
     server = FakeServer()
     with trio.fail_after(TIMEOUT):
-        async with fake_session(
-            monkeypatch, server, options=SessionOptions(nconnect=3)
-        ) as session:
+        async with fake_session(monkeypatch, server, options=SessionOptions(nconnect=3)) as session:
             before = len(server.seen)
             for _ in range(9):
                 await session.compound(GETATTR_OPS)
@@ -1477,3 +1474,13 @@ async def test_operations_the_server_enforces_go_with_the_machine_credential(
             await session.compound([nfs4.PUTFH4args(FH), nfs4.REMOVE4args(b"x")], user)
             await session.compound(GETATTR_OPS, user)
             assert sent == [session.machine_cred, user]
+
+
+def test_main_op_skips_filehandle_setup() -> None:
+    """mountstats counts PUTFH SAVEFH PUTFH RENAME under RENAME, not SAVEFH."""
+    from session.session import main_op
+
+    rename = [nfs4.PUTFH4args(FH), nfs4.SAVEFH4args(), nfs4.PUTFH4args(FH)]
+    assert main_op([*rename, nfs4.RENAME4args(b"a", b"b")]) == "RENAME"
+    assert main_op([*rename, nfs4.LINK4args(b"c")]) == "LINK"
+    assert main_op([nfs4.PUTFH4args(FH), nfs4.RESTOREFH4args()]) == "SEQUENCE"
