@@ -72,6 +72,9 @@ class MountOptions:
         lookupcache: which lookups the kernel may cache: "all" (names found and names
             missing), "positive" (found only) or "none" (nfs(5) lookupcache).
         cto: close-to-open consistency: every open revalidates (nfs(5) ``cto``).
+        delegations: accept the delegations the server offers (``deleg``, the
+            default); ``nodeleg`` declines them (OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
+            RFC 8881 section 10).
         local_lock: which application locks stay local to the mount instead of
             becoming NFS locks: "none", "posix", "flock" or "all" (nfs(5); ``nolock``
             is ``local_lock=all``).
@@ -113,6 +116,7 @@ class MountOptions:
     noac: bool = False
     lookupcache: str = "all"
     cto: bool = True
+    delegations: bool = True
     local_lock: str = "none"
     bg: bool = False
     retry: int | None = None
@@ -199,6 +203,7 @@ class MountOptions:
             "hard" if self.hard else ("softerr" if self.softerr else "soft"),
             "noac" if self.noac else "ac",
             "cto" if self.cto else "nocto",
+            "deleg" if self.delegations else "nodeleg",
             "proto=tcp",
             f"nconnect={self.nconnect}",
             f"port={self.port}",
@@ -468,6 +473,10 @@ _FLAGS: dict[str, Callable[[MountOptions], None]] = {
     "noac": _set(noac=True),
     "cto": _set(cto=True),
     "nocto": _set(cto=False),
+    # Not in nfs(5) (the Linux client switches delegations off per machine, with the
+    # nfs4_disable_delegations module parameter): per mount here.
+    "deleg": _set(delegations=True),
+    "nodeleg": _set(delegations=False),
     "lock": _set(local_lock="none"),
     "nolock": _set(local_lock="all"),
     "bg": _set(bg=True),

@@ -943,6 +943,7 @@ async def _mount_and_serve(
     ops.positive_lookups = opts.lookupcache != "none"
     ops.name_max = opts.namlen
     ops.close_to_open = opts.cto
+    client.want_delegations = opts.delegations
     fuse_options = set(pyfuse3.default_options)
     fuse_options.add(f"fsname={spec}")
     fuse_options.add("subtype=fusenfs")
@@ -987,8 +988,21 @@ async def _mount_and_serve(
                 log.warning("%s still mounted: libfuse unmounts it", req.mountpoint)
             pyfuse3.close(unmount=still)
             remove_mount_record(record)
+            await _return_delegations(client, opts.timeo)
             await _destroy_sessions(manager.sessions(), opts.timeo)
         log.info("stopped serving %s", req.mountpoint)
+
+
+async def _return_delegations(client: NFSClient, timeo: float) -> None:
+    """DELEGRETURN every delegation before the client ID goes (RFC 8881 section
+    10.2: returned, not left for the server to revoke), bounded by ``timeo``."""
+    held = len(client.state.delegations)
+    if not held:
+        return
+    with trio.move_on_after(timeo) as scope:
+        await client.return_all_delegations()
+    if scope.cancelled_caught:
+        log.warning("%d delegations not returned in %g s", len(client.state.delegations), timeo)
 
 
 # ---------------------------------------------------------------------- probe

@@ -174,3 +174,25 @@ async def test_delegation_held_across_migration(cluster: Cluster, variant: str) 
                 assert await trio.to_thread.run_sync(_read_uncached, fd) == CONTENT
             finally:
                 await trio.to_thread.run_sync(os.close, fd)
+
+
+async def test_nodeleg_declines_and_every_open_goes_to_the_server(cluster: Cluster) -> None:
+    """-o nodeleg: OPEN says WANT_NO_DELEG, the server grants none, and each open and
+    close of the file is an OPEN and a CLOSE again."""
+    with trio.fail_after(120):
+        async with scenario(cluster, options="nodeleg") as sc:
+            path = os.path.join(sc.mountpoint, "declined")
+            await trio.to_thread.run_sync(Path(path).write_bytes, CONTENT)
+            assert await trio.to_thread.run_sync(_open_read_close, path) == CONTENT
+            before = await sc.stats()
+            for _ in range(5):
+                assert await trio.to_thread.run_sync(_open_read_close, path) == CONTENT
+            for _ in range(50):  # the last RELEASE (and CLOSE) follows close(2)
+                after = await sc.stats()
+                if _sent_between(before, after).get("CLOSE", 0) >= 5:
+                    break
+                await trio.sleep(0.1)
+    assert not _delegations_of(cluster, "A")
+    assert after["delegations"]["held"] == 0 and after["delegations"]["granted"] == 0
+    sent = _sent_between(before, after)
+    assert sent.get("OPEN") == 5 and sent.get("CLOSE") == 5, sent

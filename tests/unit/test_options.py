@@ -334,3 +334,10 @@ def test_operations_table() -> None:
     )
     row = text.splitlines()[-1].split()
     assert row == ["READ", "4", "5", "1", "0", "400", "4096", "2.00", "4.00", "5.00", "8.00"]
+
+
+def test_delegations_on_by_default_and_nodeleg_declines() -> None:
+    assert parse_options("").delegations is True
+    assert parse_options("nodeleg").delegations is False
+    assert parse_options("nodeleg,deleg").delegations is True
+    assert "nodeleg" in parse_options("nodeleg").describe(0, 0).split(",")
