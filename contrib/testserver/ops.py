@@ -459,9 +459,7 @@ def reclaim_complete_first(c: Compound, client: ClientRecord) -> None:
     if client.reclaim_complete:
         return
     c.instance.note_grace_before_reclaim_complete(client)
-    raise FsError(
-        S.NFS4ERR_GRACE, f"client ID {client.clientid:#x} has not sent RECLAIM_COMPLETE"
-    )
+    raise FsError(S.NFS4ERR_GRACE, f"client ID {client.clientid:#x} has not sent RECLAIM_COMPLETE")
 
 
 def grace_reclaim(c: Compound, fs: FileSystem) -> GracePeriod:
@@ -1476,8 +1474,7 @@ def op_exchange_id(c: Compound, args: nfs4.EXCHANGE_ID4args) -> ResOp:
     # refused only while that client ID has an unexpired lease with state; otherwise the
     # old client ID and its state are deleted and the request is a new owner.
     may_replace = conf is not None and (
-        not inst.state.valid_for_client(conf.clientid)
-        or now - conf.last_renewal > inst.lease_time
+        not inst.state.valid_for_client(conf.clientid) or now - conf.last_renewal > inst.lease_time
     )
     outcome = inst.clients.exchange_id(
         owner.co_ownerid, owner.co_verifier, flags, c.principal, now, may_replace=may_replace
