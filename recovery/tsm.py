@@ -113,7 +113,7 @@ def classify_exchange_id(dest: ServerIdentity, known_clientids: set[int]) -> Dec
         f"{'already known' if known else 'not previously known'}"
     )
     if not dest.confirmed:
-        return Decision(TsmStatus.NO_TSM, evidence, "seed 001 4.2.2; RFC 8881 11.13, 11.14.1")
+        return Decision(TsmStatus.NO_TSM, evidence, "seed 001 4.2.2; RFC 8881 11.13, 11.14")
     if known:
         return Decision(TsmStatus.STATE_MERGER, evidence, "seed 001 4.2.2; RFC 8881 11.12")
     return Decision(TsmStatus.TRANSFERRED_CLIENT_ID, evidence, "seed 001 4.2.2; RFC 8881 11.12")

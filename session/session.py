@@ -537,7 +537,7 @@ class ServerSession:
         """EXCHANGE_ID again with the same owner and verifier, changing nothing here.
 
         For a client ID the server already has confirmed, this returns it (RFC 8881
-        section 18.35.5, case 2): migration recovery uses it to see whether state
+        section 18.35.4, case 2): migration recovery uses it to see whether state
         migrated into a client ID the client already holds (seed 001 4.2.2).
         """
         res = await self.sessionless([self._exchange_id_args()])
