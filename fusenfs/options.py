@@ -14,7 +14,8 @@ with mount(8)):
   nosuid,nodev`` and ``owner`` and ``group`` imply ``nosuid,nodev``, unless a later
   option says otherwise.
 - nfs(5) options, each with the meaning nfs(5) gives it, or refused with a reason.
-- fusenfs's own: ``allow_other``, ``foreground``, ``debug``.
+- fusenfs's own: ``allow_other``, ``foreground``, ``debug``, and for Kerberos the
+  machine credential's ``keytab=PATH`` and ``principal=NAME``.
 
 A bad option is a ``MountOptionError`` naming the option and saying why, never a
 traceback; an option fusenfs cannot honour is refused, never silently ignored (with
@@ -28,6 +29,8 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from session.gss import SecFlavor, parse_sec
 
 #: nfs(5) defaults for NFS over TCP.
 DEFAULT_TIMEO_TENTHS = 600
@@ -55,7 +58,15 @@ class MountOptions:
 
     Attributes:
         port: the server's TCP port.
-        sec: the RPC security flavour (``sys`` only, for now).
+        sec: nfs(5)'s security flavours in the user's order of preference, as a
+            colon list (``"krb5p:krb5i:krb5:sys"``; ``sec_flavours`` parses it).  The
+            mount uses the first the server offers for each file system (RFC 8881
+            sections 2.6, 18.29, 18.45).
+        keytab: the keytab of the machine credential for Kerberos mounts (a path,
+            ``FILE:`` allowed); "" is the default, ``$KRB5_CLIENT_KTNAME`` or
+            ``/etc/krb5.keytab`` (``session.gss.machine_source``).
+        principal: the machine credential's principal (``host/client.example.org``,
+            the default realm if none is given); "" is the default, ``host/FQDN``.
         ro: mount read-only.
         rsize / wsize: caps on READ / WRITE sizes in bytes (0: the server's maximum).
         timeo: seconds to wait for a reply before re-sending (nfs(5) gives tenths).
@@ -101,6 +112,8 @@ class MountOptions:
 
     port: int = 2049
     sec: str = "sys"
+    keytab: str = ""
+    principal: str = ""
     ro: bool = False
     rsize: int = 0
     wsize: int = 0
@@ -142,6 +155,16 @@ class MountOptions:
         if self.retry is not None:
             return self.retry
         return DEFAULT_RETRY_BG if self.bg else DEFAULT_RETRY_FG
+
+    @property
+    def sec_flavours(self) -> list[SecFlavor]:
+        """``sec`` as flavours, most preferred first (``sec`` was checked when parsed)."""
+        return parse_sec(self.sec)
+
+    @property
+    def kerberos(self) -> bool:
+        """Some flavour in ``sec`` is Kerberos: the mount needs a machine credential."""
+        return any(f is not SecFlavor.SYS for f in self.sec_flavours)
 
     @property
     def budget(self) -> float:
@@ -213,6 +236,10 @@ class MountOptions:
             f"lookupcache={self.lookupcache}",
             f"local_lock={self.local_lock}",
         ]
+        if self.keytab:
+            words.append(f"keytab={self.keytab}")
+        if self.principal:
+            words.append(f"principal={self.principal}")
         if self.clientaddr:
             words.append(f"clientaddr={self.clientaddr}")
         if self.allow_other:
@@ -316,19 +343,33 @@ def _proto(opts: MountOptions, name: str, value: str) -> None:
 
 
 def _sec(opts: MountOptions, name: str, value: str) -> None:
-    for flavour in value.split(":"):
-        if flavour == "sys":
-            continue
-        if flavour in ("krb5", "krb5i", "krb5p"):
-            raise MountOptionError(
-                f"mount option sec={value}: {flavour} (RPCSEC_GSS) is not supported yet; "
-                "only sec=sys is"
-            )
+    # nfs(5): a colon list in order of preference, e.g. sec=krb5p:krb5i:krb5:sys.
+    try:
+        flavours = parse_sec(value)
+    except ValueError as e:
+        raise MountOptionError(f"mount option {e}") from None
+    opts.sec = ":".join(f.value for f in flavours)
+
+
+def _keytab(opts: MountOptions, name: str, value: str) -> None:
+    path = value.removeprefix("FILE:")
+    if not path.startswith("/"):
         raise MountOptionError(
-            f"mount option sec={value}: unknown or unsupported flavour {flavour!r}; "
-            "only sec=sys is supported"
+            f"mount option keytab={value!r}: must be an absolute path (a FILE: keytab)"
         )
-    opts.sec = "sys"
+    opts.keytab = path
+
+
+_PRINCIPAL = re.compile(r"[^\s@/]+(/[^\s@/]+)*(@[^\s@/]+)?")
+
+
+def _principal(opts: MountOptions, name: str, value: str) -> None:
+    if not _PRINCIPAL.fullmatch(value):
+        raise MountOptionError(
+            f"mount option principal={value!r}: not a Kerberos principal name "
+            "(e.g. host/client.example.org or host/client.example.org@EXAMPLE.ORG)"
+        )
+    opts.principal = value
 
 
 def _lookupcache(opts: MountOptions, name: str, value: str) -> None:
@@ -401,6 +442,8 @@ _VALUED: dict[str, _Valued] = {
     "minorversion": _minorversion,
     "proto": _proto,
     "sec": _sec,
+    "keytab": _keytab,
+    "principal": _principal,
     "lookupcache": _lookupcache,
     "local_lock": _local_lock,
     "retry": _retry,
@@ -563,13 +606,20 @@ def check_combination(opts: MountOptions) -> None:
 
     Raises:
         MountOptionError: ``bg`` with ``foreground`` (a foreground mount has no
-            background to go to).
+            background to go to); ``keytab`` or ``principal`` without a Kerberos
+            flavour in ``sec`` (nothing would use them).
     """
     if opts.bg and opts.foreground:
         raise MountOptionError(
             "mount options bg and foreground contradict: bg returns while it retries, "
             "foreground stays with the mount; choose one"
         )
+    for given, value in (("keytab", opts.keytab), ("principal", opts.principal)):
+        if value and not opts.kerberos:
+            raise MountOptionError(
+                f"mount option {given}={value}: names the Kerberos machine credential, "
+                f"but sec={opts.sec} has no Kerberos flavour (krb5, krb5i, krb5p)"
+            )
 
 
 def parse_server_spec(spec: str) -> tuple[str, str]:

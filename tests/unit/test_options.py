@@ -93,10 +93,13 @@ def test_nfs_version_41_is_accepted(text: str) -> None:
         ("proto=sctp", "must be tcp"),
         ("udp", "TCP only"),
         ("rdma", "RDMA"),
-        ("sec=krb5", r"krb5 \(RPCSEC_GSS\) is not supported yet"),
-        ("sec=krb5p", "not supported yet"),
-        ("sec=sys:krb5i", "krb5i"),
-        ("sec=none", "only sec=sys"),
+        ("sec=krb5:krb5i:krb5", "sec=krb5:krb5i:krb5: krb5 given twice"),
+        ("sec=krb5x", "unknown flavour 'krb5x' .known: sys, krb5, krb5i, krb5p"),
+        ("sec=none", "unknown flavour 'none'"),
+        ("sec=", "sec=: unknown flavour ''"),
+        ("keytab=etc/krb5.keytab", "keytab='etc/krb5.keytab': must be an absolute path"),
+        ("principal=host/a b", "principal='host/a b': not a Kerberos principal name"),
+        ("principal=a@b@c", "not a Kerberos principal name"),
         ("mountport=635", "NFSv2/v3 option"),
         ("acl", "NFSv3"),
         ("fsc", "FS-Cache"),
@@ -193,7 +196,41 @@ def test_accepted_nfs5_options() -> None:
     assert parse_options("namlen=255").namlen == 255
     assert parse_options("namlen=1024").namlen == 255
     assert parse_options("nocto").cto is False
-    assert parse_options("sec=sys:sys").sec == "sys"
+
+
+def test_sec_is_a_list_of_flavours_in_order_of_preference() -> None:
+    """nfs(5): sec=krb5p:krb5i:krb5:sys; fusenfs uses the first the server offers."""
+    o = parse_options("sec=krb5p:krb5i:krb5:sys")
+    assert o.sec == "krb5p:krb5i:krb5:sys"
+    assert [f.value for f in o.sec_flavours] == ["krb5p", "krb5i", "krb5", "sys"]
+    assert o.kerberos
+    assert parse_options("sec=KRB5I").sec == "krb5i"
+    assert parse_options("sec=krb5,sec=sys").sec == "sys"  # the later one wins
+    assert not parse_options("sec=sys").kerberos
+    assert "sec=krb5p:sys" in parse_options("sec=krb5p:sys").describe().split(",")
+
+
+def test_the_machine_credential_options() -> None:
+    o = parse_options("sec=krb5p,keytab=/etc/fusenfs.keytab,principal=nfs-client/c.example.org")
+    check_combination(o)
+    assert (o.keytab, o.principal) == ("/etc/fusenfs.keytab", "nfs-client/c.example.org")
+    words = o.describe().split(",")
+    assert "keytab=/etc/fusenfs.keytab" in words
+    assert "principal=nfs-client/c.example.org" in words
+    assert parse_options("keytab=FILE:/k.keytab").keytab == "/k.keytab"
+    assert parse_options("principal=host/c.example.org@EXAMPLE.ORG").principal == (
+        "host/c.example.org@EXAMPLE.ORG"
+    )
+    defaults = parse_options("sec=krb5")
+    assert (defaults.keytab, defaults.principal) == ("", "")  # host/FQDN, /etc/krb5.keytab
+    assert not any(w.startswith(("keytab=", "principal=")) for w in defaults.describe().split(","))
+
+
+@pytest.mark.parametrize("text", ["keytab=/etc/x.keytab", "principal=host/c", "sec=sys,keytab=/k"])
+def test_machine_credential_options_need_a_kerberos_flavour(text: str) -> None:
+    o = parse_options(text)
+    with pytest.raises(MountOptionError, match="has no Kerberos flavour"):
+        check_combination(o)
 
 
 def test_lookupcache() -> None:
@@ -223,7 +260,7 @@ def test_lock_options() -> None:
         ("ro=1", "ro takes no value"),
         ("_netdev=1", "_netdev takes no value"),
         ("timeo", "timeo needs a value"),
-        ("sec=krb5", "only sec=sys"),
+        ("sec=krb9", "unknown flavour 'krb9'"),
         ("vers=3", "NFS version 4.1 only"),
     ],
 )
