@@ -33,10 +33,11 @@ import trio
 from fusenfs.fileio import ReadAhead, ReadFn, WriteBehind
 from fusenfs.inodes import Inode, InodeTable, StatAttrs
 from fusenfs.locking import LockHandlers
-from session.client import DirEntry, NFSClient
+from session.client import Caller, DirEntry, NFSClient
 from session.errors import NFSClientError
+from session.gss import GssCredentialsUnavailable
 from session.mount import FileSystem
-from session.rpc import AuthSys, Credential
+from session.rpc import Credential
 from session.state import OpenState, share_access_for_flags
 from session.status import NFS4Error
 from session.xdr import nfs4
@@ -87,7 +88,11 @@ def fuse_errors(
         except pyfuse3.FUSEError:
             raise
         except NFSClientError as e:
-            level = logging.DEBUG if e.errno in (errno.ENOENT, errno.EEXIST) else logging.INFO
+            # A user without Kerberos credentials: session.usercreds logged the one line.
+            quiet = e.errno in (errno.ENOENT, errno.EEXIST) or isinstance(
+                e, GssCredentialsUnavailable
+            )
+            level = logging.DEBUG if quiet else logging.INFO
             log.log(level, "%s: %s -> %s", handler.__name__, e, errno.errorcode.get(e.errno))
             raise pyfuse3.FUSEError(e.errno) from None
         except OSError as e:
@@ -281,11 +286,15 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
 
     # ------------------------------------------------------------------ helpers
     def _cred(self, ctx: pyfuse3.RequestContext) -> Credential:
+        """Who asks: uid, gid, groups and pid of the request (``session.client.Caller``).
+        The client maps it to the wire credential per file system: AUTH_SYS as it is,
+        or on a Kerberos mount the user's own RPCSEC_GSS credential (the pid says
+        where that user's ticket cache is: its ``KRB5CCNAME``)."""
         try:
             groups = [g for g in pyfuse3.get_sup_groups(ctx.pid) if g != ctx.gid][:16]
         except (OSError, ValueError):
             groups = []
-        return AuthSys(uid=ctx.uid, gid=ctx.gid, gids=groups)
+        return Caller(uid=ctx.uid, gid=ctx.gid, gids=groups, pid=ctx.pid)
 
     def _check_name(self, name: bytes) -> bytes:
         """ENAMETOOLONG for a component longer than the NAME_MAX ``statfs`` reports."""

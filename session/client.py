@@ -4,26 +4,45 @@
 COMPOUND on the mount's session, keeps open and lock state in ``StateTable``, and raises
 ``NFS4Error`` (with an errno) for what fails.  Filehandles are ``bytes``; attributes are
 ``NFSAttrs``; offsets and counts are bytes.
+
+Security (RFC 8881 sections 2.6, 18.29, 18.45; RFC 2203): callers pass an *identity*,
+not a wire credential: a ``Caller`` (uid, gid, groups and pid of the FUSE request, an
+AUTH_SYS credential as it stands) or None for the client itself.  ``NFSClient.compound``
+maps it, per session and file system, to what is sent: on an AUTH_SYS mount the identity
+as it is; on a Kerberos mount (``sec=`` lists krb5, krb5i or krb5p, and the session's
+machine credential is RPCSEC_GSS) the flavour chosen for the file system decides:
+``sys`` sends the identity (None: AUTH_SYS root), a Kerberos flavour sends the user's own
+RPCSEC_GSS credential for the server serving the file system (``session.usercreds``,
+one per uid and server, with that flavour's service; uid 0 and None: the session's
+machine credential).  The flavour of each file system is the first of the user's
+``sec=`` order that the server offers: negotiated at mount (``ExportNegotiation``:
+LOOKUPs from the root, SECINFO where one says NFS4ERR_WRONGSEC, SECINFO_NO_NAME at the
+export's root), again with SECINFO when a LOOKUP crosses into a file system that says
+NFS4ERR_WRONGSEC, and with SECINFO_NO_NAME when a file system's filehandle itself
+says so (after a migration) or a referral brought a new one.
 """
 
 from __future__ import annotations
 
 import contextvars
+import errno
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import trio
 
 from session.errors import NFSClientError
+from session.gss import GssCredential, SecFlavor, rpc_gss_service_t
 from session.locks import EOF_OFFSET, LockRanges, lock_end, lock_length
 from session.mount import FileSystem, Superblock, split_path
-from session.rpc import Credential
+from session.rpc import AuthSys, Credential, auth_flavor
 from session.session import CompoundResult, OrphanHook, ServerSession, default_cb_result
 from session.state import Delegation, LockState, OpenState, StateTable, newest_stateid
-from session.status import NFS4ErrMoved, NFS4Error
+from session.status import NFS4ErrMoved, NFS4Error, nfs4_error
+from session.usercreds import UserCredentials
 from session.xdr import cb, nfs4
 from session.xdr.codec import Buffer
 from session.xdr.const import (
@@ -41,6 +60,7 @@ from session.xdr.const import (
     nfsstat4,
     open_claim_type4,
     opentype4,
+    secinfo_style4,
     stable_how4,
 )
 from session.xdr.fattr import NFSAttrs, bitmap4_from, bitmap4_to_set, decode_fattr4, encode_fattr4
@@ -163,6 +183,18 @@ def expired_fh(ops: list[nfs4.ArgOp], index: int) -> bytes | None:
     return None
 
 
+def _with_service(cred: GssCredential, service: rpc_gss_service_t) -> GssCredential:
+    """``cred`` under ``service`` (the same principal and context)."""
+    return cred if cred.service == service else cred.with_service(service)
+
+
+def _crossed(ops: list[nfs4.ArgOp], index: int) -> bool:
+    """Whether a LOOKUP or LOOKUPP comes at or before op ``index`` of ``ops``: then a
+    NFS4ERR_WRONGSEC there is about the object looked up, not the first filehandle."""
+    upto = ops[: index + 1] if index >= 0 else ops
+    return any(isinstance(op, nfs4.LOOKUP4args | nfs4.LOOKUPP4args) for op in upto)
+
+
 def first_fh(ops: list[nfs4.ArgOp]) -> bytes | None:
     """The filehandle of the first PUTFH: the file system a COMPOUND works on."""
     for op in ops:
@@ -224,6 +256,323 @@ def _attrs(res: nfs4.GETATTR4res) -> NFSAttrs:
     return decode_fattr4(res.resok.obj_attributes)
 
 
+# ---------------------------------------------------------------------- security flavours
+# RFC 8881 section 2.6 (security negotiation), 18.29 (SECINFO), 18.45 (SECINFO_NO_NAME).
+
+
+class Caller(AuthSys):
+    """Who makes a request: the FUSE caller's ``uid``, ``gid`` and supplementary
+    ``gids`` (an AUTH_SYS credential, sent as it is on an AUTH_SYS file system) and its
+    ``pid``, by which a Kerberos mount finds the user's credential cache (``KRB5CCNAME``
+    of that process, ``session.usercreds``).  ``NFSClient.compound`` maps it to the
+    wire credential (see the module docstring).
+
+    Raises:
+        ValueError: as ``AuthSys`` (more than 16 gids).
+    """
+
+    __slots__ = ("pid",)
+
+    def __init__(
+        self, uid: int, gid: int, gids: Sequence[int] = (), pid: int | None = None
+    ) -> None:
+        super().__init__(uid, gid, gids)
+        self.pid = pid
+
+    def __repr__(self) -> str:
+        return f"Caller(uid={self.uid}, gid={self.gid}, pid={self.pid})"
+
+
+#: AUTH_SYS root: what the client itself sends on an AUTH_SYS file system of a
+#: Kerberos mount (its machine credential is RPCSEC_GSS there).
+ROOT_AUTH_SYS = AuthSys(uid=0, gid=0)
+
+#: Round trips security negotiation may take for one path before it gives up.
+MAX_NEGOTIATION_ROUNDS = 16
+
+
+class NoCommonFlavour(NFSClientError):
+    """The server offers none of the flavours of ``sec=`` for an object, or refuses
+    every one of them (RFC 8881 section 2.6.3.1); errno EPERM, as NFS4ERR_WRONGSEC."""
+
+    errno = errno.EPERM
+
+
+def sec_list(flavours: Sequence[SecFlavor]) -> str:
+    """Flavours as nfs(5) writes them: ``"krb5p:krb5i:sys"``."""
+    return ":".join(f.value for f in flavours)
+
+
+def secinfo_name(entry: nfs4.secinfo4) -> str:
+    """One SECINFO entry for people: ``krb5p``, ``sys``, ``none`` (AUTH_NONE), or what
+    this client cannot use (another GSS mechanism, another flavour number)."""
+    usable = secinfo_flavour(entry)
+    if usable is not None:
+        return usable.value
+    if entry.flavor == auth_flavor.AUTH_NONE:
+        return "none"
+    if entry.flavor == auth_flavor.RPCSEC_GSS and entry.flavor_info is not None:
+        info = entry.flavor_info
+        return f"gss(oid {info.oid.hex()}, {rpc_gss_service_t(info.service).name})"
+    return f"flavor {entry.flavor}"
+
+
+def secinfo_flavour(entry: nfs4.secinfo4) -> SecFlavor | None:
+    """The flavour one SECINFO / SECINFO_NO_NAME entry offers, None if unusable here."""
+    info = entry.flavor_info
+    return SecFlavor.from_secinfo(
+        entry.flavor,
+        info.oid if info is not None else None,
+        info.service if info is not None else None,
+    )
+
+
+def offered_flavours(entries: Sequence[nfs4.secinfo4]) -> list[SecFlavor]:
+    """The usable flavours of a SECINFO reply, in the server's order (section 18.29.3)."""
+    out: list[SecFlavor] = []
+    for entry in entries:
+        flavour = secinfo_flavour(entry)
+        if flavour is not None and flavour not in out:
+            out.append(flavour)
+    return out
+
+
+def choose_flavour(
+    wanted: Sequence[SecFlavor], entries: Sequence[nfs4.secinfo4], what: str
+) -> SecFlavor:
+    """The first flavour of the user's order ``wanted`` that ``entries`` (a SECINFO or
+    SECINFO_NO_NAME reply) offers: the client's order, not the server's, decides
+    (RFC 8881 section 2.6.3.1: the client picks among what the server allows).
+
+    Args:
+        what: names the object in the error, e.g. ``"localhost:/export"``.
+
+    Raises:
+        NoCommonFlavour: none is offered; the message names both lists.
+    """
+    offered = offered_flavours(entries)
+    for flavour in wanted:
+        if flavour in offered:
+            return flavour
+    names = ", ".join(secinfo_name(e) for e in entries) or "nothing"
+    raise NoCommonFlavour(
+        f"{what}: the server offers {names} (SECINFO); sec={sec_list(wanted)} allows none of them"
+    )
+
+
+def protected_flavour(current: SecFlavor, wanted: Sequence[SecFlavor]) -> SecFlavor:
+    """The flavour to ask SECINFO with: at least integrity when the mount uses krb5i
+    or krb5p (RFC 8881 section 2.6.3.1: a client should not let an unprotected reply
+    choose its security).  krb5i and krb5p keep their own flavour (privacy carries the
+    checksum too, and a server may refuse krb5i where it wants krb5p); a file system
+    on krb5 or sys asks with krb5i when ``wanted`` has krb5i or krb5p, else with its own."""
+    if current in (SecFlavor.KRB5I, SecFlavor.KRB5P):
+        return current
+    if SecFlavor.KRB5I in wanted or SecFlavor.KRB5P in wanted:
+        return SecFlavor.KRB5I
+    return current
+
+
+@dataclass(slots=True)
+class NegotiationRequest:
+    """One COMPOUND ``ExportNegotiation`` wants sent, with ``flavour``'s credential
+    (the client's own: the machine credential, or AUTH_SYS root for sys)."""
+
+    ops: list[nfs4.ArgOp]
+    flavour: SecFlavor
+    kind: str  # "walk" or "secinfo"
+
+
+class ExportNegotiation:
+    """Finding the export's root filehandle and its flavour at mount, sans-I/O.
+
+    RFC 8881 sections 2.6.3.1 (NFS4ERR_WRONGSEC), 18.29 (SECINFO) and 18.45
+    (SECINFO_NO_NAME).  The walk is ``PUTROOTFH, LOOKUP..., GETFH,
+    SECINFO_NO_NAME(SECINFO_STYLE4_CURRENT_FH)`` with the first flavour of ``wanted``.
+    A LOOKUP that says NFS4ERR_WRONGSEC (the object there wants another flavour) is
+    followed by SECINFO of that name from its parent (asked with at least integrity
+    when the mount uses krb5i/krb5p, ``protected_flavour``; with the walk's flavour if
+    that is refused), the first flavour of ``wanted`` it offers is chosen, and the walk
+    goes on from the parent with it.  A flavour refused at the start of a walk (the
+    root) is replaced by the next of ``wanted``.  At the end, the export root's own
+    SECINFO_NO_NAME list decides (the first of ``wanted`` it offers); a server without
+    SECINFO_NO_NAME (NFS4ERR_NOTSUPP) keeps the flavour the walk worked with.
+
+    Use: ``while (req := n.next_request()) is not None: n.receive(send(req))``, where
+    ``receive`` takes the results (a list) or the ``NFS4Error``; then ``root_fh``,
+    ``flavour`` and ``offered``.
+
+    Args:
+        path: the export path's components.
+        wanted: the user's flavours, most preferred first (at least one).
+        what: names the export in errors (``"localhost:/export"``).
+
+    Raises (from ``receive``):
+        NoCommonFlavour: no flavour of ``wanted`` is offered or accepted somewhere on
+            the path; or the negotiation took more than ``MAX_NEGOTIATION_ROUNDS``.
+        NFS4Error: any other failure, its ``op_index`` counted as in ``PUTROOTFH,
+            LOOKUP path[0], ...`` (so 1 + i is the LOOKUP of ``path[i]``).
+    """
+
+    def __init__(self, path: Sequence[str], wanted: Sequence[SecFlavor], what: str) -> None:
+        if not wanted:
+            raise ValueError("no flavours to negotiate")
+        self.path = list(path)
+        self.wanted = list(wanted)
+        self.what = what
+        #: The walk's start: None is the root (PUTROOTFH), else the filehandle of
+        #: ``path[:done]``.
+        self.start_fh: bytes | None = None
+        self.done = 0
+        self.flavour = self.wanted[0]
+        self.refused: set[SecFlavor] = set()
+        self.root_fh: bytes | None = None
+        self.offered: list[SecFlavor] = []
+        #: For logs and ``fusenfs probe``: each SECINFO answer, (path, names).
+        self.answers: list[tuple[str, list[str]]] = []
+        self.rounds = 0
+        self._ask_no_name = True
+        self._pending: NegotiationRequest | None = None
+        self._secinfo_at = 0  # components of the walk before the name SECINFO asks for
+        self._finished = False
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def _start(self) -> list[nfs4.ArgOp]:
+        if self.start_fh is None:
+            return [nfs4.PUTROOTFH4args()]
+        return [nfs4.PUTFH4args(object=self.start_fh)]
+
+    def _label(self, count: int) -> str:
+        return f"{self.what.rsplit(':', 1)[0]}:/" + "/".join(self.path[:count])
+
+    def next_request(self) -> NegotiationRequest | None:
+        """The next COMPOUND to send, or None when done.
+
+        Raises:
+            NoCommonFlavour: too many round trips (the server's SECINFO and its
+                NFS4ERR_WRONGSEC answers disagree).
+        """
+        if self._finished:
+            return None
+        if self._pending is None:
+            self.rounds += 1
+            if self.rounds > MAX_NEGOTIATION_ROUNDS:
+                raise NoCommonFlavour(
+                    f"{self.what}: security negotiation did not settle in "
+                    f"{MAX_NEGOTIATION_ROUNDS} round trips (the server's SECINFO answers "
+                    "and its NFS4ERR_WRONGSEC disagree)"
+                )
+            ops = self._start()
+            ops += [nfs4.LOOKUP4args(objname=c.encode()) for c in self.path[self.done :]]
+            ops.append(nfs4.GETFH4args())
+            if self._ask_no_name:
+                ops.append(
+                    nfs4.SECINFO_NO_NAME4args(style=secinfo_style4.SECINFO_STYLE4_CURRENT_FH)
+                )
+            self._pending = NegotiationRequest(ops, self.flavour, "walk")
+        return self._pending
+
+    def receive(self, reply: list[nfs4.ResOp] | NFS4Error) -> None:
+        """The answer to the last ``next_request`` (see the class for what it raises)."""
+        request = self._pending
+        if request is None:
+            raise RuntimeError("ExportNegotiation.receive without a request")
+        self._pending = None
+        if request.kind == "walk":
+            self._walked(request, reply)
+        else:
+            self._secinfo_answered(request, reply)
+
+    # -- the walk ---------------------------------------------------------------------
+    def _walked(self, request: NegotiationRequest, reply: list[nfs4.ResOp] | NFS4Error) -> None:
+        lookups = len(self.path) - self.done
+        if isinstance(reply, NFS4Error):
+            e = reply
+            if e.status == nfsstat4.NFS4ERR_NOTSUPP and e.op_name == "SECINFO_NO_NAME":
+                self._ask_no_name = False  # an older server: keep what works
+                return
+            if e.status != nfsstat4.NFS4ERR_WRONGSEC:
+                raise self._absolute(e)
+            if e.op_index <= 0 or lookups == 0:
+                self._refused_at_start()
+                return
+            # LOOKUP i (1-based) said so; GETFH or SECINFO_NO_NAME after the last
+            # LOOKUP: the export's root itself wants another flavour.
+            self._secinfo_at = min(e.op_index, lookups) - 1
+            self._pending = self._secinfo_request()
+            return
+        getfh = reply[lookups + 1] if len(reply) > lookups + 1 else None
+        if not isinstance(getfh, nfs4.GETFH4res) or getfh.resok is None:
+            raise NFSClientError(f"{self.what}: the walk to the export's root gave no GETFH")
+        self.root_fh = getfh.resok.object
+        info = reply[-1] if self._ask_no_name else None
+        if isinstance(info, nfs4.SECINFO_NO_NAME4res) and info.resok is not None:
+            names = [secinfo_name(x) for x in info.resok]
+            self.answers.append((self._label(len(self.path)), names))
+            self.offered = offered_flavours(info.resok)
+            self.flavour = choose_flavour(self.wanted, info.resok, self.what)
+        else:
+            self.offered = [self.flavour]
+        self._finished = True
+
+    def _refused_at_start(self) -> None:
+        self.refused.add(self.flavour)
+        for flavour in self.wanted:
+            if flavour not in self.refused:
+                self.flavour = flavour
+                return
+        where = self._label(self.done)
+        raise NoCommonFlavour(
+            f"{where}: the server refuses every flavour of sec={sec_list(self.wanted)} "
+            "(NFS4ERR_WRONGSEC)"
+        )
+
+    def _absolute(self, e: NFS4Error) -> NFS4Error:
+        """``e`` with its op_index counted from PUTROOTFH and the whole path."""
+        if not self.done or e.op_index < 0:
+            return e
+        out = nfs4_error(e.status, e.op_index + self.done, e.op_name)
+        out.results = e.results
+        return out
+
+    # -- SECINFO of the name that said WRONGSEC ----------------------------------------
+    def _secinfo_request(self, flavour: SecFlavor | None = None) -> NegotiationRequest:
+        k = self._secinfo_at
+        ops = self._start()
+        ops += [nfs4.LOOKUP4args(objname=c.encode()) for c in self.path[self.done : self.done + k]]
+        ops.append(nfs4.GETFH4args())
+        ops.append(nfs4.SECINFO4args(name=self.path[self.done + k].encode()))
+        if flavour is None:
+            flavour = protected_flavour(self.flavour, self.wanted)
+        return NegotiationRequest(ops, flavour, "secinfo")
+
+    def _secinfo_answered(
+        self, request: NegotiationRequest, reply: list[nfs4.ResOp] | NFS4Error
+    ) -> None:
+        k = self._secinfo_at
+        if isinstance(reply, NFS4Error):
+            if reply.status == nfsstat4.NFS4ERR_WRONGSEC and request.flavour is not self.flavour:
+                # The protected flavour is refused on the way there: ask as the walk did.
+                self._pending = self._secinfo_request(self.flavour)
+                return
+            raise self._absolute(reply)
+        getfh, info = reply[k + 1], reply[k + 2]
+        if not isinstance(getfh, nfs4.GETFH4res) or getfh.resok is None:
+            raise NFSClientError(f"{self.what}: SECINFO's GETFH gave no filehandle")
+        if not isinstance(info, nfs4.SECINFO4res) or info.resok is None:
+            raise NFSClientError(f"{self.what}: SECINFO gave no list")
+        label = self._label(self.done + k + 1)
+        self.answers.append((label, [secinfo_name(x) for x in info.resok]))
+        chosen = choose_flavour(self.wanted, info.resok, label)
+        self.start_fh = getfh.resok.object
+        self.done += k
+        self.flavour = chosen
+        self.refused = set()
+
+
 class NFSClient:
     """NFS operations on one mount, over one ``ServerSession``.
 
@@ -280,6 +629,26 @@ class NFSClient:
         #: one that gives the inode number and path.  Default: the filehandle in hex.
         self.describe_fh: Callable[[bytes], str] | None = None
         self.stats = ClientStatistics()
+        # -- security (see the module docstring) -----------------------------------------
+        #: nfs(5) ``sec=``: the flavours allowed, most preferred first.
+        self.sec_flavours: list[SecFlavor] = [SecFlavor.SYS]
+        #: The flavour of the export's root (chosen at mount); file systems met later
+        #: get their own (``flavour_of``).
+        self.root_flavour = SecFlavor.SYS
+        #: The machine credential for a server name, with a service (the runner's, on
+        #: Kerberos mounts): the state manager gives it to sessions it makes for
+        #: migration and referral destinations (``nfs@`` the location's server name).
+        self.machine_credential: Callable[[str, rpc_gss_service_t], Credential] | None = None
+        #: The per-user credentials for the server a session reaches (the runner's
+        #: hook; by default ``UserCredentials`` for the target of the session's
+        #: machine credential).  Called once per server (``server_key``).
+        self.user_credentials: Callable[[ServerSession], UserCredentials] | None = None
+        self._fs_flavour: dict[int, SecFlavor] = {}
+        #: File systems reached through a referral whose flavour is still to be asked.
+        self._unnegotiated: set[int] = set()
+        self._negotiating: dict[int, trio.Lock] = defaultdict(trio.Lock)
+        self._users: dict[str, tuple[UserCredentials, ServerSession]] = {}
+        self._retired_users: list[tuple[UserCredentials, ServerSession]] = []
 
     def file_label(self, fh: bytes) -> str:
         """A person's name for the file with filehandle ``fh`` (see ``describe_fh``)."""
@@ -309,6 +678,8 @@ class NFSClient:
         if fs is None:
             fs = self.superblock.note(server, attrs.fsid, fh, [])
             self.session_of[fs.fs_id] = session
+            # Reached with the flavour of the file system it was found from.
+            self._fs_flavour[fs.fs_id] = self.flavour_of(base)
         self._fs_by_fh[fh] = fs
 
     def fs_of(self, fh: bytes | None) -> FileSystem | None:
@@ -385,7 +756,7 @@ class NFSClient:
         ops: list[nfs4.ArgOp] = [nfs4.PUTROOTFH4args()]
         ops += [nfs4.LOOKUP4args(objname=c.encode()) for c in self.superblock.export_path]
         ops += [nfs4.GETFH4args()]
-        res = await session.compound(ops)
+        res = await session.compound(ops, self.wire_credential(None, session, self.flavour_of(fs)))
         getfh = _res(res, len(ops) - 1, nfs4.GETFH4res)
         assert getfh.resok is not None
         self.rename_fh(old, getfh.resok.object)
@@ -405,7 +776,8 @@ class NFSClient:
                 [
                     nfs4.PUTFH4args(object=self.current_fh(fs.root_fh)),
                     nfs4.GETATTR4args(attr_request=bitmap4_from([FATTR4.FH_EXPIRE_TYPE])),
-                ]
+                ],
+                self.wire_credential(None, session, self.flavour_of(fs)),
             )
             return 0
         except NFS4Error as e:
@@ -438,7 +810,246 @@ class NFSClient:
         fs = self.superblock.note(server_key(session), attrs.fsid, fh, path)
         self.session_of[fs.fs_id] = session
         self._fs_by_fh[fh] = fs
+        if self.negotiates:
+            # Its flavour is asked (SECINFO_NO_NAME) before its first use.
+            self._fs_flavour[fs.fs_id] = self.root_flavour
+            self._unnegotiated.add(fs.fs_id)
         return fs
+
+    # ------------------------------------------------------------------ security
+    @property
+    def negotiates(self) -> bool:
+        """A Kerberos mount (``sec=`` lists krb5, krb5i or krb5p): the flavour of each
+        file system is negotiated; an AUTH_SYS mount sends identities as they are."""
+        return any(f is not SecFlavor.SYS for f in self.sec_flavours)
+
+    def flavour_of(self, fs: FileSystem | None) -> SecFlavor:
+        """The flavour chosen for ``fs`` (the export root's for an unknown one)."""
+        if fs is None:
+            return self.root_flavour
+        return self._fs_flavour.get(fs.fs_id, self.root_flavour)
+
+    def set_flavour(self, fs: FileSystem, flavour: SecFlavor) -> None:
+        """``fs`` goes with ``flavour`` from now on (logged when it changes)."""
+        old = self._fs_flavour.get(fs.fs_id)
+        self._fs_flavour[fs.fs_id] = flavour
+        if old is not flavour:
+            log.info(
+                "security flavour of fsid %d.%d on %s: %s%s",
+                fs.fsid.major,
+                fs.fsid.minor,
+                fs.server,
+                flavour.value,
+                f" (was {old.value})" if old is not None else "",
+            )
+
+    def wire_credential(
+        self, who: Credential | None, session: ServerSession, flavour: SecFlavor
+    ) -> Credential | None:
+        """What goes on the wire for ``who`` on ``session`` under ``flavour``.
+
+        Args:
+            who: a ``Caller`` (any credential with ``uid``, ``gid``, optionally
+                ``pid``), None for the client itself, or an RPCSEC_GSS credential
+                (sent as it is).
+            session: the session serving the file system (its machine credential
+                names the server: ``nfs@HOST``).
+            flavour: the file system's (or the negotiation's).
+
+        Returns:
+            ``who`` itself when the session's machine credential is not RPCSEC_GSS (an
+            AUTH_SYS mount; None then means the session's own); under sys ``who``, or
+            AUTH_SYS root for None; under krb5/krb5i/krb5p the machine credential for
+            None and uid 0, else the user's own credential for this server, with the
+            flavour's service.
+
+        Raises:
+            GssCredentialsUnavailable: the user has no Kerberos credentials (EACCES;
+                ``UserCredentials`` logs the one line).
+        """
+        machine = session.machine_cred
+        if not isinstance(machine, GssCredential) or isinstance(who, GssCredential):
+            return who
+        service = flavour.service
+        if service is None:
+            return who if who is not None else ROOT_AUTH_SYS
+        if who is None:
+            return _with_service(machine, service)
+        user = self.users_on(session).for_user(
+            getattr(who, "uid", 0), getattr(who, "pid", None), getattr(who, "gid", None)
+        )
+        return _with_service(user, service)
+
+    def users_on(self, session: ServerSession) -> UserCredentials:
+        """The per-user credentials for the server ``session`` reaches (one set per
+        server address and target, made by ``user_credentials`` on first use)."""
+        key = server_key(session)
+        machine = session.machine_cred
+        found = self._users.get(key)
+        if found is not None:
+            users, seen = found
+            if seen is session or not isinstance(machine, GssCredential):
+                return users
+            if users.target == machine.target:
+                self._users[key] = (users, session)  # the same server, a new session
+                return users
+            self._retired_users.append(found)
+        if self.user_credentials is not None:
+            users = self.user_credentials(session)
+        elif isinstance(machine, GssCredential):
+            users = UserCredentials(machine.target, machine.service, machine=machine)
+        else:
+            raise NFSClientError(f"{key}: no RPCSEC_GSS machine credential for users")
+        self._users[key] = (users, session)
+        return users
+
+    def _server_name(self) -> str:
+        """The server's name as the mount gave it (the machine credential's target
+        host, ``nfs@HOST``), else its address."""
+        machine = self.session.machine_cred
+        if isinstance(machine, GssCredential) and "@" in machine.target:
+            return machine.target.split("@", 1)[1]
+        return self.session.host
+
+    async def negotiate_export(self) -> bytes:
+        """At mount, on a Kerberos mount: the export root's filehandle and flavour
+        (``ExportNegotiation``; RFC 8881 sections 2.6.3.1, 18.29, 18.45), sent with the
+        client's own credentials.  Sets ``root_flavour``; the session's machine
+        credential takes its service (sys: unchanged), so that what the session sends
+        by itself for the export (recovery, location attributes) is what the export
+        accepts: krb5i and krb5p keep integrity for it.
+
+        Raises:
+            NoCommonFlavour: the server offers or accepts none of ``sec_flavours``.
+            NFS4Error: the path cannot be looked up (``op_index`` as in ``mount``).
+        """
+        session = self.session
+        what = f"{self._server_name()}:/" + "/".join(self.superblock.export_path)
+        neg = ExportNegotiation(self.superblock.export_path, self.sec_flavours, what)
+        while (request := neg.next_request()) is not None:
+            wire = self.wire_credential(None, session, request.flavour)
+            try:
+                res = await session.compound(request.ops, wire)
+            except NFS4Error as e:
+                neg.receive(e)
+                continue
+            neg.receive(list(res.resarray))
+        for where, names in neg.answers:
+            log.info("SECINFO %s: %s", where, " ".join(names))
+        assert neg.root_fh is not None
+        self.root_flavour = neg.flavour
+        machine = session.machine_cred
+        if isinstance(machine, GssCredential) and neg.flavour.service is not None:
+            session.machine_cred = _with_service(machine, neg.flavour.service)
+        log.info(
+            "%s: security flavour %s (sec=%s; the export offers %s)",
+            what,
+            neg.flavour.value,
+            sec_list(self.sec_flavours),
+            sec_list(neg.offered),
+        )
+        return neg.root_fh
+
+    async def secinfo(self, dir_fh: bytes, name: bytes) -> list[nfs4.secinfo4]:
+        """SECINFO of ``name`` in ``dir_fh`` (RFC 8881 section 18.29; for ".."
+        SECINFO_NO_NAME with SECINFO_STYLE4_PARENT, section 18.45), asked by the client
+        itself with ``protected_flavour``, and with the directory's own flavour if the
+        server refuses that one.
+
+        Raises:
+            NFS4Error: the server refused it.
+        """
+        current = self.flavour_of(self.fs_of(dir_fh))
+        op: nfs4.ArgOp = (
+            nfs4.SECINFO_NO_NAME4args(style=secinfo_style4.SECINFO_STYLE4_PARENT)
+            if name == b".."
+            else nfs4.SECINFO4args(name=name)
+        )
+        ops: list[nfs4.ArgOp] = [nfs4.PUTFH4args(object=dir_fh), op]
+        for flavour in dict.fromkeys([protected_flavour(current, self.sec_flavours), current]):
+            try:
+                res = await self.compound(
+                    ops, None, via=dir_fh, migration_ok=False, flavour=flavour
+                )
+            except NFS4Error as e:
+                if e.status == nfsstat4.NFS4ERR_WRONGSEC and flavour is not current:
+                    continue
+                raise
+            got = res.resarray[1] if len(res.resarray) > 1 else None
+            if isinstance(got, nfs4.SECINFO4res | nfs4.SECINFO_NO_NAME4res) and got.resok:
+                return got.resok
+            break
+        raise NFSClientError(f"SECINFO of {name!r} in {self.file_label(dir_fh)} gave no list")
+
+    async def renegotiate(
+        self, fs: FileSystem, session: ServerSession, refused: SecFlavor | None
+    ) -> SecFlavor:
+        """Choose ``fs``'s flavour again (RFC 8881 sections 2.6.3.1, 18.45): its root's
+        SECINFO_NO_NAME (SECINFO_STYLE4_CURRENT_FH), asked with the flavours of
+        ``sec=`` in turn until one is accepted (a server may refuse even that with a
+        flavour the file system does not take), ``refused`` not at all; the first of
+        ``sec=`` the answer offers is the file system's from now on.  ``refused`` None:
+        a file system a referral brought, asked first with the flavour it inherited.
+        One at a time per file system; a call that finds it done meanwhile returns.
+
+        Raises:
+            NoCommonFlavour: every flavour refused, or none of them offered.
+            NFS4Error: another failure.
+        """
+        async with self._negotiating[fs.fs_id]:
+            current = self.flavour_of(fs)
+            if refused is None and fs.fs_id not in self._unnegotiated:
+                return current
+            if refused is not None and current is not refused:
+                return current
+            self._unnegotiated.discard(fs.fs_id)
+            order = [f for f in self.sec_flavours if f is not refused]
+            if refused is None:
+                order = [current, *(f for f in order if f is not current)]
+            label = f"fsid {fs.fsid.major}.{fs.fsid.minor} on {server_key(session)}"
+            ops: list[nfs4.ArgOp] = [
+                nfs4.PUTFH4args(object=self.current_fh(fs.root_fh)),
+                nfs4.SECINFO_NO_NAME4args(style=secinfo_style4.SECINFO_STYLE4_CURRENT_FH),
+            ]
+            for flavour in order:
+                try:
+                    res = await session.compound(ops, self.wire_credential(None, session, flavour))
+                except NFS4Error as e:
+                    if e.status == nfsstat4.NFS4ERR_WRONGSEC:
+                        continue
+                    if e.status == nfsstat4.NFS4ERR_NOTSUPP and refused is None:
+                        return current  # no SECINFO_NO_NAME: keep what reached it
+                    raise
+                got = res.resarray[1] if len(res.resarray) > 1 else None
+                if not isinstance(got, nfs4.SECINFO_NO_NAME4res) or not got.resok:
+                    raise NFSClientError(f"{label}: SECINFO_NO_NAME gave no list")
+                log.info("SECINFO_NO_NAME %s: %s", label, " ".join(map(secinfo_name, got.resok)))
+                chosen = choose_flavour(self.sec_flavours, got.resok, label)
+                self.set_flavour(fs, chosen)
+                return chosen
+            raise NoCommonFlavour(
+                f"{label}: the server refuses every flavour of sec={sec_list(self.sec_flavours)} "
+                "(NFS4ERR_WRONGSEC)"
+            )
+
+    async def destroy_user_contexts(self) -> int:
+        """RPCSEC_GSS_DESTROY of every user's context with every server (at unmount,
+        before the sessions go; RFC 2203 section 5.4), in parallel, each bounded by its
+        session's ``timeo`` (``ServerSession.destroy_credential``); the cache
+        descriptors are closed.  Returns how many contexts were destroyed (a count)."""
+        sets = [*self._users.values(), *self._retired_users]
+        pairs = [
+            (cred, session)
+            for users, session in sets
+            for cred in users.credentials()
+            if cred.context is not None
+        ]
+        async with trio.open_nursery() as nursery:
+            for cred, session in pairs:
+                nursery.start_soon(session.destroy_credential, cred)
+        for users, _ in sets:
+            users.close()
+        return len(pairs)
 
     async def compound(
         self,
@@ -447,6 +1058,7 @@ class NFSClient:
         via: bytes | None = None,
         migration_ok: bool = True,
         on_orphan: OrphanHook | None = None,
+        flavour: SecFlavor | None = None,
     ) -> CompoundResult:
         """Send ``ops`` after SEQUENCE on the session serving the file system of ``via``.
 
@@ -458,8 +1070,18 @@ class NFSClient:
         ``on_orphan`` is passed to ``ServerSession.compound``: it undoes what a request
         did if its caller was interrupted and the server executed it anyway.
 
+        ``cred`` is who asks (a ``Caller``; None: the client itself): it goes as the
+        wire credential of the file system's flavour on the session serving it
+        (``wire_credential``), or of ``flavour`` when given (security negotiation).  A
+        file system that answers NFS4ERR_WRONGSEC for its filehandle (before any
+        LOOKUP) is negotiated again (``renegotiate``, SECINFO_NO_NAME) and the call
+        sent once more (RFC 8881 section 2.6.3.1); so is one a referral brought, before
+        its first call.
+
         Raises:
             NFS4Error: what the server returned, MOVED included if recovery failed.
+            NoCommonFlavour: the file system wants no flavour of ``sec=`` (EPERM).
+            GssCredentialsUnavailable: the user has no Kerberos credentials (EACCES).
         """
         if via is None:
             via = first_fh(ops(self.session) if callable(ops) else ops)
@@ -467,6 +1089,7 @@ class NFSClient:
         moved = 0
         rebuilt = 0
         refreshed = 0
+        renegotiated = False
         while True:
             if fs is not None and fs.fs_id not in PARK_BYPASS.get():
                 waiting = self._parked.get(fs.fs_id)
@@ -475,10 +1098,13 @@ class NFSClient:
                     self._parked_count[fs.fs_id] = self._parked_count.get(fs.fs_id, 0) + 1
                     await waiting.wait()
             session = self.session_for(fs)
+            if flavour is None and fs is not None and fs.fs_id in self._unnegotiated:
+                await self.renegotiate(fs, session, None)
             built = self._with_current_fhs(ops(session) if callable(ops) else ops)
             clientid = session.clientid
+            wire = self.wire_credential(cred, session, flavour or self.flavour_of(fs))
             try:
-                return await session.compound(built, cred, on_orphan=on_orphan)
+                return await session.compound(built, wire, on_orphan=on_orphan)
             except NFS4ErrMoved as e:
                 if fs is None or self.on_moved is None or moved >= 3 or not migration_ok:
                     raise
@@ -490,6 +1116,19 @@ class NFSClient:
                     continue
                 await self.on_moved(fs, e)
             except NFS4Error as e:
+                if (
+                    e.status == nfsstat4.NFS4ERR_WRONGSEC
+                    and flavour is None
+                    and fs is not None
+                    and not renegotiated
+                    and self.negotiates
+                    and not _crossed(built, e.op_index)
+                ):
+                    # The file system's own filehandle wants another flavour now
+                    # (after a migration, or the server's policy changed).
+                    renegotiated = True
+                    await self.renegotiate(fs, session, self.flavour_of(fs))
+                    continue
                 if e.status == nfsstat4.NFS4ERR_FHEXPIRED and self.on_fh_expired is not None:
                     expired = expired_fh(built, e.op_index)
                     if expired is not None and refreshed < 3:
@@ -517,12 +1156,18 @@ class NFSClient:
     async def mount(self) -> NFSAttrs:
         """Find the export's root: PUTROOTFH, LOOKUP each component, GETFH, GETATTR.
 
+        On a Kerberos mount the root and its flavour are negotiated first
+        (``negotiate_export``), then PUTFH of the root replaces the LOOKUPs.
+
         Raises:
             NFS4Error: e.g. NFS4ERR_NOENT if the export path does not exist.
+            NoCommonFlavour: the export wants no flavour of ``sec=``.
         """
         ops: list[nfs4.ArgOp] = [nfs4.PUTROOTFH4args()]
         for comp in self.superblock.export_path:
             ops.append(nfs4.LOOKUP4args(objname=comp.encode()))
+        if self.negotiates:
+            ops = [nfs4.PUTFH4args(object=await self.negotiate_export())]
         ops += [
             nfs4.GETFH4args(),
             nfs4.GETATTR4args(attr_request=STAT_ATTRS),
@@ -544,6 +1189,7 @@ class NFSClient:
             )
             self.session_of[fs.fs_id] = self.session
             self._fs_by_fh[self.root_fh] = fs
+            self._fs_flavour[fs.fs_id] = self.root_flavour
         return self.root_attrs
 
     # ------------------------------------------------------------------ metadata
@@ -570,11 +1216,41 @@ class NFSClient:
             res = await self.compound(ops, cred, migration_ok=False)
         except NFS4ErrMoved as e:
             return await self._moved_in_lookup(dir_fh, name, e, cred)
+        except NFS4Error as e:
+            if e.status != nfsstat4.NFS4ERR_WRONGSEC or e.op_index < 1 or not self.negotiates:
+                raise
+            return await self._lookup_other_flavour(dir_fh, name, ops, cred)
         getfh = _res(res, 2, nfs4.GETFH4res)
         assert getfh.resok is not None
         attrs = _attrs(_res(res, 3, nfs4.GETATTR4res))
         self.learn_fh(getfh.resok.object, attrs, via=dir_fh)
         return getfh.resok.object, attrs
+
+    async def _lookup_other_flavour(
+        self, dir_fh: bytes, name: bytes, ops: list[nfs4.ArgOp], cred: Credential | None
+    ) -> tuple[bytes, NFSAttrs]:
+        """The LOOKUP said NFS4ERR_WRONGSEC: ``name`` is in a file system that wants
+        another flavour (RFC 8881 section 2.6.3.1.1).  SECINFO of the name, the first
+        flavour of ``sec=`` it offers, the LOOKUP again with that flavour, which the new
+        file system keeps.
+
+        Raises:
+            NoCommonFlavour: none of ``sec=`` is offered there (EPERM).
+            NFS4Error: the LOOKUP failed again.
+        """
+        fs = self.fs_of(dir_fh)
+        label = f"{self.file_label(dir_fh)}/{name.decode(errors='replace')}"
+        flavour = choose_flavour(self.sec_flavours, await self.secinfo(dir_fh, name), label)
+        res = await self.compound(ops, cred, migration_ok=False, flavour=flavour)
+        getfh = _res(res, 2, nfs4.GETFH4res)
+        assert getfh.resok is not None
+        fh = getfh.resok.object
+        attrs = _attrs(_res(res, 3, nfs4.GETATTR4res))
+        self.learn_fh(fh, attrs, via=dir_fh)
+        crossed = self.fs_of(fh)
+        if crossed is not None and crossed is not fs:
+            self.set_flavour(crossed, flavour)
+        return fh, attrs
 
     async def _moved_in_lookup(
         self, dir_fh: bytes, name: bytes, err: NFS4ErrMoved, cred: Credential | None
@@ -595,7 +1271,8 @@ class NFSClient:
                     [
                         nfs4.PUTFH4args(object=dir_fh),
                         nfs4.GETATTR4args(attr_request=bitmap4_from([FATTR4.FS_STATUS])),
-                    ]
+                    ],
+                    self.wire_credential(None, session, self.flavour_of(fs)),
                 )
                 status = _attrs(_res(res, 1, nfs4.GETATTR4res)).fs_status
                 dir_absent = status is not None and status.fss_absent
