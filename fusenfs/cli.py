@@ -199,9 +199,11 @@ OPTIONS_HELP = (
     "of s, default 600), retrans=N (default 2), port=N, rsize=N, wsize=N, nconnect=N, "
     "ac/noac, actimeo=S, acregmin=S, acregmax=S, acdirmin=S, acdirmax=S, "
     "lookupcache=all|positive|none, cto/nocto, nolock, local_lock=..., bg/fg, retry=MIN, "
-    "vers=4.1, proto=tcp, sec=sys, clientaddr=ADDR, intr/nointr, namlen=N; mount(8)'s "
-    "own (_netdev, nofail, noauto, user, defaults, x-*); fusenfs's allow_other, "
-    "foreground, debug"
+    "vers=4.1, proto=tcp, sec=FLAVOURS (sys, krb5, krb5i, krb5p; a colon list in order "
+    "of preference, e.g. sec=krb5p:krb5i:sys), clientaddr=ADDR, intr/nointr, namlen=N; "
+    "mount(8)'s own (_netdev, nofail, noauto, user, defaults, x-*); fusenfs's allow_other, "
+    "foreground, debug, and for Kerberos the machine credential's keytab=PATH (default "
+    "/etc/krb5.keytab) and principal=NAME (default host/FQDN)"
 )
 
 
@@ -235,10 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("mountpoint", metavar="MOUNTPOINT", nargs="?")
     st.add_argument("--json", action="store_true", help="print the raw JSON")
     st.add_argument("--events", type=int, default=20, metavar="N", help="last N events")
-    p = sub.add_parser("probe", help="show what an NFSv4.1 server says about itself")
+    p = sub.add_parser(
+        "probe",
+        help="show what an NFSv4.1 server says about itself (exports, their fsids and "
+        "security flavours)",
+    )
     p.add_argument("server", metavar="SERVER[:PORT]", help="the server (default port 2049)")
     p.add_argument(
-        "path", metavar="PATH", nargs="?", help="also show this path's fsid (an export's)"
+        "path",
+        metavar="PATH",
+        nargs="?",
+        help="also show this path's fsid (an export's) and security flavours",
     )
     p.add_argument(
         "-o",

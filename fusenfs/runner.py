@@ -37,6 +37,17 @@ A signal before the mount is up cancels the set-up: ``ready`` hears about it and
 is mounted.  When the kernel unmounts the file system (``fusenfs umount``), steps 1 and 3
 run the same way.
 
+Kerberos (``sec=`` lists krb5, krb5i or krb5p; RFC 2203, RFC 8881 section 2.6): the
+machine credential (``-o keytab=PATH,principal=NAME``, by default ``host/FQDN`` from
+``/etc/krb5.keytab``, ``session.gss.machine_source``) is checked before connecting (a
+missing keytab or key is a one-line mount error saying how to provide it); the session
+uses it, with integrity, for what belongs to the client as a whole (EXCHANGE_ID asks
+SP4_MACH_CRED), targeting ``nfs@HOST`` for the HOST of ``SERVER:/PATH``.  The export's
+flavour is negotiated (``NFSClient.negotiate_export``); each local user then reaches
+each server with their own tickets (``session.usercreds.UserCredentials`` per server,
+installed as ``NFSClient.user_credentials``), and at unmount their contexts are
+destroyed before the sessions.
+
 A mounted file system is recorded in a *mount record*: a JSON file under
 ``/run/fusenfs/`` (or ``$XDG_RUNTIME_DIR/fusenfs/`` when /run is not writable), named by
 a hash of the mount point, holding the serving process's pid and start time and the
@@ -73,7 +84,7 @@ from fusenfs.fs import CacheTimes, NFSOperations
 from fusenfs.locking import LOCAL_LOCK_KINDS, operations_class
 from fusenfs.options import MountOptionError, MountOptions
 from recovery.manager import StateManager
-from session.client import FSINFO_ATTRS, NFSClient
+from session.client import FSINFO_ATTRS, NFSClient, secinfo_name
 from session.errors import (
     CallTimeout,
     NFSClientError,
@@ -82,9 +93,18 @@ from session.errors import (
     TransportError,
     XdrError,
 )
+from session.gss import (
+    GssCredential,
+    GssCredentialsUnavailable,
+    GssError,
+    KeytabSource,
+    machine_source,
+    rpc_gss_service_t,
+)
 from session.mount import split_path
 from session.rpc import (
     NULL_AUTH,
+    Credential,
     ProgMismatch,
     ProgUnavail,
     decode_reply,
@@ -93,8 +113,17 @@ from session.rpc import (
 from session.session import OpStats, ServerSession, SessionOptions, host_co_ownerid
 from session.status import NFS4Error
 from session.transport import resolve_address
+from session.usercreds import UserCredentials
 from session.xdr import nfs4
-from session.xdr.const import FATTR4, NFS4_PROGRAM, NFS_V4, NFSPROC4_NULL, nfs_ftype4, nfsstat4
+from session.xdr.const import (
+    FATTR4,
+    NFS4_PROGRAM,
+    NFS_V4,
+    NFSPROC4_NULL,
+    nfs_ftype4,
+    nfsstat4,
+    secinfo_style4,
+)
 from session.xdr.fattr import bitmap4_from, bitmap4_to_set, decode_fattr4
 
 log = logging.getLogger("fusenfs")
@@ -173,6 +202,90 @@ class MountPathError(NFSClientError):
 
 class MountFailed(NFSClientError):
     """A mount gave up: the message says why (explained, with the attempts made)."""
+
+
+class MachineCredentialError(NFSClientError):
+    """A Kerberos mount has no usable machine credential (keytab or key missing, the
+    KDC refused it): the message names what is missing and how to provide it."""
+
+
+# ---------------------------------------------------------------------- Kerberos
+
+
+#: How to provide the machine credential, for the mount error that lacks it.
+MACHINE_CREDENTIAL_HOW = (
+    "add the principal to the keytab (kadmin: addprinc -randkey {principal}; "
+    "ktadd -k {keytab} {principal}) or name another with -o keytab=PATH,principal=NAME"
+)
+
+
+async def check_machine_credential(opts: MountOptions) -> KeytabSource:
+    """The machine credential of a Kerberos mount, checked before connecting: its
+    keytab (``opts.keytab``, else ``$KRB5_CLIENT_KTNAME`` or ``/etc/krb5.keytab``)
+    exists and holds a key the KDC takes for its principal (``opts.principal``, else
+    ``host/FQDN``).  Its first ticket is got now, into this process's memory cache
+    (``session.gss.KeytabSource``), within ``opts.timeo`` seconds.
+
+    Raises:
+        MachineCredentialError: one line naming the principal and keytab, what is
+            wrong, and how to provide it.
+    """
+    source = machine_source(opts.keytab or None, opts.principal or None)
+    path = source.keytab.removeprefix("FILE:")
+    need = f"sec={opts.sec} needs the machine credential {source.principal} from {path}"
+    how = MACHINE_CREDENTIAL_HOW.format(principal=source.principal, keytab=path)
+    if not os.path.exists(path):
+        raise MachineCredentialError(f"{need}, which does not exist: {how}")
+    if not os.access(path, os.R_OK):
+        raise MachineCredentialError(f"{need}, which this process cannot read: {how}")
+    try:
+        with trio.fail_after(opts.timeo):
+            await trio.to_thread.run_sync(source, abandon_on_cancel=True)
+    except trio.TooSlowError:
+        raise MachineCredentialError(
+            f"{need}: no ticket from the KDC within {opts.timeo:g} s (is the KDC of the "
+            "default realm reachable?)"
+        ) from None
+    except GssCredentialsUnavailable as e:
+        reason = str(e).rsplit(f"{source.keytab}: ", 1)[-1]
+        raise MachineCredentialError(
+            f"{need}: the keytab has no key for it or the KDC refused it (klist -k {path} "
+            f"lists the keytab; GSS said {reason}); {how}"
+        ) from None
+    return source
+
+
+def install_kerberos(client: NFSClient, source: KeytabSource | None) -> None:
+    """The security hooks of a mount's client: ``sec=`` flavours are set by the
+    caller; here the machine credential for a server name (the state manager's, for
+    migration and referral destinations) and the per-user credentials per server."""
+    if source is None:
+        return
+
+    def machine_for(host: str, service: rpc_gss_service_t) -> Credential:
+        return machine_credential(source, host, service)
+
+    def users_for(session: ServerSession) -> UserCredentials:
+        machine = session.machine_cred
+        if not isinstance(machine, GssCredential):
+            raise NFSClientError(f"{session.host}:{session.port}: no Kerberos machine credential")
+        return UserCredentials(machine.target, machine.service, machine=machine)
+
+    client.machine_credential = machine_for
+    client.user_credentials = users_for
+
+
+def machine_credential(
+    source: KeytabSource,
+    host: str,
+    service: rpc_gss_service_t = rpc_gss_service_t.RPC_GSS_SVC_INTEGRITY,
+) -> GssCredential:
+    """The machine credential for the server named ``host`` (GSS target ``nfs@HOST``:
+    its principal is ``nfs/HOST``), integrity by default as the Linux client's lease
+    credential (what it sends has no filehandle, so every export takes it)."""
+    return GssCredential(
+        f"nfs@{host}", service, source=source, label=f"machine credential {source.principal}"
+    )
 
 
 # ---------------------------------------------------------------------- mount records
@@ -631,6 +744,11 @@ def explain(e: NFSClientError, server: str) -> str:
             f"{server} speaks NFSv4 but not NFSv4.1 (EXCHANGE_ID: "
             "NFS4ERR_MINOR_VERS_MISMATCH; an NFSv4.0-only server?): fusenfs needs NFSv4.1"
         )
+    if isinstance(e, GssError) and "not found in Kerberos database" in str(e):
+        return (
+            f"{e} (the server's principal is nfs/HOST for the HOST of SERVER:/PATH: "
+            "mount by the name its keytab was made for, not an address)"
+        )
     return str(e)
 
 
@@ -740,7 +858,7 @@ async def _path_error(session: ServerSession, path: str, e: NFS4Error) -> str:
     if e.status == nfsstat4.NFS4ERR_WRONGSEC:
         return (
             f"{missing}: {server} wants another security flavour there ({status}); "
-            "fusenfs has sec=sys only"
+            "mount with one it takes (-o sec=...; fusenfs probe SERVER PATH lists them)"
         )
     if e.status == nfsstat4.NFS4ERR_NOTDIR:
         return f"{parent} on {server} is not a directory ({status})"
@@ -748,13 +866,16 @@ async def _path_error(session: ServerSession, path: str, e: NFS4Error) -> str:
 
 
 async def _attempt(
-    req: MountRequest, address: str, nursery: trio.Nursery
+    req: MountRequest, address: str, nursery: trio.Nursery, machine: KeytabSource | None = None
 ) -> tuple[ServerSession, NFSClient]:
     """One try at mounting: NULL, the session (soft), the export's root.
 
+    ``machine``: the machine credential's source on a Kerberos mount (the session's
+    machine credential targets ``nfs@`` the mount's server name).
+
     Raises:
-        NFSClientError: the try failed (``NotNFSv41``, ``MountPathError``...); the
-            session made for it is destroyed.
+        NFSClientError: the try failed (``NotNFSv41``, ``MountPathError``,
+            ``NoCommonFlavour``...); the session made for it is destroyed.
     """
     opts = req.options
     await check_nfs4(address, opts.port, min(opts.timeo, NULL_CALL_TIMEOUT))
@@ -764,9 +885,13 @@ async def _attempt(
         co_ownerid=host_co_ownerid(os.path.realpath(req.mountpoint)),
         options=session_options(opts, setup=True),
     )
+    if machine is not None:
+        session.machine_cred = machine_credential(machine, req.host)
     try:
         await session.start(nursery)
         client = NFSClient(session, req.path, owner_prefix=session.co_ownerid)
+        client.sec_flavours = opts.sec_flavours
+        install_kerberos(client, machine)
         try:
             await client.mount()
         except NFS4Error as e:
@@ -790,6 +915,7 @@ async def _set_up(
     opts = req.options
     address = await resolve_address(req.host, opts.port)  # a name that does not resolve: now
     server = f"{req.host}:{opts.port}"
+    machine = await check_machine_credential(opts) if opts.kerberos else None
     started = trio.current_time()
     deadline = started + opts.retry_minutes * 60
     delay = RETRY_FIRST
@@ -798,7 +924,7 @@ async def _set_up(
     while True:
         attempts += 1
         try:
-            return await _attempt(req, address, nursery)
+            return await _attempt(req, address, nursery, machine)
         except NFSClientError as e:
             reason = explain(e, server)
             if not _temporary(e) or trio.current_time() + delay > deadline:
@@ -956,12 +1082,13 @@ async def _mount_and_serve(
         await _destroy_sessions(manager.sessions(), opts.timeo)
         return
     log.info(
-        "mounted %s on %s (maxread=%d maxwrite=%d lease=%ds %s)",
+        "mounted %s on %s (maxread=%d maxwrite=%d lease=%ds flavour %s; %s)",
         spec,
         req.mountpoint,
         client.maxread,
         client.maxwrite,
         client.session.lease_time,
+        client.root_flavour.value,
         opts.describe(client.maxread, client.maxwrite),
     )
     record = write_mount_record(req)
@@ -989,6 +1116,7 @@ async def _mount_and_serve(
             pyfuse3.close(unmount=still)
             remove_mount_record(record)
             await _return_delegations(client, opts.timeo)
+            await _destroy_user_contexts(client, opts.timeo)
             await _destroy_sessions(manager.sessions(), opts.timeo)
         log.info("stopped serving %s", req.mountpoint)
 
@@ -1005,6 +1133,18 @@ async def _return_delegations(client: NFSClient, timeo: float) -> None:
         log.warning("%d delegations not returned in %g s", len(client.state.delegations), timeo)
 
 
+async def _destroy_user_contexts(client: NFSClient, timeo: float) -> None:
+    """RPCSEC_GSS_DESTROY of the users' contexts before the sessions go (RFC 2203
+    section 5.4), within ``DESTROY_DEADLINE`` (never more than ``timeo``), shielded."""
+    deadline = min(DESTROY_DEADLINE, timeo)
+    with trio.move_on_after(deadline, shield=True) as scope:
+        destroyed = await client.destroy_user_contexts()
+    if scope.cancelled_caught:
+        log.info("users' RPCSEC_GSS contexts not all destroyed within %g s", deadline)
+    elif destroyed:
+        log.info("destroyed %d users' RPCSEC_GSS contexts", destroyed)
+
+
 # ---------------------------------------------------------------------- probe
 
 
@@ -1016,8 +1156,10 @@ async def probe(
     An RPC NULL call (does it speak NFSv4?), EXCHANGE_ID (server_owner, server_scope,
     implementation id), CREATE_SESSION (negotiated channel attributes), GETATTR on the
     root (supported attributes, fsid, lease time), the exports found in the
-    pseudo-file system with their fsids, and with ``path`` that path's fsid (the
-    export's, as ``fusenfs stats`` shows it); then DESTROY_SESSION and
+    pseudo-file system with their fsids and security flavours (SECINFO, RFC 8881
+    sections 2.6, 18.29, 18.45; the root's with SECINFO_NO_NAME), and with ``path``
+    that path's fsid (the export's, as ``fusenfs stats`` shows it) and flavours; then
+    DESTROY_SESSION and
     DESTROY_CLIENTID.  All of it within one retry budget, ``timeo * (retrans + 1)``
     seconds of ``options`` (default: ``PROBE_TIMEO``, ``PROBE_RETRANS``), and the
     destroy within ``DESTROY_DEADLINE``.
@@ -1115,16 +1257,44 @@ async def _probe_lines(
         unlisted = f"cannot list them: {e}"
     root_kind = "pseudo-file system" if exports else "the root"
     lines.append(("root fsid", f"{_fsid_label(attrs.fsid)} ({root_kind})"))
+    lines.append(("root sec", await flavours_of(session, [])))
     for export_path, label in exports:
-        lines.append(("export", f"{export_path} ({label})"))
+        sec = await flavours_of(session, split_path(export_path))
+        lines.append(("export", f"{export_path} ({label}; sec={sec})"))
     if unlisted:
         lines.append(("exports", unlisted))
     if path is not None:
         lines.append((f"{path} fsid", await _path_fsid(session, path)))
+        lines.append((f"{path} sec", await flavours_of(session, split_path(path))))
     lines.append(("lease_time", f"{attrs.lease_time} s"))
     lines.append(("maxread / maxwrite", f"{attrs.maxread} / {attrs.maxwrite} bytes"))
     lines.append(("fh_expire_type", f"{attrs.fh_expire_type}"))
     lines.append(("supported_attrs", " ".join(names)))
+
+
+async def flavours_of(session: ServerSession, comps: list[str]) -> str:
+    """The security flavours the server offers for the object at ``comps`` (RFC 8881
+    section 2.6): SECINFO of the last component from its parent (section 18.29), or
+    for the root SECINFO_NO_NAME (SECINFO_STYLE4_CURRENT_FH, section 18.45); as a
+    colon list in the server's order (``krb5p:krb5i:sys``; ``none`` is AUTH_NONE), or
+    what the server said instead (a LOOKUP on the way may want another flavour).
+    Sent with the session's machine credential: SECINFO answers any flavour.
+    """
+    ops: list[nfs4.ArgOp] = [nfs4.PUTROOTFH4args()]
+    ops += [nfs4.LOOKUP4args(objname=c.encode()) for c in comps[:-1]]
+    if comps:
+        ops.append(nfs4.SECINFO4args(name=comps[-1].encode()))
+    else:
+        ops.append(nfs4.SECINFO_NO_NAME4args(style=secinfo_style4.SECINFO_STYLE4_CURRENT_FH))
+    try:
+        res = await session.compound(ops)
+    except NFS4Error as e:
+        return f"? ({e})"
+    got = res.resarray[-1] if res.resarray else None
+    entries = getattr(got, "resok", None)
+    if not isinstance(got, nfs4.SECINFO4res | nfs4.SECINFO_NO_NAME4res) or entries is None:
+        return "? (no SECINFO list in the reply)"
+    return ":".join(secinfo_name(e) for e in entries) or "(none offered)"
 
 
 async def _path_fsid(session: ServerSession, path: str) -> str:
@@ -1139,6 +1309,8 @@ async def _path_fsid(session: ServerSession, path: str) -> str:
     try:
         res = await session.compound(ops)
     except NFS4Error as e:
+        if e.status == nfsstat4.NFS4ERR_WRONGSEC:
+            return f"? (not with this probe's AUTH_SYS: {e}; see {path} sec)"
         if e.op_name != "LOOKUP":
             raise
         raise MountPathError(await _path_error(session, path, e)) from None

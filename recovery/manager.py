@@ -41,6 +41,7 @@ from recovery.reclaim import ReclaimReport, reclaim_all
 from recovery.tsm import ServerIdentity
 from session.client import NFSClient
 from session.errors import NFSClientError
+from session.gss import GssCredential
 from session.mount import FileSystem
 from session.session import ServerSession
 from session.status import NFS4ErrMoved, NFS4Error
@@ -143,7 +144,11 @@ class StateManager:
         An address the mount already uses gets a probing EXCHANGE_ID that changes
         nothing (same owner and verifier: the server returns the existing client ID);
         a new address gets a new ``ServerSession``, connected, with its client ID
-        established but no session yet (the caller decides: adopt or create).
+        established but no session yet (the caller decides: adopt or create).  On a
+        Kerberos mount the new session's machine credential is for the destination's
+        principal, ``nfs@`` the location's server name, with the service the mount's
+        machine credential has (``NFSClient.machine_credential``): a context with the
+        source means nothing there.
         Returns (session, EXCHANGE_ID result, whether the session existed).
         """
         host = await resolve_address(element.host, element.port)
@@ -152,13 +157,17 @@ class StateManager:
         if known is not None:
             return known.session, await known.session.exchange_id_probe(), True
         first = self.client.session
+        machine = first.machine_cred
+        make_machine = self.client.machine_credential
+        if make_machine is not None and isinstance(machine, GssCredential):
+            machine = make_machine(element.host, machine.service)
         session = ServerSession(
             host=host,
             port=element.port,
             co_ownerid=first.co_ownerid,
             co_verifier=first.co_verifier,
             options=first.options,
-            machine_cred=first.machine_cred,
+            machine_cred=machine,
         )
         await session.open(self.nursery)
         resok = await session.establish_client_id()
