@@ -188,11 +188,14 @@ def build(
     *,
     absent: bool = False,
     rdattr_error: nfsstat4 = nfsstat4.NFS4_OK,
+    size: int | None = None,
 ) -> fattr4:
     """The fattr4 answering a request for ``want`` on ``inode`` of ``fs``.
 
     With ``absent`` the file system is not present on the answering instance: only
-    ``ABSENT_FS_ATTRS`` are given (RFC 8881 section 11.4.1).
+    ``ABSENT_FS_ATTRS`` are given (RFC 8881 section 11.4.1).  ``size`` (bytes), when
+    given, is reported instead of the inode's: the size a write delegation's holder
+    answered CB_GETATTR with (section 10.4.3).
     """
     a = NFSAttrs()
     want = want & SUPPORTED_ATTRS
@@ -214,7 +217,7 @@ def build(
     if has(A.CHANGE):
         a.change = inode.change
     if has(A.SIZE):
-        a.size = inode.size
+        a.size = inode.size if size is None else size
     if has(A.LINK_SUPPORT):
         a.link_support = True
     if has(A.SYMLINK_SUPPORT):

@@ -8,6 +8,7 @@
     referral PATH --fs NAME --on INSTANCE
     reboot INSTANCE | expire INSTANCE [--clientid HEX] [--purge]
     revoke INSTANCE STATEID | locations [--replace] FS ENTRY [ENTRY ...]
+    recall-any INSTANCE [--clientid HEX] [--keep N] [--mask rdata,wdata]
     retire FS ADDRESS
     scope INSTANCE SCOPE | owner INSTANCE MAJOR | minor ADDRESS N | move ADDRESS --to INSTANCE
 
@@ -30,7 +31,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -87,6 +88,38 @@ def apply_fh_expire_types(filesystems: list[FsSpec], items: list[str]) -> None:
         spec.fh_expire_type = value
 
 
+RECALL_ANY_TYPES: Final = {
+    "rdata": 0,
+    "wdata": 1,
+    "dir": 2,
+    "file-layout": 3,
+    "blk-layout": 4,
+}
+"""Names of CB_RECALL_ANY type mask bits (RCA4_TYPE_MASK_RDATA_DLG ..., RFC 8881
+section 20.6); the RFC names and bit numbers are accepted too."""
+
+
+def parse_recall_mask(text: str) -> list[int]:
+    """``rdata,wdata`` / ``RCA4_TYPE_MASK_WDATA_DLG`` / ``0,1`` -> bit numbers."""
+    bits: list[int] = []
+    for item in text.split(","):
+        name = item.strip()
+        if not name:
+            continue
+        lowered = name.lower().removeprefix("rca4_type_mask_").replace("_", "-")
+        lowered = lowered.removesuffix("-dlg")
+        if lowered in RECALL_ANY_TYPES:
+            bits.append(RECALL_ANY_TYPES[lowered])
+        elif name.isdigit() and int(name) < 32:
+            bits.append(int(name))
+        else:
+            known = ", ".join(RECALL_ANY_TYPES)
+            raise UsageError(f"bad --mask item {name!r} (known: {known}, or a bit 0 - 31)")
+    if not bits:
+        raise UsageError(f"bad --mask {text!r}: no type given")
+    return bits
+
+
 def parse_fs(text: str) -> FsSpec:
     """``NAME[=PATH][@INSTANCE]`` -> FsSpec."""
     head, at, instance = text.partition("@")
@@ -124,7 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--lease", type=int, default=90, help="lease time in seconds")
     s.add_argument("--grace", type=float, default=None, help="grace period in seconds")
-    s.add_argument("--no-delegations", action="store_true")
+    s.add_argument("--no-delegations", action="store_true", help="grant no delegations")
+    s.add_argument(
+        "--no-write-delegations",
+        action="store_true",
+        help="grant read delegations only",
+    )
     s.add_argument("--debug", action="store_true", help="log one line per COMPOUND")
 
     sub.add_parser("status", parents=[common], help="instances, clients, state, file systems")
@@ -200,6 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
     rv = sub.add_parser("revoke", parents=[common], help="administratively revoke a stateid")
     rv.add_argument("instance")
     rv.add_argument("stateid")
+
+    ra = sub.add_parser(
+        "recall-any",
+        parents=[common],
+        help="send CB_RECALL_ANY: a client returns all but N of its delegations",
+    )
+    ra.add_argument("instance")
+    ra.add_argument("--clientid", help="hex; default every client holding delegations")
+    ra.add_argument("--keep", type=int, default=0, help="objects to keep (default 0)")
+    ra.add_argument(
+        "--mask",
+        default="rdata,wdata",
+        help="types to recall: rdata, wdata, dir, file-layout, blk-layout or bit numbers, "
+        "comma-separated (default %(default)s)",
+    )
 
     lo = sub.add_parser(
         "locations", parents=[common], help="extra location entries of a file system"
@@ -279,6 +332,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ]
     for inst in instances:
         inst.delegations = not args.no_delegations
+        inst.write_delegations = not args.no_write_delegations
     filesystems = [parse_fs(text) for text in args.fs] or [FsSpec("a")]
     apply_fh_expire_types(filesystems, args.fh_expire_type)
     config = ClusterConfig(instances, filesystems, args.lease, args.grace)
@@ -351,6 +405,17 @@ def cmd_client(args: argparse.Namespace) -> int:
         )
     elif command == "revoke":
         _show(request(path, "revoke", instance=args.instance, stateid=args.stateid))
+    elif command == "recall-any":
+        _show(
+            request(
+                path,
+                "recall-any",
+                instance=args.instance,
+                clientid=args.clientid,
+                keep=args.keep,
+                mask=parse_recall_mask(args.mask),
+            )
+        )
     elif command == "locations":
         entries = [e.split(",") for e in args.entries]
         _show(request(path, "locations", fs=args.fs, entries=entries, replace=args.replace))

@@ -70,6 +70,9 @@ class Slot:
         args_digest: SHA-1 of the request's arguments (detects a false retry).
         relaxed: the session was transferred by migration and the client has not yet
             used this slot on this server: sequencing is not enforced (seed 4.2.7).
+        in_progress: the request on it is still executing (waiting for a CB_GETATTR
+            answer): a retry gets NFS4ERR_DELAY (RFC 8881 section 2.10.6.2).  Not
+            copied by a transfer.
     """
 
     seqid: int = 0
@@ -78,6 +81,7 @@ class Slot:
     sequence_only: bytes | None = None
     args_digest: bytes = b""
     relaxed: bool = False
+    in_progress: bool = False
 
     def copy(self) -> Slot:
         return Slot(

@@ -20,7 +20,8 @@ Control actions (all logged as events, ``events.py``):
   known to be lost.
 * :meth:`Cluster.add_referral` mounts a new file system, served by another instance,
   on a directory (a junction): a referral everywhere else (STATUS4_REFERRAL).
-* :meth:`Cluster.reboot`, :meth:`Cluster.expire`, :meth:`Cluster.revoke`.
+* :meth:`Cluster.reboot`, :meth:`Cluster.expire`, :meth:`Cluster.revoke`,
+  :meth:`Cluster.recall_any` (CB_RECALL_ANY to a client, RFC 8881 section 20.6).
 * :meth:`Cluster.set_locations` adds location entries (trunkable addresses of the
   current server, or other servers) to fs_locations / fs_locations_info, or replaces
   them.
@@ -73,7 +74,13 @@ from contrib.testserver.server import (
     universal_address,
 )
 from contrib.testserver.state import AnyState, Delegation, LockState, OpenState
-from session.xdr.const import FH4_VOL_MIGRATION, FH4_VOLATILE_ANY, nfsstat4
+from session.xdr.const import (
+    FH4_VOL_MIGRATION,
+    FH4_VOLATILE_ANY,
+    RCA4_TYPE_MASK_RDATA_DLG,
+    RCA4_TYPE_MASK_WDATA_DLG,
+    nfsstat4,
+)
 
 DEFAULT_SCOPE: Final = b"fusenfs-testserver"
 LOOPBACK: Final = ipaddress.IPv4Network("127.0.0.0/8")
@@ -855,6 +862,53 @@ class Cluster:
             return self.instance(instance).revoke_stateid(other)
         except KeyError as exc:
             raise ControlError(str(exc)) from None
+
+    async def recall_any(
+        self,
+        instance: str,
+        clientid: int | None = None,
+        *,
+        keep: int = 0,
+        mask: Sequence[int] = (RCA4_TYPE_MASK_RDATA_DLG, RCA4_TYPE_MASK_WDATA_DLG),
+    ) -> dict[str, str]:
+        """Send CB_RECALL_ANY (RFC 8881 section 20.6) from ``instance``: the client
+        should return all but ``keep`` of its recallable objects of the types in
+        ``mask`` (RCA4_TYPE_MASK_* bit numbers; default read and write delegations).
+
+        Args:
+            clientid: the client; None: every confirmed client holding delegations there.
+
+        Returns:
+            client ID (hex) -> the client's CB_COMPOUND status, or why it got none.
+
+        Raises:
+            ControlError: unknown instance or client ID, a negative ``keep``, or a mask
+                bit outside 0 - 31.
+        """
+        inst = self.instance(instance)
+        if keep < 0 or keep > 0xFFFFFFFF:
+            raise ControlError(f"objects to keep must be 0 - 4294967295, not {keep}")
+        bits = list(mask)
+        if any(not 0 <= bit < 32 for bit in bits):
+            raise ControlError(f"CB_RECALL_ANY type mask bits are 0 - 31, not {bits}")
+        if clientid is not None:
+            record = inst.clients.get(clientid)
+            if record is None or not record.confirmed:
+                raise ControlError(f"no confirmed client ID {clientid:#x} on {inst.name}")
+            targets = [record]
+        else:
+            targets = [
+                rec
+                for rec in inst.clients
+                if rec.confirmed
+                and any(
+                    isinstance(st, Delegation) for st in inst.state.valid_for_client(rec.clientid)
+                )
+            ]
+        results: dict[str, str] = {}
+        for record in targets:
+            results[f"{record.clientid:#x}"] = await inst.recall_any(record, keep, bits)
+        return results
 
     def set_server_scope(self, instance: str, scope: bytes) -> None:
         """Change eir_server_scope (seed 001 section 4.1.3: state and filehandles from

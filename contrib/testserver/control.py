@@ -17,6 +17,8 @@ connection may carry any number of requests.  Commands map to :class:`Cluster` m
 ``reboot``     ``instance``
 ``expire``     ``instance``, ``clientid`` (hex, optional), ``purge``
 ``revoke``     ``instance``, ``stateid`` (hex of ``other``)
+``recall-any`` ``instance``, ``clientid`` (hex, optional), ``keep`` (objects to keep),
+               ``mask`` (list of RCA4_TYPE_MASK_* bit numbers): ``Cluster.recall_any``
 ``locations``  ``fs``, ``entries`` (list of lists of server strings), ``replace``
 ``retire``     ``fs``, ``address``
 ``scope``      ``instance``, ``scope``
@@ -120,6 +122,20 @@ async def _revoke(cluster: Cluster, args: dict[str, Any]) -> Any:
     return cluster.revoke(_str(args, "instance"), _str(args, "stateid"))
 
 
+async def _recall_any(cluster: Cluster, args: dict[str, Any]) -> Any:
+    raw = args.get("clientid")
+    clientid = int(raw, 16) if isinstance(raw, str) else None
+    keep = args.get("keep", 0)
+    mask = args.get("mask", [0, 1])
+    if isinstance(keep, bool) or not isinstance(keep, int):
+        raise ControlError("'keep' must be a number")
+    if not isinstance(mask, list) or not all(
+        isinstance(b, int) and not isinstance(b, bool) for b in mask
+    ):
+        raise ControlError("'mask' must be a list of RCA4_TYPE_MASK_* bit numbers")
+    return await cluster.recall_any(_str(args, "instance"), clientid, keep=keep, mask=mask)
+
+
 async def _locations(cluster: Cluster, args: dict[str, Any]) -> Any:
     entries = args.get("entries")
     if not isinstance(entries, list) or not all(isinstance(e, list) for e in entries):
@@ -158,6 +174,7 @@ COMMANDS: Final[dict[str, Command]] = {
     "reboot": _reboot,
     "expire": _expire,
     "revoke": _revoke,
+    "recall-any": _recall_any,
     "locations": _locations,
     "retire": _retire,
     "scope": _scope,

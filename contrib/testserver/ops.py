@@ -92,6 +92,7 @@ from session.xdr.const import (
     channel_dir_from_client4,
     channel_dir_from_server4,
     createmode4,
+    limit_by4,
     nfs_ftype4,
     nfs_lock_type4,
     nfs_opnum4,
@@ -274,6 +275,8 @@ class Compound:
         self.current_stateid: nfs4.stateid4 | None = None
         self.saved_stateid: nfs4.stateid4 | None = None
         self.sequenced = False
+        #: CB_GETATTR answers obtained for this COMPOUND, by delegation ``other``.
+        self.cb_answers: dict[bytes, CbGetattrAnswer] = {}
 
     @property
     def state(self) -> StateTable:
@@ -367,17 +370,23 @@ def check_writable(c: Compound, fs: FileSystem) -> None:
 
 
 def recall_conflicting(c: Compound, key: tuple[str, int], write: bool = True) -> None:
-    """Recall other clients' delegations on a file about to change (RFC 8881 section
-    10.4.4): the operation answers NFS4ERR_DELAY until they are returned or revoked."""
+    """Recall other clients' delegations that conflict with an operation on a file
+    (RFC 8881 sections 10.2 and 10.4.4): one that changes it (``write``) conflicts with
+    every delegation, one that only reads it (READ, an OPEN for reading) with write
+    delegations.  The operation answers NFS4ERR_DELAY until they are returned or
+    revoked (a lease after the recall)."""
     client = c.client
     conflicts = [
-        d for d in c.state.delegations_on(key) if client is None or d.clientid != client.clientid
+        d
+        for d in c.state.delegations_on(key)
+        if (client is None or d.clientid != client.clientid) and (write or d.write)
     ]
-    if not conflicts or not write:
+    if not conflicts:
         return
     for deleg in conflicts:
         c.instance.recall(deleg)
-    raise FsError(S.NFS4ERR_DELAY, "delegation being recalled")
+    kinds = "write delegation" if all(d.write for d in conflicts) else "delegation"
+    raise FsError(S.NFS4ERR_DELAY, f"{kinds} being recalled")
 
 
 def resolve_stateid(
@@ -432,6 +441,19 @@ def stateid_status(c: Compound, sid: nfs4.stateid4) -> nfsstat4:
     except FsError as exc:
         return exc.status
     return S.NFS4_OK
+
+
+def check_write_stateid(c: Compound, record: AnyState) -> None:
+    """WRITE and SETATTR of size take an open or lock stateid of an open for writing,
+    or a write delegation's stateid (RFC 8881 sections 8.2.2 and 18.32.3); anything
+    else is NFS4ERR_OPENMODE."""
+    if isinstance(record, Delegation):
+        if not record.write:
+            raise FsError(S.NFS4ERR_OPENMODE, "a read delegation's stateid")
+        return
+    opened = open_of(c, record)
+    if opened is None or not opened.access & OPEN4_SHARE_ACCESS_WRITE:
+        raise FsError(S.NFS4ERR_OPENMODE, "not open for writing")
 
 
 def open_of(c: Compound, record: AnyState) -> OpenState | None:
@@ -703,6 +725,7 @@ def op_link(c: Compound, args: nfs4.LINK4args) -> ResOp:
         raise FsError(S.NFS4ERR_EXIST)
     if src.inode.nlink >= MAXLINK:
         raise FsError(S.NFS4ERR_MLINK)
+    recall_conflicting(c, src.key)  # its link count changes (10.4.4)
     before = dst.inode.change
     fs.add_entry(dst.inode, args.newname, src.inode)
     src.inode.nlink += 1
@@ -712,6 +735,115 @@ def op_link(c: Compound, args: nfs4.LINK4args) -> ResOp:
 
 
 # -- attributes, RFC 8881 sections 18.1, 18.7, 18.15, 18.30, 18.31 ---------------------
+CB_GETATTR_TRIGGERS: Final = frozenset(
+    {FATTR4.SIZE, FATTR4.CHANGE, FATTR4.TIME_MODIFY, FATTR4.TIME_METADATA}
+)
+"""Attributes whose GETATTR by another client makes the server ask a write delegation's
+holder with CB_GETATTR (RFC 8881 section 10.4.3: size and change, and the times the
+server constructs from them)."""
+
+CB_GETATTR_REQUEST: Final = (FATTR4.SIZE, FATTR4.CHANGE)
+"""What CB_GETATTR asks the holder for: the only attributes a client is required to
+answer (RFC 8881 sections 10.4.3 and 20.1)."""
+
+
+@dataclass(slots=True)
+class CbGetattrAnswer:
+    """What a write delegation's holder answered CB_GETATTR with (RFC 8881 section 20.1).
+
+    Attributes:
+        size: bytes, or None if not returned.
+        change: the holder's change attribute, or None if not returned.
+        error: why there is no answer (no back channel, no reply in time, an error
+            status); None when the holder answered.
+    """
+
+    size: int | None = None
+    change: int | None = None
+    error: str | None = None
+
+
+class CallbackNeeded(Exception):
+    """Raised by GETATTR before it changes anything: the executor sends CB_GETATTR to
+    the holder of ``deleg`` (``ServerInstance.cb_getattr``), records the answer in
+    ``Compound.cb_answers`` and runs the operation again (RFC 8881 section 10.4.3)."""
+
+    def __init__(self, deleg: Delegation, fh: bytes) -> None:
+        super().__init__(f"CB_GETATTR needed for delegation {deleg.other.hex()}")
+        self.deleg = deleg
+        self.fh = fh
+
+
+def _write_delegation_size(c: Compound, ref: FhRef, want: set[int]) -> int | None:
+    """GETATTR of size/change (CB_GETATTR_TRIGGERS) by a client other than the holder
+    of a write delegation on the file (RFC 8881 section 10.4.3).
+
+    Returns the size to report (the holder's), or None to answer from the server's
+    own attributes (no such delegation, or the holder's copy is not modified).  When
+    the holder reports a modified copy (its change differs from the ``sc`` recorded
+    for the delegation, or its size from the server's), the delegation is marked
+    modified for good and every such GETATTR gives the file a new change attribute
+    ("nsc", greater than any given before) and time_modify = time_metadata = now,
+    stored in the file's attributes; the size is not stored.
+
+    Raises:
+        CallbackNeeded: CB_GETATTR has not been sent for this operation yet.
+        FsError: NFS4ERR_DELAY while the delegation is being recalled, or when
+            CB_GETATTR failed (the delegation is then recalled).
+    """
+    client = c.client
+    if client is None or not want & CB_GETATTR_TRIGGERS:
+        return None
+    held = [d for d in c.state.delegations_on(ref.key) if d.write and d.clientid != client.clientid]
+    if not held:
+        return None
+    deleg = held[0]
+    if deleg.recall_started is not None:
+        raise FsError(S.NFS4ERR_DELAY, "write delegation being recalled")
+    answer = c.cb_answers.get(deleg.other)
+    if answer is None:
+        raise CallbackNeeded(deleg, ref.fh)
+    inode = ref.inode
+    if answer.error is not None:
+        c.instance.event(
+            "cb-getattr",
+            f"CB_GETATTR of write delegation {deleg.other.hex()} failed ({answer.error}): "
+            "recalling it instead (RFC 8881 section 10.4.3)",
+            clientid=deleg.clientid,
+            stateid=deleg.other.hex(),
+            error=answer.error,
+        )
+        c.instance.recall(deleg)
+        raise FsError(S.NFS4ERR_DELAY, "CB_GETATTR failed: write delegation being recalled")
+    size = answer.size if answer.size is not None else inode.size
+    sc_before = deleg.sc
+    changed = answer.change is not None and answer.change != deleg.sc
+    if not deleg.modified and (changed or size != inode.size):
+        deleg.modified = True
+    if deleg.modified:
+        ref.fs.touch(inode, data=True)
+        deleg.sc = inode.change
+    c.instance.event(
+        "cb-getattr",
+        f"CB_GETATTR of write delegation {deleg.other.hex()} (client {deleg.clientid:#x}): "
+        f"size {answer.size}, change {answer.change} (sc {sc_before}): "
+        + (
+            f"modified at the client; answering size {size}, change {inode.change}"
+            if deleg.modified
+            else f"not modified; answering the server's size {inode.size}, change {inode.change}"
+        )
+        + " (RFC 8881 section 10.4.3)",
+        clientid=deleg.clientid,
+        stateid=deleg.other.hex(),
+        size=answer.size,
+        change=answer.change,
+        modified=deleg.modified,
+        answered_size=size,
+        answered_change=inode.change,
+    )
+    return size if deleg.modified else None
+
+
 @handles(OP.OP_GETATTR)
 def op_getattr(c: Compound, args: nfs4.GETATTR4args) -> ResOp:
     ref = c.need_fh()
@@ -722,7 +854,8 @@ def op_getattr(c: Compound, args: nfs4.GETATTR4args) -> ResOp:
     if absent and not want & attrmod.LOCATION_ATTRS:
         first_use_moved(c, ref.fs)
         raise FsError(S.NFS4ERR_MOVED, f"file system {ref.fs.name} is not here")
-    fattr = attrmod.build(c.attrs_source, ref.fs, ref.inode, want, absent=absent)
+    size = None if absent else _write_delegation_size(c, ref, want)
+    fattr = attrmod.build(c.attrs_source, ref.fs, ref.inode, want, absent=absent, size=size)
     if want & {FATTR4.FS_LOCATIONS, FATTR4.FS_LOCATIONS_INFO}:
         c.instance.note_locations_fetched(c.client, ref.fs)
     return nfs4.GETATTR4res(S.NFS4_OK, nfs4.GETATTR4resok(fattr))
@@ -753,15 +886,16 @@ def op_setattr(c: Compound, args: nfs4.SETATTR4args) -> ResOp:
                 raise FsError(S.NFS4ERR_LOCKED, "an open denies writing")
             check_perm(c, inode, w=True)
         else:
-            opened = open_of(c, record)
-            if opened is None or not opened.access & OPEN4_SHARE_ACCESS_WRITE:
-                raise FsError(S.NFS4ERR_OPENMODE, "not open for writing")
+            check_write_stateid(c, record)
         if values.size > MAXFILESIZE:
             raise FsError(S.NFS4ERR_FBIG)
         growth = max(0, values.size - inode.size)
         if fs.space_used() + growth > fs.space_total:
             raise FsError(S.NFS4ERR_NOSPC)
+    if bits:
+        # Any attribute change by another client conflicts with its delegations (10.4.4).
         recall_conflicting(c, ref.key)
+    if values.size is not None:
         if values.size < len(inode.data):
             del inode.data[values.size :]
         elif values.size > len(inode.data):
@@ -899,6 +1033,57 @@ def op_secinfo_no_name(c: Compound, args: nfs4.SECINFO_NO_NAME4args) -> ResOp:
 
 
 # -- OPEN, RFC 8881 section 18.16 ------------------------------------------------------
+DELEG_ACE: Final = nfs4.nfsace4(ACE4_ACCESS_ALLOWED_ACE_TYPE, 0, 0, "EVERYONE@")
+"""The ``permissions`` of every delegation granted: an empty ACE (the client checks
+access with ACCESS as usual, RFC 8881 section 10.4)."""
+
+
+def read_delegation4(deleg: Delegation) -> nfs4.open_delegation4:
+    """OPEN's answer for a read delegation (RFC 8881 section 18.16)."""
+    return nfs4.open_delegation4(
+        open_delegation_type4.OPEN_DELEGATE_READ,
+        read=nfs4.open_read_delegation4(deleg.stateid(), False, DELEG_ACE),
+    )
+
+
+def write_delegation4(deleg: Delegation) -> nfs4.open_delegation4:
+    """OPEN's answer for a write delegation: the stateid and a space limit by size
+    (NFS_LIMIT_SIZE, bytes; RFC 8881 sections 10.4.1 and 18.16)."""
+    return nfs4.open_delegation4(
+        open_delegation_type4.OPEN_DELEGATE_WRITE,
+        write=nfs4.open_write_delegation4(
+            deleg.stateid(),
+            False,
+            nfs4.nfs_space_limit4(limit_by4.NFS_LIMIT_SIZE, filesize=deleg.space_limit),
+            DELEG_ACE,
+        ),
+    )
+
+
+def delegation4(deleg: Delegation) -> nfs4.open_delegation4:
+    return write_delegation4(deleg) if deleg.write else read_delegation4(deleg)
+
+
+def space_limit(fs: FileSystem, inode: Inode) -> int:
+    """The space limit of a write delegation, bytes: the file's size and all the free
+    space of its file system (generous: the holder never needs to ask, 10.4.1)."""
+    return min(MAXFILESIZE, inode.size + max(0, fs.space_total - fs.space_used()))
+
+
+def _no_delegation(want: int, reason: why_no_delegation4) -> nfs4.open_delegation4:
+    """OPEN_DELEGATE_NONE_EXT with the reason when the client expressed a want
+    (RFC 8881 section 18.16.3), else plain OPEN_DELEGATE_NONE."""
+    if want == OPEN4_SHARE_ACCESS_WANT_NO_PREFERENCE:
+        return nfs4.open_delegation4(open_delegation_type4.OPEN_DELEGATE_NONE)
+    if reason == why_no_delegation4.WND4_CONTENTION:
+        none = nfs4.open_none_delegation4(reason, ond_server_will_push_deleg=False)
+    elif reason == why_no_delegation4.WND4_RESOURCE:
+        none = nfs4.open_none_delegation4(reason, ond_server_will_signal_avail=False)
+    else:
+        none = nfs4.open_none_delegation4(reason)
+    return nfs4.open_delegation4(open_delegation_type4.OPEN_DELEGATE_NONE_EXT, od_whynone=none)
+
+
 def _delegation_choice(
     c: Compound,
     ref: FhRef,
@@ -907,65 +1092,110 @@ def _delegation_choice(
     want: int,
     opened: OpenState,
 ) -> nfs4.open_delegation4:
-    """Grant a read delegation when wanted (or no preference) and nothing conflicts
-    (RFC 8881 sections 10.4 and 18.16.3); else say why not when a want was expressed."""
+    """Grant a delegation when wanted (or no preference) and nothing conflicts (RFC
+    8881 sections 10.4 and 18.16.3); else say why not when a want was expressed.
+
+    * A write delegation (OPEN_DELEGATE_WRITE, with a space limit) for an open with
+      write access (OPEN4_SHARE_ACCESS_WRITE or BOTH) and no preference,
+      WANT_WRITE_DELEG or WANT_ANY_DELEG, when no other client has the file open or
+      delegated.  WANT_WRITE_DELEG on a read-only open gets one too if the caller may
+      write the file (so it can open for writing locally later).
+    * A read delegation for a read-only open (no preference, WANT_READ_DELEG,
+      WANT_ANY_DELEG), or WANT_READ_DELEG with write access, when no other client has
+      the file open for writing or a delegation on it being recalled.
+    * Upgrade: a client holding a read delegation that opens for writing gets the same
+      delegation (its ``other`` kept, seqid advanced) as a write delegation when no
+      other client has the file open or delegated; otherwise OPEN_DELEGATE_NONE (or
+      NONE_EXT WND4_CONTENTION).  A client holding a write delegation gets none again.
+    * WANT_NO_DELEG: OPEN_DELEGATE_NONE_EXT with WND4_NOT_WANTED.
+    """
     client = c.need_client()
+    inst = c.instance
     if want == OPEN4_SHARE_ACCESS_WANT_NO_DELEG:
-        return nfs4.open_delegation4(
-            open_delegation_type4.OPEN_DELEGATE_NONE_EXT,
-            od_whynone=nfs4.open_none_delegation4(why_no_delegation4.WND4_NOT_WANTED),
-        )
+        return _no_delegation(want, why_no_delegation4.WND4_NOT_WANTED)
+    writing = bool(access & OPEN4_SHARE_ACCESS_WRITE)
+    may_write = writing or (
+        want == OPEN4_SHARE_ACCESS_WANT_WRITE_DELEG
+        and attrmod.mode_permits(ref.inode, c.uid, c.all_gids(), False, True, False)
+        and not ref.fs.read_only
+    )
+    want_write = may_write and want in (
+        OPEN4_SHARE_ACCESS_WANT_NO_PREFERENCE,
+        OPEN4_SHARE_ACCESS_WANT_WRITE_DELEG,
+        OPEN4_SHARE_ACCESS_WANT_ANY_DELEG,
+    )
+    others_open = [st for st in c.state.opens_on(ref.key) if st.clientid != client.clientid]
+    others_deleg = [d for d in c.state.delegations_on(ref.key) if d.clientid != client.clientid]
+    exclusive = not others_open and not others_deleg
     existing = c.state.find_delegation(client.clientid, ref.key)
     if existing is not None:
-        return nfs4.open_delegation4(open_delegation_type4.OPEN_DELEGATE_NONE)
+        if existing.write or not writing:
+            return nfs4.open_delegation4(open_delegation_type4.OPEN_DELEGATE_NONE)
+        # A read delegation's holder opens for writing: upgrade it if nothing conflicts.
+        if want_write and exclusive and inst.config.write_delegations:
+            existing.dtype = open_delegation_type4.OPEN_DELEGATE_WRITE
+            existing.sc = ref.inode.change
+            existing.modified = False
+            existing.space_limit = space_limit(ref.fs, ref.inode)
+            existing.bump()
+            inst.event(
+                "delegation-granted",
+                f"read delegation {existing.other.hex()} on {ref.fs.name}:"
+                f"{ref.inode.fileid:#x} upgraded to a write delegation for client "
+                f"{client.clientid:#x} (RFC 8881 section 10.4)",
+                clientid=client.clientid,
+                stateid=existing.other.hex(),
+                dtype="write",
+                upgrade=True,
+            )
+            return write_delegation4(existing)
+        return _no_delegation(
+            want,
+            why_no_delegation4.WND4_CONTENTION
+            if not exclusive
+            else why_no_delegation4.WND4_NOT_SUPP_UPGRADE,
+        )
     reason: why_no_delegation4 | None = None
-    if want == OPEN4_SHARE_ACCESS_WANT_WRITE_DELEG:
-        reason = why_no_delegation4.WND4_WRITE_DELEG_NOT_SUPP_FTYPE
-    elif access & OPEN4_SHARE_ACCESS_WRITE or opened.access & OPEN4_SHARE_ACCESS_WRITE:
-        reason = why_no_delegation4.WND4_NOT_SUPP_UPGRADE
-    elif not c.instance.config.delegations:
+    dtype = open_delegation_type4.OPEN_DELEGATE_READ
+    if want_write and inst.config.write_delegations:
+        dtype = open_delegation_type4.OPEN_DELEGATE_WRITE
+        if not exclusive:
+            reason = why_no_delegation4.WND4_CONTENTION
+    elif want == OPEN4_SHARE_ACCESS_WANT_WRITE_DELEG:
+        reason = (
+            why_no_delegation4.WND4_RESOURCE
+            if not inst.config.write_delegations
+            else why_no_delegation4.WND4_WRITE_DELEG_NOT_SUPP_FTYPE
+        )
+    elif writing and want != OPEN4_SHARE_ACCESS_WANT_READ_DELEG:
+        # Write access, write delegations off: a read one would be of no use.
         reason = why_no_delegation4.WND4_RESOURCE
-    elif any(
-        st.clientid != client.clientid and st.access & OPEN4_SHARE_ACCESS_WRITE
-        for st in c.state.opens_on(ref.key)
-    ) or any(
-        d.clientid != client.clientid and d.recall_started is not None
-        for d in c.state.delegations_on(ref.key)
+    elif any(st.access & OPEN4_SHARE_ACCESS_WRITE for st in others_open) or any(
+        d.recall_started is not None or d.write for d in others_deleg
     ):
         reason = why_no_delegation4.WND4_CONTENTION
-    elif (
-        c.instance.backchannel_for(client) is None
-        or c.instance.active_grace(ref.fs.name) is not None
+    if reason is None and not inst.config.delegations:
+        reason = why_no_delegation4.WND4_RESOURCE
+    if reason is None and (
+        inst.backchannel_for(client) is None or inst.active_grace(ref.fs.name) is not None
     ):
         reason = why_no_delegation4.WND4_RESOURCE
-    if reason is None:
-        deleg = c.state.new_delegation(client.clientid, ref.key)
-        c.instance.event(
-            "delegation-granted",
-            f"read delegation {deleg.other.hex()} on {ref.fs.name}:{ref.inode.fileid:#x} "
-            f"to client {client.clientid:#x} (RFC 8881 section 10.4)",
-            clientid=client.clientid,
-            stateid=deleg.other.hex(),
-        )
-        return nfs4.open_delegation4(
-            open_delegation_type4.OPEN_DELEGATE_READ,
-            read=nfs4.open_read_delegation4(
-                deleg.stateid(),
-                False,
-                nfs4.nfsace4(ACE4_ACCESS_ALLOWED_ACE_TYPE, 0, 0, "EVERYONE@"),
-            ),
-        )
-    if want in (OPEN4_SHARE_ACCESS_WANT_READ_DELEG, OPEN4_SHARE_ACCESS_WANT_ANY_DELEG) or (
-        want == OPEN4_SHARE_ACCESS_WANT_WRITE_DELEG
-    ):
-        if reason == why_no_delegation4.WND4_CONTENTION:
-            none = nfs4.open_none_delegation4(reason, ond_server_will_push_deleg=False)
-        elif reason == why_no_delegation4.WND4_RESOURCE:
-            none = nfs4.open_none_delegation4(reason, ond_server_will_signal_avail=False)
-        else:
-            none = nfs4.open_none_delegation4(reason)
-        return nfs4.open_delegation4(open_delegation_type4.OPEN_DELEGATE_NONE_EXT, od_whynone=none)
-    return nfs4.open_delegation4(open_delegation_type4.OPEN_DELEGATE_NONE)
+    if reason is not None:
+        return _no_delegation(want, reason)
+    deleg = c.state.new_delegation(client.clientid, ref.key, dtype)
+    if deleg.write:
+        deleg.sc = ref.inode.change
+        deleg.space_limit = space_limit(ref.fs, ref.inode)
+    kind = "write" if deleg.write else "read"
+    inst.event(
+        "delegation-granted",
+        f"{kind} delegation {deleg.other.hex()} on {ref.fs.name}:{ref.inode.fileid:#x} "
+        f"to client {client.clientid:#x} (RFC 8881 section 10.4)",
+        clientid=client.clientid,
+        stateid=deleg.other.hex(),
+        dtype=kind,
+    )
+    return delegation4(deleg)
 
 
 def _open_create(
@@ -1109,8 +1339,24 @@ def op_open(c: Compound, args: nfs4.OPEN4args) -> ResOp:
     conflict = c.state.share_conflict(target.key, access, deny, exclude=existing)
     if conflict is not None:
         raise FsError(S.NFS4ERR_RECLAIM_CONFLICT if reclaim else S.NFS4ERR_SHARE_DENIED)
-    if access & OPEN4_SHARE_ACCESS_WRITE or deny & OPEN4_SHARE_DENY_READ:
-        recall_conflicting(c, target.key)
+    if (
+        reclaim
+        and args.claim.delegate_type == open_delegation_type4.OPEN_DELEGATE_WRITE
+        and (
+            any(st.clientid != client.clientid for st in c.state.opens_on(target.key))
+            or any(d.clientid != client.clientid for d in c.state.delegations_on(target.key))
+        )
+    ):
+        raise FsError(
+            S.NFS4ERR_RECLAIM_CONFLICT, "another client reclaimed state on the file first"
+        )
+    # Another client's write delegation conflicts with any open; a read delegation
+    # with an open for writing or denying reads (RFC 8881 section 10.4.4).
+    recall_conflicting(
+        c,
+        target.key,
+        write=bool(access & OPEN4_SHARE_ACCESS_WRITE or deny & OPEN4_SHARE_DENY_READ),
+    )
     if attrset == {FATTR4.SIZE} and not created:
         if not access & OPEN4_SHARE_ACCESS_WRITE:
             raise FsError(S.NFS4ERR_INVAL, "truncating OPEN without write access")
@@ -1128,15 +1374,35 @@ def op_open(c: Compound, args: nfs4.OPEN4args) -> ResOp:
     else:
         opened = c.state.new_open(client.clientid, owner, target.key, access, deny)
     opened.reclaimed = opened.reclaimed or reclaim
-    if reclaim and args.claim.delegate_type == open_delegation_type4.OPEN_DELEGATE_READ:
+    reclaim_type = args.claim.delegate_type if reclaim else None
+    if reclaim_type in (
+        open_delegation_type4.OPEN_DELEGATE_READ,
+        open_delegation_type4.OPEN_DELEGATE_WRITE,
+    ):
+        # CLAIM_PREVIOUS with a delegation type: the delegation is reclaimed with the
+        # open (RFC 8881 sections 10.2.1 and 18.16.3), in the global grace after a
+        # restart or the per-file-system one after a migration without TSM.
+        assert reclaim_type is not None
         deleg = c.state.find_delegation(client.clientid, target.key)
         if deleg is None:
-            deleg = c.state.new_delegation(client.clientid, target.key)
-        delegation = nfs4.open_delegation4(
-            open_delegation_type4.OPEN_DELEGATE_READ,
-            read=nfs4.open_read_delegation4(
-                deleg.stateid(), False, nfs4.nfsace4(ACE4_ACCESS_ALLOWED_ACE_TYPE, 0, 0, "")
-            ),
+            deleg = c.state.new_delegation(client.clientid, target.key, reclaim_type)
+        elif reclaim_type == open_delegation_type4.OPEN_DELEGATE_WRITE and not deleg.write:
+            deleg.dtype = reclaim_type
+            deleg.bump()
+        if deleg.write:
+            deleg.sc = inode.change
+            deleg.modified = False
+            deleg.space_limit = space_limit(fs, inode)
+        delegation = delegation4(deleg)
+        c.instance.event(
+            "reclaim",
+            f"client {client.clientid:#x} reclaimed a "
+            f"{'write' if deleg.write else 'read'} delegation {deleg.other.hex()} on "
+            f"{fs.name}:{inode.fileid:#x} (CLAIM_PREVIOUS, RFC 8881 section 10.2.1)",
+            clientid=client.clientid,
+            fs=fs.name,
+            stateid=deleg.other.hex(),
+            dtype="write" if deleg.write else "read",
         )
     elif reclaim or deleg_used is not None:
         delegation = nfs4.open_delegation4(open_delegation_type4.OPEN_DELEGATE_NONE)
@@ -1211,6 +1477,7 @@ def op_read(c: Compound, args: nfs4.READ4args) -> ResOp:
         if c.state.denied_to_special(ref.key, OPEN4_SHARE_ACCESS_READ):
             raise FsError(S.NFS4ERR_LOCKED, "an open denies reading")
         check_perm(c, ref.inode, r=True)
+    recall_conflicting(c, ref.key, write=False)  # another client's write delegation
     limit = c.instance.max_io
     if c.session is not None:
         limit = min(limit, c.session.fore.ca_maxresponsesize - 1024)
@@ -1230,9 +1497,7 @@ def op_write(c: Compound, args: nfs4.WRITE4args) -> ResOp:
             raise FsError(S.NFS4ERR_LOCKED, "an open denies writing")
         check_perm(c, ref.inode, w=True)
     else:
-        opened = open_of(c, record)
-        if opened is None or not opened.access & OPEN4_SHARE_ACCESS_WRITE:
-            raise FsError(S.NFS4ERR_OPENMODE, "not open for writing")
+        check_write_stateid(c, record)
     fs, inode = ref.fs, ref.inode
     check_writable(c, fs)
     end = args.offset + len(args.data)

@@ -5,7 +5,9 @@ caller picks slots, sequence ids, ``sa_cachethis``, client owners and credential
 and gets the decoded ``COMPOUND4res`` (and, when asked, the raw reply bytes) back.
 Callbacks arriving on the connection (CB_COMPOUND, RFC 8881 section 20) are recorded
 in ``callbacks`` and answered: CB_SEQUENCE with NFS4_OK, CB_RECALL with
-``recall_status`` (NFS4_OK by default).
+``recall_status`` (NFS4_OK by default), CB_GETATTR with ``getattr_status`` and the
+attributes in ``getattr_reply`` (those of them asked for; none by default),
+CB_RECALL_ANY with ``recall_any_status``.
 
 Example::
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Final, Self
 
 import trio
 
@@ -39,6 +41,7 @@ from session.xdr.const import (
     CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
     EXCHGID4_FLAG_SUPP_MOVED_MIGR,
     EXCHGID4_FLAG_SUPP_MOVED_REFER,
+    FATTR4,
     NFS4_CALLBACK,
     NFS4_PROGRAM,
     NFS_V4,
@@ -52,7 +55,16 @@ from session.xdr.const import (
     opentype4,
     state_protect_how4,
 )
-from session.xdr.fattr import NFSAttrs, bitmap4_from, decode_fattr4, encode_fattr4
+from session.xdr.fattr import (
+    ATTR_CODECS,
+    NFSAttrs,
+    bitmap4_from,
+    bitmap4_to_set,
+    decode_fattr4,
+    encode_fattr4,
+)
+
+_FATTR4_BITS: Final = frozenset(int(a) for a in FATTR4)
 
 
 class CompoundFailed(Exception):
@@ -73,6 +85,12 @@ class Callback:
 
     def recalls(self) -> list[cb.CB_RECALL4args]:
         return [op for op in self.args.argarray if isinstance(op, cb.CB_RECALL4args)]
+
+    def getattrs(self) -> list[cb.CB_GETATTR4args]:
+        return [op for op in self.args.argarray if isinstance(op, cb.CB_GETATTR4args)]
+
+    def recall_anys(self) -> list[cb.CB_RECALL_ANY4args]:
+        return [op for op in self.args.argarray if isinstance(op, cb.CB_RECALL_ANY4args)]
 
 
 def encode_compound(ops: Sequence[nfs4.ArgOp], tag: bytes = b"", minorversion: int = 1) -> bytes:
@@ -98,6 +116,10 @@ class RawClient:
         seqids: per-slot sequence id last used.
         callbacks: CB_COMPOUNDs received, oldest first.
         recall_status: what CB_RECALL is answered with.
+        getattr_reply: the attributes CB_GETATTR is answered with (only those asked
+            for are sent, as a client must, RFC 8881 section 20.1).
+        getattr_status: CB_GETATTR's status (anything but NFS4_OK: no attributes).
+        recall_any_status: what CB_RECALL_ANY is answered with.
     """
 
     def __init__(
@@ -117,6 +139,9 @@ class RawClient:
         self.seqids: dict[int, int] = {}
         self.callbacks: list[Callback] = []
         self.recall_status = nfsstat4.NFS4_OK
+        self.getattr_reply = NFSAttrs()
+        self.getattr_status = nfsstat4.NFS4_OK
+        self.recall_any_status = nfsstat4.NFS4_OK
         self._callback_seen = trio.Event()
         self.last_flags = 0
 
@@ -131,13 +156,15 @@ class RawClient:
         verifier: bytes | None = None,
         uid: int = 0,
         gid: int = 0,
+        cred: Credential | None = None,
     ) -> Self:
         """Connect to ``host:port`` (127.0.0.0/8 in tests) with an AUTH_SYS credential
-        (an instance of the class it is called on: subclasses may answer callbacks
-        differently)."""
+        of ``uid``/``gid``, or ``cred`` (e.g. a ``session.gss.GssCredential``; the
+        ``cred`` attribute may be changed between calls), as an instance of the class
+        it is called on (subclasses may answer callbacks differently)."""
         client: Self | None = None
 
-        async def on_call(call: RpcCall) -> bytes:
+        async def on_call(call: RpcCall) -> bytes | None:
             assert client is not None
             return client._answer_callback(call)
 
@@ -146,7 +173,7 @@ class RawClient:
             transport,
             owner if owner is not None else b"raw-" + os.urandom(6).hex().encode(),
             verifier if verifier is not None else os.urandom(8),
-            AuthSys(uid, gid, machinename="rawclient"),
+            cred if cred is not None else AuthSys(uid, gid, machinename="rawclient"),
         )
         return client
 
@@ -241,7 +268,10 @@ class RawClient:
 
     # -- client ID and session ------------------------------------------------------
     def exchange_id_args(
-        self, flags: int | None = None, verifier: bytes | None = None
+        self,
+        flags: int | None = None,
+        verifier: bytes | None = None,
+        state_protect: nfs4.state_protect4_a | None = None,
     ) -> nfs4.EXCHANGE_ID4args:
         return nfs4.EXCHANGE_ID4args(
             eia_clientowner=nfs4.client_owner4(
@@ -253,15 +283,22 @@ class RawClient:
                 if flags is not None
                 else EXCHGID4_FLAG_SUPP_MOVED_REFER | EXCHGID4_FLAG_SUPP_MOVED_MIGR
             ),
-            eia_state_protect=nfs4.state_protect4_a(spa_how=state_protect_how4.SP4_NONE),
+            eia_state_protect=(
+                state_protect
+                if state_protect is not None
+                else nfs4.state_protect4_a(spa_how=state_protect_how4.SP4_NONE)
+            ),
             eia_client_impl_id=[],
         )
 
     async def exchange_id(
-        self, flags: int | None = None, verifier: bytes | None = None
+        self,
+        flags: int | None = None,
+        verifier: bytes | None = None,
+        state_protect: nfs4.state_protect4_a | None = None,
     ) -> nfs4.EXCHANGE_ID4res:
         """EXCHANGE_ID alone; on success remembers the client ID and csa_sequence."""
-        res = await self.call([self.exchange_id_args(flags, verifier)])
+        res = await self.call([self.exchange_id_args(flags, verifier, state_protect)])
         eid = res.resarray[0]
         assert isinstance(eid, nfs4.EXCHANGE_ID4res)
         if eid.resok is not None:
@@ -336,10 +373,12 @@ class RawClient:
         attrs: NFSAttrs | None = None,
         verifier: bytes = b"",
         delegation: nfs4.stateid4 | None = None,
+        delegate_type: open_delegation_type4 = open_delegation_type4.OPEN_DELEGATE_NONE,
     ) -> nfs4.OPEN4args:
         """OPEN4args: by name (CLAIM_NULL) or, with ``name`` None, CLAIM_FH; other claims
-        by ``claim`` (CLAIM_PREVIOUS reclaims an open, CLAIM_DELEG_CUR_FH opens under the
-        ``delegation`` stateid)."""
+        by ``claim`` (CLAIM_PREVIOUS reclaims an open, and with ``delegate_type`` a
+        delegation of that type; CLAIM_DELEG_CUR_FH opens under the ``delegation``
+        stateid)."""
         if create:
             if mode == createmode4.EXCLUSIVE4_1:
                 how = nfs4.createhow4(
@@ -358,7 +397,7 @@ class RawClient:
         if claim == open_claim_type4.CLAIM_NULL:
             oclaim = nfs4.open_claim4(claim, file=name)
         elif claim == open_claim_type4.CLAIM_PREVIOUS:
-            oclaim = nfs4.open_claim4(claim, delegate_type=open_delegation_type4.OPEN_DELEGATE_NONE)
+            oclaim = nfs4.open_claim4(claim, delegate_type=delegate_type)
         elif claim == open_claim_type4.CLAIM_DELEG_CUR_FH:
             oclaim = nfs4.open_claim4(claim, oc_delegate_stateid=delegation)
         else:
@@ -387,7 +426,8 @@ class RawClient:
             await self._callback_seen.wait()
         return self.callbacks[count - 1]
 
-    def _answer_callback(self, call: RpcCall) -> bytes:
+    def _answer_callback(self, call: RpcCall) -> bytes | None:
+        """The reply to a callback (None: send none; subclasses may choose that)."""
         if call.proc == 0:
             return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS)
         args = cb.CB_COMPOUND4args.unpack(Decoder(call.args))
@@ -413,6 +453,23 @@ class RawClient:
             elif isinstance(op, cb.CB_RECALL4args):
                 results.append(cb.CB_RECALL4res(self.recall_status))
                 status = self.recall_status
+            elif isinstance(op, cb.CB_GETATTR4args):
+                status = self.getattr_status
+                if status == nfsstat4.NFS4_OK:
+                    reply = NFSAttrs()
+                    for bit in bitmap4_to_set(op.attr_request):
+                        codec = ATTR_CODECS.get(FATTR4(bit)) if bit in _FATTR4_BITS else None
+                        if codec is not None:
+                            name = codec[0]
+                            setattr(reply, name, getattr(self.getattr_reply, name))
+                    results.append(
+                        cb.CB_GETATTR4res(status, cb.CB_GETATTR4resok(encode_fattr4(reply)))
+                    )
+                else:
+                    results.append(cb.CB_GETATTR4res(status))
+            elif isinstance(op, cb.CB_RECALL_ANY4args):
+                results.append(cb.CB_RECALL_ANY4res(self.recall_any_status))
+                status = self.recall_any_status
             else:
                 results.append(cb.CB_ILLEGAL4res(nfsstat4.NFS4ERR_OP_ILLEGAL))
                 status = nfsstat4.NFS4ERR_OP_ILLEGAL

@@ -98,6 +98,7 @@ from session.xdr.const import (
     nfs_opnum4,
     nfsstat4,
 )
+from session.xdr.fattr import bitmap4_from, decode_fattr4
 
 if TYPE_CHECKING:
     from contrib.testserver.cluster import Cluster
@@ -136,11 +137,15 @@ class InstanceConfig:
         server_scope: eir_server_scope (default: the cluster's common scope).
         lease_time: seconds (attribute lease_time, RFC 8881 section 5.8.1.11).
         grace_time: seconds of a grace period (default: lease_time).
-        delegations: grant read delegations when not declined.
+        delegations: grant delegations when not declined (read, and write unless
+            ``write_delegations`` is off).
         lock_splitting: POSIX lock semantics; False makes sub-range LOCK/LOCKU answer
             NFS4ERR_LOCK_RANGE like servers that cannot split locks.
         max_io: maxread / maxwrite in bytes.
         grace_lift_early: end a grace period once every reclaimer sent RECLAIM_COMPLETE.
+        write_delegations: grant write delegations too (``delegations`` must be on).
+        cb_timeout: seconds a CB_GETATTR or CB_RECALL_ANY may take (at most half a
+            lease); a CB_GETATTR not answered in time makes the server recall.
     """
 
     name: str
@@ -153,6 +158,8 @@ class InstanceConfig:
     lock_splitting: bool = True
     max_io: int = 1024 * 1024
     grace_lift_early: bool = True
+    write_delegations: bool = True
+    cb_timeout: float = 2.0
 
 
 class Node:
@@ -351,6 +358,10 @@ def reply_limit(fore: nfs4.channel_attrs4, cachethis: bool) -> _ReplyLimit:
     if cachethis and fore.ca_maxresponsesize_cached < fore.ca_maxresponsesize:
         return _ReplyLimit(fore.ca_maxresponsesize_cached, S.NFS4ERR_REP_TOO_BIG_TO_CACHE)
     return _ReplyLimit(fore.ca_maxresponsesize, S.NFS4ERR_REP_TOO_BIG)
+
+
+class CallbackError(Exception):
+    """A callback that cannot be sent (no back channel)."""
 
 
 @dataclass(slots=True)
@@ -1057,6 +1068,105 @@ class ServerInstance:
             await trio.sleep(pause)
             pause = min(pause * 2, 1.0)
 
+    # -- other callbacks: CB_GETATTR, CB_RECALL_ANY (RFC 8881 sections 20.1, 20.6) ------
+    async def callback(
+        self, client: ClientRecord, ops_args: list[cb.CbArgOp]
+    ) -> cb.CB_COMPOUND4res:
+        """Send one CB_COMPOUND [CB_SEQUENCE, *ops_args] on a back channel of ``client``
+        (slot 0, the session's next sequence id) and return the decoded reply.  Callers
+        bound the wait.
+
+        Raises:
+            CallbackError: the client has no back channel.
+            NFSClientError: the connection failed, or the reply does not decode.
+        """
+        found = self.backchannel_for(client)
+        if found is None:
+            raise CallbackError(f"client {client.clientid:#x} has no back channel")
+        session, conn = found
+        lock = self._cb_locks.setdefault(session.sessionid, trio.Lock())
+        async with lock:
+            session.cb_seqid = (session.cb_seqid + 1) & 0xFFFFFFFF
+            args = cb.CB_COMPOUND4args(
+                tag=b"",
+                minorversion=1,
+                callback_ident=0,
+                argarray=[
+                    cb.CB_SEQUENCE4args(session.sessionid, session.cb_seqid, 0, 0, False, []),
+                    *ops_args,
+                ],
+            )
+            enc = Encoder()
+            args.pack(enc)
+            reply = await conn.callback(
+                session.cb_program, NFS_CB, CB_COMPOUND, enc.getvalue(), _cb_cred(session)
+            )
+        return cb.CB_COMPOUND4res.unpack(Decoder(reply))
+
+    @property
+    def cb_timeout(self) -> float:
+        """Seconds a CB_GETATTR may take before the delegation is recalled instead."""
+        return min(self.config.cb_timeout, max(0.5, self.lease_time / 2))
+
+    async def cb_getattr(self, deleg: Delegation, fh: bytes) -> ops.CbGetattrAnswer:
+        """Ask a write delegation's holder for size and change (CB_GETATTR, RFC 8881
+        sections 10.4.3 and 20.1), waiting at most ``cb_timeout`` seconds.  Never
+        raises: a failure is an answer with ``error`` set."""
+        client = self.clients.get(deleg.clientid)
+        if client is None:
+            return ops.CbGetattrAnswer(error="the holder's client ID is gone")
+        request = cb.CB_GETATTR4args(fh, bitmap4_from(ops.CB_GETATTR_REQUEST))
+        error = f"no answer within {self.cb_timeout:g} s"
+        res: cb.CB_COMPOUND4res | None = None
+        with trio.move_on_after(self.cb_timeout):
+            try:
+                res = await self.callback(client, [request])
+            except (CallbackError, NFSClientError) as exc:
+                error = str(exc)
+        if res is None:
+            return ops.CbGetattrAnswer(error=error)
+        got = res.resarray[1] if len(res.resarray) > 1 else None
+        if not isinstance(got, cb.CB_GETATTR4res):
+            return ops.CbGetattrAnswer(error=f"CB_COMPOUND {res.status.name}")
+        if got.status != S.NFS4_OK or got.resok is None:
+            return ops.CbGetattrAnswer(error=f"CB_GETATTR {got.status.name}")
+        try:
+            attrs = decode_fattr4(got.resok.obj_attributes)
+        except XdrError as exc:
+            return ops.CbGetattrAnswer(error=f"CB_GETATTR attributes do not decode: {exc}")
+        return ops.CbGetattrAnswer(size=attrs.size, change=attrs.change)
+
+    async def recall_any(self, client: ClientRecord, keep: int, mask: Iterable[int]) -> str:
+        """Send CB_RECALL_ANY(craa_objects_to_keep=``keep``, craa_type_mask=``mask``
+        bits, e.g. RCA4_TYPE_MASK_RDATA_DLG / RCA4_TYPE_MASK_WDATA_DLG) to ``client``
+        (RFC 8881 section 20.6); the client's status, or why it was not answered
+        (waits at most ``cb_timeout`` seconds)."""
+        bits = sorted(set(mask))
+        held = sum(
+            1 for st in self.state.valid_for_client(client.clientid) if isinstance(st, Delegation)
+        )
+        request = cb.CB_RECALL_ANY4args(
+            craa_objects_to_keep=keep, craa_type_mask=bitmap4_from(bits)
+        )
+        status = f"no answer within {self.cb_timeout:g} s"
+        with trio.move_on_after(self.cb_timeout):
+            try:
+                res = await self.callback(client, [request])
+                status = res.status.name
+            except (CallbackError, NFSClientError) as exc:
+                status = f"failed: {exc}"
+        self.event(
+            "cb-recall-any",
+            f"CB_RECALL_ANY to client {client.clientid:#x}: keep {keep} of its {held} "
+            f"delegation(s), type mask bits {bits}: {status} (RFC 8881 section 20.6)",
+            clientid=client.clientid,
+            keep=keep,
+            mask=bits,
+            held=held,
+            status=status,
+        )
+        return status
+
     # -- the lease reaper --------------------------------------------------------------
     def reap(self) -> None:
         """Expire leases, revoke unreturned recalled delegations, end grace periods."""
@@ -1160,15 +1270,22 @@ class ServerInstance:
                 call.xid, reject_stat.AUTH_ERROR, auth=auth_stat.AUTH_BADCRED
             )
         try:
-            body = self.process_compound(conn, ep, call, creds)
+            body = await self.process_compound(conn, ep, call, creds)
         except XdrError as exc:
             log.info("%s: garbage arguments from %s: %s", self.name, conn.peer, exc)
             return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.GARBAGE_ARGS)
         return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS, body)
 
     # -- the COMPOUND executor, RFC 8881 section 16.2.3 --------------------------------
-    def process_compound(self, conn: Any, ep: Endpoint, call: RpcCall, creds: Credentials) -> bytes:
+    async def process_compound(
+        self, conn: Any, ep: Endpoint, call: RpcCall, creds: Credentials
+    ) -> bytes:
         """Execute one COMPOUND and return the encoded COMPOUND4res.
+
+        The operations run synchronously, one after the other, except that a GETATTR
+        needing a CB_GETATTR (RFC 8881 section 10.4.3) waits for the holder's answer
+        and is then run again; meanwhile the slot is in progress (a retry on it gets
+        NFS4ERR_DELAY) and other requests are served.
 
         Raises:
             XdrError: the COMPOUND header does not decode (GARBAGE_ARGS).
@@ -1187,88 +1304,87 @@ class ServerInstance:
         cache: _CacheTarget | None = None
         limit: _ReplyLimit | None = None
         used = compound_header_size(tag)
-        for index in range(count):
-            c.index = index
-            try:
-                opnum = dec.int32("nfs_argop4.argop")
-            except XdrError:
-                results.append((OP.OP_ILLEGAL, OpStatus(OP.OP_ILLEGAL, S.NFS4ERR_BADXDR)))
-                status = S.NFS4ERR_BADXDR
-                break
-            if opnum not in VALID_OPNUMS:
-                names.append("ILLEGAL")
-                results.append((OP.OP_ILLEGAL, OpStatus(OP.OP_ILLEGAL, S.NFS4ERR_OP_ILLEGAL)))
-                status = S.NFS4ERR_OP_ILLEGAL
-                break
-            op = nfs_opnum4(opnum)
-            names.append(op.name.removeprefix("OP_"))
-            early = self._position_error(op, index, count)
-            unsupported = op in ops.NOT_SUPPORTED_OPS or opnum not in ops.HANDLERS
-            if early is None and unsupported and op != OP.OP_SEQUENCE:
-                early = S.NFS4ERR_NOTSUPP
-            if early is not None:
-                results.append((opnum, OpStatus(opnum, early)))
-                status = early
-                break
-            arg_cls = nfs4.ARGS_BY_OPNUM.get(op)
-            if arg_cls is None:
-                results.append((opnum, OpStatus(opnum, S.NFS4ERR_NOTSUPP)))
-                status = S.NFS4ERR_NOTSUPP
-                break
-            try:
-                args = arg_cls.unpack(dec)
-            except XdrError:
-                results.append((opnum, OpStatus(opnum, S.NFS4ERR_BADXDR)))
-                status = S.NFS4ERR_BADXDR
-                break
-            if isinstance(args, nfs4.SEQUENCE4args):
-                outcome = self._sequence(c, args, call, count, dec, tag)
-                if isinstance(outcome, bytes):
-                    self._log_compound(conn, call, names, count, outcome, started, replay=True)
-                    return outcome
-                seq_res, cache = outcome
-                results.append((opnum, seq_res))
-                used += SEQUENCE_RESULT_BYTES
-                status = seq_res.status
+        try:
+            for index in range(count):
+                c.index = index
+                try:
+                    opnum = dec.int32("nfs_argop4.argop")
+                except XdrError:
+                    results.append((OP.OP_ILLEGAL, OpStatus(OP.OP_ILLEGAL, S.NFS4ERR_BADXDR)))
+                    status = S.NFS4ERR_BADXDR
+                    break
+                if opnum not in VALID_OPNUMS:
+                    names.append("ILLEGAL")
+                    results.append((OP.OP_ILLEGAL, OpStatus(OP.OP_ILLEGAL, S.NFS4ERR_OP_ILLEGAL)))
+                    status = S.NFS4ERR_OP_ILLEGAL
+                    break
+                op = nfs_opnum4(opnum)
+                names.append(op.name.removeprefix("OP_"))
+                early = self._position_error(op, index, count)
+                unsupported = op in ops.NOT_SUPPORTED_OPS or opnum not in ops.HANDLERS
+                if early is None and unsupported and op != OP.OP_SEQUENCE:
+                    early = S.NFS4ERR_NOTSUPP
+                if early is not None:
+                    results.append((opnum, OpStatus(opnum, early)))
+                    status = early
+                    break
+                arg_cls = nfs4.ARGS_BY_OPNUM.get(op)
+                if arg_cls is None:
+                    results.append((opnum, OpStatus(opnum, S.NFS4ERR_NOTSUPP)))
+                    status = S.NFS4ERR_NOTSUPP
+                    break
+                try:
+                    args = arg_cls.unpack(dec)
+                except XdrError:
+                    results.append((opnum, OpStatus(opnum, S.NFS4ERR_BADXDR)))
+                    status = S.NFS4ERR_BADXDR
+                    break
+                if isinstance(args, nfs4.SEQUENCE4args):
+                    outcome = self._sequence(c, args, call, count, dec, tag)
+                    if isinstance(outcome, bytes):
+                        self._log_compound(conn, call, names, count, outcome, started, replay=True)
+                        return outcome
+                    seq_res, cache = outcome
+                    results.append((opnum, seq_res))
+                    used += SEQUENCE_RESULT_BYTES
+                    status = seq_res.status
+                    if status != S.NFS4_OK:
+                        break
+                    if c.session is not None and cache is not None:
+                        limit = reply_limit(c.session.fore, cache.cachethis)
+                        cache.slot.in_progress = True
+                    continue
+                more = index < count - 1
+                if limit is not None and op not in READ_ONLY_OPS:
+                    largest = MAX_RESULT_BYTES.get(op, DEFAULT_MAX_RESULT_BYTES)
+                    if used + 4 + largest + (ERROR_RESULT_BYTES if more else 0) > limit.size:
+                        # Not executed: its result might not fit (RFC 8881 section 2.10.6.4).
+                        results.append((opnum, OpStatus(opnum, limit.status)))
+                        status = limit.status
+                        break
+                result, status = await self._run_op(c, op, args)
+                enc = Encoder()
+                result.pack(enc)
+                encoded = enc.getvalue()
+                tail = ERROR_RESULT_BYTES if more and status == S.NFS4_OK else 0
+                if limit is not None and used + 4 + len(encoded) + tail > limit.size:
+                    if op not in READ_ONLY_OPS and status == S.NFS4_OK:
+                        log.warning(
+                            "%s: %s executed but its %d-byte result exceeds the reply limit",
+                            self.name,
+                            op.name,
+                            len(encoded),
+                        )
+                    result, status = OpStatus(opnum, limit.status), limit.status
+                    results.append((opnum, result))
+                    break
+                results.append((opnum, RawResult(encoded)))
+                used += 4 + len(encoded)
                 if status != S.NFS4_OK:
                     break
-                if c.session is not None and cache is not None:
-                    limit = reply_limit(c.session.fore, cache.cachethis)
-                continue
-            more = index < count - 1
-            if limit is not None and op not in READ_ONLY_OPS:
-                largest = MAX_RESULT_BYTES.get(op, DEFAULT_MAX_RESULT_BYTES)
-                if used + 4 + largest + (ERROR_RESULT_BYTES if more else 0) > limit.size:
-                    # Not executed: its result might not fit (RFC 8881 section 2.10.6.4).
-                    results.append((opnum, OpStatus(opnum, limit.status)))
-                    status = limit.status
-                    break
-            result: Packable
-            try:
-                self._precheck(c, op)
-                res = ops.HANDLERS[opnum](c, args)
-                result, status = res, res.status
-            except FsError as exc:
-                result, status = OpStatus(opnum, exc.status), exc.status
-            enc = Encoder()
-            result.pack(enc)
-            encoded = enc.getvalue()
-            tail = ERROR_RESULT_BYTES if more and status == S.NFS4_OK else 0
-            if limit is not None and used + 4 + len(encoded) + tail > limit.size:
-                if op not in READ_ONLY_OPS and status == S.NFS4_OK:
-                    log.warning(
-                        "%s: %s executed but its %d-byte result exceeds the reply limit",
-                        self.name,
-                        op.name,
-                        len(encoded),
-                    )
-                result, status = OpStatus(opnum, limit.status), limit.status
-                results.append((opnum, result))
-                break
-            results.append((opnum, RawResult(encoded)))
-            used += 4 + len(encoded)
-            if status != S.NFS4_OK:
-                break
+        finally:
+            if cache is not None:
+                cache.slot.in_progress = False
         body = encode_compound_res(status, tag, results)
         if cache is not None:
             cache.slot.reply = body if cache.cachethis else None
@@ -1278,6 +1394,20 @@ class ServerInstance:
             conn, call, names, count, body, started, status=status, done=len(results)
         )
         return body
+
+    async def _run_op(self, c: Compound, op: nfs_opnum4, args: Any) -> tuple[Packable, nfsstat4]:
+        """One operation: the start-of-operation checks, then its handler; a handler
+        asking for CB_GETATTR (``ops.CallbackNeeded``) is run again with the answer."""
+        for _ in range(3):
+            try:
+                self._precheck(c, op)
+                res = ops.HANDLERS[int(op)](c, args)
+                return res, res.status
+            except FsError as exc:
+                return OpStatus(int(op), exc.status), exc.status
+            except ops.CallbackNeeded as need:
+                c.cb_answers[need.deleg.other] = await self.cb_getattr(need.deleg, need.fh)
+        return OpStatus(int(op), S.NFS4ERR_DELAY), S.NFS4ERR_DELAY
 
     @staticmethod
     def _position_error(op: nfs_opnum4, index: int, count: int) -> nfsstat4 | None:
@@ -1345,6 +1475,13 @@ class ServerInstance:
         # retry (RFC 8881 section 2.10.6.1.3.1: then NFS4ERR_SEQ_FALSE_RETRY is a MUST).
         digest = args_digest(raw_args + repr(c.principal).encode())
         decision = check_sequence(slot, args.sa_sequenceid, digest)
+        if slot.in_progress and decision in (
+            SeqDecision.REPLAY,
+            SeqDecision.REPLAY_UNCACHED,
+            SeqDecision.FALSE_RETRY,
+        ):
+            # A retry of a request still executing (RFC 8881 section 2.10.6.2).
+            return nfs4.SEQUENCE4res(S.NFS4ERR_DELAY), None
         if decision is SeqDecision.REPLAY:
             assert slot.reply is not None
             slot.relaxed = False

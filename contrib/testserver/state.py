@@ -12,7 +12,8 @@ Sans-I/O: plain objects and synchronous methods; time is passed in by the caller
   section 9.7).
 * Byte-range locks (section 9 / 18.10 - 18.12): one :class:`LockState` per
   (lock-owner, open), holding POSIX-style ranges (split and merged like fcntl locks).
-* Delegations (section 10.2): read delegations only, one per (client, file).
+* Delegations (section 10.2): read and write delegations, one per (client, file); a
+  write delegation records what CB_GETATTR handling needs (section 10.4.3).
 
 A state record that is revoked (lease expiry, administrative revocation, a delegation
 not returned, a stateid lost during migration) stays in the table with ``revoked`` set
@@ -126,11 +127,30 @@ class LockState(StateRecord):
 
 @dataclass(slots=True, eq=False)
 class Delegation(StateRecord):
-    """A read delegation (RFC 8881 section 10.2); ``recall_started`` is the lease-clock
-    time CB_RECALL was first sent (None: not being recalled)."""
+    """A read or write delegation (RFC 8881 section 10.2).
+
+    Attributes:
+        dtype: OPEN_DELEGATE_READ or OPEN_DELEGATE_WRITE.
+        recall_started: the lease-clock time CB_RECALL was first sent (None: not being
+            recalled).
+        sc: write delegations: the change attribute the server recorded for the file
+            when it granted the delegation, raised each time a CB_GETATTR finds the
+            holder's copy modified (section 10.4.3, "sc" and "nsc").
+        modified: write delegations: a CB_GETATTR found the holder's copy modified;
+            stays True until the delegation is returned or revoked (10.4.3).
+        space_limit: write delegations: bytes the holder may write locally
+            (nfs_space_limit4 NFS_LIMIT_SIZE, section 10.4.1).
+    """
 
     dtype: open_delegation_type4 = open_delegation_type4.OPEN_DELEGATE_READ
     recall_started: float | None = None
+    sc: int = 0
+    modified: bool = False
+    space_limit: int = 0
+
+    @property
+    def write(self) -> bool:
+        return self.dtype == open_delegation_type4.OPEN_DELEGATE_WRITE
 
     def kind(self) -> str:
         return "delegation"
@@ -289,8 +309,13 @@ class StateTable:
         self.add(st)
         return st
 
-    def new_delegation(self, clientid: int, key: FileKey) -> Delegation:
-        st = Delegation(new_other(), 1, clientid, key[0], key[1])
+    def new_delegation(
+        self,
+        clientid: int,
+        key: FileKey,
+        dtype: open_delegation_type4 = open_delegation_type4.OPEN_DELEGATE_READ,
+    ) -> Delegation:
+        st = Delegation(new_other(), 1, clientid, key[0], key[1], dtype=dtype)
         self.add(st)
         return st
 
@@ -344,4 +369,3 @@ class StateTable:
                 if conflicts(r.locktype, wanted):
                     return LockConflict(r.start, r.end, r.locktype, (st.clientid, st.owner))
         return None
-

@@ -480,7 +480,7 @@ class ForgetfulClient(RawClient):
 
     forgot = 0
 
-    def _answer_callback(self, call: RpcCall) -> bytes:
+    def _answer_callback(self, call: RpcCall) -> bytes | None:
         if call.proc != 1 or self.forgot:
             return super()._answer_callback(call)
         self.forgot += 1
