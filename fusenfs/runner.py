@@ -818,7 +818,12 @@ async def list_exports(session: ServerSession) -> tuple[nfs4.fsid4 | None, list[
         for entry in rd.reply.entries:
             attrs = decode_fattr4(entry.attrs)
             path = f"{prefix}/{entry.name.decode(errors='replace')}"
-            if attrs.fsid is not None and attrs.fsid != root_fsid:
+            if attrs.rdattr_error == nfsstat4.NFS4ERR_WRONGSEC:
+                # A junction into an export that wants another flavour than the one
+                # asking (RFC 8881 section 2.6.3.1): an export all the same (Ganesha
+                # gives the directory's own fsid beside the error).
+                found.append((path, "fsid ?: NFS4ERR_WRONGSEC to AUTH_SYS"))
+            elif attrs.fsid is not None and attrs.fsid != root_fsid:
                 found.append((path, _fsid_label(attrs.fsid)))
             elif (
                 attrs.type == nfs_ftype4.NF4DIR
@@ -1310,7 +1315,7 @@ async def _path_fsid(session: ServerSession, path: str) -> str:
         res = await session.compound(ops)
     except NFS4Error as e:
         if e.status == nfsstat4.NFS4ERR_WRONGSEC:
-            return f"? (not with this probe's AUTH_SYS: {e}; see {path} sec)"
+            return f"?: NFS4ERR_WRONGSEC to AUTH_SYS ({e.op_name}); see {path} sec"
         if e.op_name != "LOOKUP":
             raise
         raise MountPathError(await _path_error(session, path, e)) from None
