@@ -1115,13 +1115,15 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
                 cookie = entry.cookie
                 a = entry.attrs
                 fhandle = a.filehandle
-                if a.rdattr_error == nfsstat4.NFS4ERR_MOVED:
+                if a.rdattr_error in (nfsstat4.NFS4ERR_MOVED, nfsstat4.NFS4ERR_WRONGSEC):
                     # A junction to an absent file system (RFC 8881 section 11.5.6):
                     # follow the referral so the entry shows the file system's root.
+                    # Or to a file system that wants another flavour (section
+                    # 2.6.3.1.1): the lookup negotiates it.
                     try:
                         fhandle, a = await self.client.lookup(od.inode.fh, entry.name, od.cred)
                     except NFSClientError as e:
-                        log.info("referral %r not followed: %s", entry.name, e)
+                        log.info("junction %r not followed: %s", entry.name, e)
                         continue
                 elif a.rdattr_error not in (None, nfsstat4.NFS4_OK):
                     continue

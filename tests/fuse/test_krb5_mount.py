@@ -7,7 +7,9 @@ give the machine credential with ``-o keytab=...,principal=host/localhost``.
 
 - each of sec=krb5, krb5i and krb5p mounts, and a 64 MiB file is copied in and out
   byte-identically; the mount time and both copies' MB/s are printed (``-s``), not
-  asserted;
+  asserted, beside the same for AUTH_SYS (sec=krb5p:sys on a sys-only export);
+- a mount of the pseudo-file system's root with sec=sys:krb5p crosses into the
+  Kerberos export: NFS4ERR_WRONGSEC, SECINFO, krb5p there, sys above;
 - two local users with their own ticket caches (``KRB5CCNAME``) on one allow_other
   mount: each one's files belong to them as the server maps them, and the server
   enforces each one's identity; a user without tickets gets EACCES at once, the log
@@ -31,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -138,7 +141,8 @@ def start_ganesha(realm: FusenfsRealm, sectypes: tuple[str, ...]) -> GaneshaServ
     except GaneshaError as err:
         server.cleanup()
         pytest.fail(f"could not start NFS-Ganesha with Kerberos: {err}", pytrace=False)
-    # Root's requests go with the machine credential, which maps to nobody.
+    # Root's requests go with the machine credential: a principal Ganesha may map to
+    # root or to nobody (idmapping); either may create at the top.
     os.chmod(server.export_path, 0o1777)
     server.wait_grace_over()
     return server
@@ -176,13 +180,16 @@ MountKrb5 = Callable[..., Mounted]
 
 @pytest.fixture
 def krb5_mount(krb5_realm: FusenfsRealm, tmp_path: Path) -> Iterator[MountKrb5]:
-    """``krb5_mount(server, "sec=krb5p", public=False)``: ``fusenfs mount
-    localhost:/export`` with the realm's machine credential; each mount is unmounted
-    after the test (a failed unmount fails the test, after a forced clean-up)."""
+    """``krb5_mount(server, "sec=krb5p", public=False, path=None)``: ``fusenfs mount
+    localhost:PATH`` (the export by default) with the realm's machine credential;
+    each mount is unmounted after the test (a failed unmount fails the test, after a
+    forced clean-up)."""
     made: list[Mount] = []
     publics: list[Path] = []
 
-    def make(server: GaneshaServer, options: str, *, public: bool = False) -> Mounted:
+    def make(
+        server: GaneshaServer, options: str, *, public: bool = False, path: str | None = None
+    ) -> Mounted:
         if public:
             outer = Path(tempfile.mkdtemp(prefix="fusenfs-krb5-public-"))
             outer.chmod(0o755)  # other users must reach the mount point
@@ -194,7 +201,13 @@ def krb5_mount(krb5_realm: FusenfsRealm, tmp_path: Path) -> Iterator[MountKrb5]:
         log_path = tmp_path / f"client{len(made)}.log"
         opts = f"port={server.port},{machine_options(krb5_realm)},{options}"
         argv = fusenfs_argv(
-            "mount", f"localhost:{server.pseudo}", mountpoint, "-o", opts, "--log-file", log_path
+            "mount",
+            f"localhost:{server.pseudo if path is None else path}",
+            mountpoint,
+            "-o",
+            opts,
+            "--log-file",
+            log_path,
         )
         started = time.monotonic()
         try:
@@ -266,36 +279,49 @@ def drop_page_cache() -> None:
 
 
 # ====================================================================== tests
-@pytest.mark.parametrize("flavour", ["krb5", "krb5i", "krb5p"])
+@pytest.mark.parametrize(
+    ("sec", "flavour", "server_fixture"),
+    [
+        ("krb5", "krb5", "krb5_ganesha"),
+        ("krb5i", "krb5i", "krb5_ganesha"),
+        ("krb5p", "krb5p", "krb5_ganesha"),
+        ("krb5p:sys", "sys", "sys_ganesha"),  # the baseline: AUTH_SYS, same server build
+    ],
+)
 def test_copy_64_mib_in_and_out(
-    krb5_ganesha: GaneshaServer,
+    request: pytest.FixtureRequest,
     krb5_mount: MountKrb5,
-    server_dir: str,
     tmp_path: Path,
+    sec: str,
     flavour: str,
+    server_fixture: str,
 ) -> None:
     """A 64 MiB file copied in (cp) arrives byte-identical on the server; copied out
     again after the page cache is dropped, it is byte-identical here."""
-    mounted = krb5_mount(krb5_ganesha, f"sec={flavour}")
+    server: GaneshaServer = request.getfixturevalue(server_fixture)
+    mounted = krb5_mount(server, f"sec={sec}")
     m = mounted.mount
     assert f"flavour {flavour};" in m.log_text(), m.log_text()
     source = tmp_path / "source.bin"
     digest = write_random_file(source, COPY_SIZE)
-    target = m.path / server_dir / "big.bin"
+    name = f"big-{uuid.uuid4().hex[:8]}.bin"
+    target = m.path / name
     started = time.monotonic()
     run(["cp", source, target], timeout=300)
     copied_in = time.monotonic() - started
-    assert sha256_file(krb5_ganesha.export_path / server_dir / "big.bin") == digest
+    assert sha256_file(server.export_path / name) == digest
     drop_page_cache()
     back = tmp_path / "back.bin"
     started = time.monotonic()
     run(["cp", target, back], timeout=300)
     copied_out = time.monotonic() - started
     assert sha256_file(back) == digest
+    os.unlink(target)
     mb = COPY_SIZE / 1e6
     print(
-        f"\n{flavour}: mount {mounted.seconds:.2f} s; 64 MiB in {copied_in:.2f} s "
-        f"({mb / copied_in:.0f} MB/s), out {copied_out:.2f} s ({mb / copied_out:.0f} MB/s)"
+        f"\nsec={sec} ({flavour}): mount {mounted.seconds:.2f} s; 64 MiB in "
+        f"{copied_in:.2f} s ({mb / copied_in:.0f} MB/s), out {copied_out:.2f} s "
+        f"({mb / copied_out:.0f} MB/s)"
     )
 
 
@@ -369,6 +395,25 @@ def test_a_user_without_tickets_gets_eacces_and_the_mount_stays_up(
     )
     assert done.returncode == 0, done.stderr
     assert m.is_mounted()
+
+
+def test_crossing_from_the_pseudo_root_into_a_kerberos_export(
+    krb5_ganesha: GaneshaServer, krb5_mount: MountKrb5, server_dir: str
+) -> None:
+    """localhost:/ with sec=sys:krb5p: the pseudo-file system takes sys, the first
+    choice; READDIR there shows the export as NFS4ERR_WRONGSEC, the LOOKUP into it
+    says so too, SECINFO of "export" offers krb5 flavours only, and the export goes
+    with krb5p while the pseudo-file system keeps sys (RFC 8881 section 2.6.3.1.1)."""
+    m = krb5_mount(krb5_ganesha, "sec=sys:krb5p,debug", path="/").mount
+    assert "flavour sys;" in m.log_text(), m.log_text()
+    assert "export" in os.listdir(m.path)
+    assert server_dir in os.listdir(m.path / "export")
+    name = f"{server_dir}/made-by-root"
+    (m.path / "export" / name).write_text("through krb5p\n")  # AUTH_SYS: WRONGSEC
+    assert (krb5_ganesha.export_path / name).read_text() == "through krb5p\n"
+    log = m.log_text()
+    assert "[SEQUENCE PUTFH SECINFO]" in log, log
+    assert re.search(r"security flavour of fsid \S+ on \S+: krb5p \(was sys\)", log), log
 
 
 def test_krb5p_or_sys_falls_back_to_sys_on_a_sys_only_export(

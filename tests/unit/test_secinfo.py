@@ -583,3 +583,33 @@ async def test_an_auth_sys_mount_never_negotiates() -> None:
     with pytest.raises(NFS4Error) as info:
         await client.lookup(b"root", b"sub", Caller(1000, 1000))
     assert info.value.status == WRONGSEC and len(session.sent) == 1
+
+
+async def test_a_file_system_a_referral_brought_is_asked_its_flavour_first() -> None:
+    """A referral's file system starts with the root's flavour (krb5i, which reached
+    it); before its first call SECINFO_NO_NAME says it offers krb5p too, which the
+    user prefers: the GETATTR goes with krb5p."""
+
+    def answer(ops: list[nfs4.ArgOp], cred: Credential | None) -> Reply:
+        if isinstance(ops[1], nfs4.SECINFO_NO_NAME4args):
+            offered = entries(KRB5I, KRB5P)
+            return [
+                nfs4.PUTFH4res(nfsstat4.NFS4_OK),
+                nfs4.SECINFO_NO_NAME4res(nfsstat4.NFS4_OK, offered),
+            ]
+        return [nfs4.PUTFH4res(nfsstat4.NFS4_OK), attrs_of(9)]
+
+    session = ScriptedSession(answer)
+    client = mounted_client(session, [KRB5P, KRB5I])
+    client.root_flavour = KRB5I
+    far = client.adopt_filesystem(b"far", NFSAttrs(fsid=nfs4.fsid4(9, 0)), ["far"], session)
+    assert client.flavour_of(far) is KRB5I
+    await client.getattr(b"far")
+    await client.getattr(b"far")  # asked once
+    kinds = [(type(ops[1]).__name__, flavour_sent(cred)) for ops, cred in session.sent]
+    assert kinds == [
+        ("SECINFO_NO_NAME4args", KRB5I),
+        ("GETATTR4args", KRB5P),
+        ("GETATTR4args", KRB5P),
+    ]
+    assert client.flavour_of(far) is KRB5P
