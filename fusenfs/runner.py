@@ -1015,6 +1015,8 @@ def statistics_hook(
             "proto": "tcp",
             "age": time.time() - started,
             "options": req.options.describe(client.maxread, client.maxwrite),
+            # The flavour negotiated for the export's root (RFC 8881 section 2.6).
+            "flavour": client.root_flavour.value,
         }
         data["sessions"] = [
             {

@@ -31,6 +31,7 @@ Everything started is stopped by its own handle: the KDC and Ganesha by PID, mou
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -423,6 +424,9 @@ def test_krb5p_or_sys_falls_back_to_sys_on_a_sys_only_export(
     file is root's on the server: no_root_squash, not the machine principal's nobody)."""
     m = krb5_mount(sys_ganesha, "sec=krb5p:sys").mount
     assert "flavour sys;" in m.log_text(), m.log_text()
+    stats = json.loads(run(fusenfs_argv("stats", "--json", m.path), timeout=30).stdout)
+    assert stats["mount"]["flavour"] == "sys"
+    assert "sec=krb5p:sys" in stats["mount"]["options"].split(",")
     name = f"sys-{uuid.uuid4().hex[:8]}"
     (m.path / name).write_text("via AUTH_SYS\n")
     on_server = os.stat(sys_ganesha.export_path / name)
