@@ -428,7 +428,7 @@ class ExportNegotiation:
         self.refused: set[SecFlavor] = set()
         self.root_fh: bytes | None = None
         self.offered: list[SecFlavor] = []
-        #: For logs and ``fusenfs probe``: each SECINFO answer, (path, names).
+        #: For the log: each SECINFO / SECINFO_NO_NAME answer, (path, entry names).
         self.answers: list[tuple[str, list[str]]] = []
         self.rounds = 0
         self._ask_no_name = True
@@ -559,7 +559,8 @@ class ExportNegotiation:
                 self._pending = self._secinfo_request(self.flavour)
                 return
             raise self._absolute(reply)
-        getfh, info = reply[k + 1], reply[k + 2]
+        getfh = reply[k + 1] if len(reply) > k + 2 else None
+        info = reply[k + 2] if len(reply) > k + 2 else None
         if not isinstance(getfh, nfs4.GETFH4res) or getfh.resok is None:
             raise NFSClientError(f"{self.what}: SECINFO's GETFH gave no filehandle")
         if not isinstance(info, nfs4.SECINFO4res) or info.resok is None:
