@@ -822,7 +822,7 @@ async def list_exports(session: ServerSession) -> tuple[nfs4.fsid4 | None, list[
                 # A junction into an export that wants another flavour than the one
                 # asking (RFC 8881 section 2.6.3.1): an export all the same (Ganesha
                 # gives the directory's own fsid beside the error).
-                found.append((path, "fsid ?: NFS4ERR_WRONGSEC to AUTH_SYS"))
+                found.append((path, "fsid ?: NFS4ERR_WRONGSEC, it wants another flavour"))
             elif attrs.fsid is not None and attrs.fsid != root_fsid:
                 found.append((path, _fsid_label(attrs.fsid)))
             elif (
