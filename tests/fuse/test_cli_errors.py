@@ -93,7 +93,7 @@ def test_connection_refused(empty_dir: Path) -> None:
         ("port=notanumber", "port"),
         ("port=70000", "port"),
         ("vers=3", "4.1"),
-        ("sec=krb5", "sec"),
+        ("sec=krb9", "sec"),
         ("ro=1", "ro"),
     ],
 )

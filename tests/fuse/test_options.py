@@ -733,7 +733,7 @@ def test_refused_options_one_line(tmp_path: Path, options: str, names: list[str]
 #: A --debug line for a COMPOUND sent: ``-> HOST:PORT [session=... slot=N seq=N ]
 #: [OPS] N B`` (session/session.py).
 SENT = re.compile(r" -> \S+ (?:session=\S+ slot=\d+ seq=\d+ )?\[([A-Z_ ]+)\] (\d+) B$")
-SETUP_OPS = {"SEQUENCE", "PUTFH", "PUTROOTFH", "PUTPUBFH"}
+SETUP_OPS = {"SEQUENCE", "PUTFH", "PUTROOTFH", "PUTPUBFH", "SAVEFH", "RESTOREFH"}
 
 
 def main_op(names: list[str]) -> str:
@@ -778,7 +778,7 @@ def test_stats_per_operation_match_the_debug_log(
         assert figures["transmissions"] == figures["ops"], (op, figures)
         assert figures["bytes_sent"] == sent_bytes[op], (op, figures, sent_bytes[op])
         assert figures["rtt_ms_max"] <= figures["exec_ms_max"] + 0.5, (op, figures)
-    # (A rename is PUTFH SAVEFH PUTFH RENAME: the session counts it under SAVEFH.)
+    # (A rename is PUTFH SAVEFH PUTFH RENAME: counted under RENAME.)
     for op in ("OPEN", "READ", "WRITE", "REMOVE", "READDIR", "LOOKUP", "CREATE", "CLOSE"):
         assert ops.get(op, {"ops": 0})["ops"] > 0, f"no {op} counted: {sorted(ops)}"
 
