@@ -25,6 +25,7 @@ from contrib.testserver.model import (
     Model,
     now_nfstime,
 )
+from contrib.testserver.security import IdMap
 from session.errors import XdrError
 from session.xdr.const import (
     ACCESS4_DELETE,
@@ -154,14 +155,16 @@ class AttrProvider(Protocol):
     def fs_status(self, fs: FileSystem) -> fs4_status: ...
 
 
-def owner_string(uid: int) -> str:
-    """The owner attribute for a uid: numeric strings (RFC 8881 section 5.9 allows them
-    with AUTH_SYS)."""
-    return str(uid)
+def owner_string(uid: int, idmap: IdMap | None = None) -> str:
+    """The owner attribute for a uid: ``name@domain`` for a user the id map knows by
+    name (a Kerberos principal mapped to it, or configured), else the number (RFC 8881
+    section 5.9 allows numeric strings with AUTH_SYS)."""
+    return idmap.owner(uid) if idmap is not None else str(uid)
 
 
-def parse_owner(text: str) -> int:
-    """A uid or gid from an owner / owner_group string ("1000", "1000@domain", "root").
+def parse_owner(text: str, idmap: IdMap | None = None) -> int:
+    """A uid or gid from an owner / owner_group string ("1000", "1000@domain", "root",
+    "alice@domain" for a user the id map knows).
 
     Raises:
         FsError: NFS4ERR_BADOWNER for a name this server does not know.
@@ -173,6 +176,9 @@ def parse_owner(text: str) -> int:
         return 0
     if name in ("nobody", "nogroup"):
         return NOBODY
+    known = idmap.uid_of(name) if idmap is not None else None
+    if known is not None:
+        return known
     raise FsError(nfsstat4.NFS4ERR_BADOWNER, repr(text))
 
 
@@ -270,9 +276,9 @@ def build(
     if has(A.NUMLINKS):
         a.numlinks = inode.nlink
     if has(A.OWNER):
-        a.owner = owner_string(inode.uid)
+        a.owner = owner_string(inode.uid, model.idmap)
     if has(A.OWNER_GROUP):
-        a.owner_group = owner_string(inode.gid)
+        a.owner_group = model.idmap.group(inode.gid)
     if has(A.RAWDEV):
         a.rawdev = specdata4(*inode.rdev)
     if want & {A.SPACE_AVAIL, A.SPACE_FREE, A.SPACE_TOTAL}:
@@ -349,8 +355,9 @@ def decode_for_verify(f: fattr4) -> set[int]:
     return bits
 
 
-def apply_simple(fs: FileSystem, inode: Inode, attrs: NFSAttrs) -> None:
-    """Apply mode, owner, owner_group and the times (not size: the caller handles it).
+def apply_simple(fs: FileSystem, inode: Inode, attrs: NFSAttrs, idmap: IdMap | None = None) -> None:
+    """Apply mode, owner, owner_group and the times (not size: the caller handles it);
+    owner names are mapped by ``idmap``.
 
     Raises:
         FsError: NFS4ERR_BADOWNER, NFS4ERR_INVAL (a time with nseconds >= 10**9).
@@ -360,10 +367,10 @@ def apply_simple(fs: FileSystem, inode: Inode, attrs: NFSAttrs) -> None:
         inode.mode = attrs.mode & 0o7777
         changed = True
     if attrs.owner is not None:
-        inode.uid = parse_owner(attrs.owner)
+        inode.uid = parse_owner(attrs.owner, idmap)
         changed = True
     if attrs.owner_group is not None:
-        inode.gid = parse_owner(attrs.owner_group)
+        inode.gid = parse_owner(attrs.owner_group, idmap)
         changed = True
     for setting, field_name in (
         (attrs.time_access_set, "atime"),

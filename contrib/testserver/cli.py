@@ -1,6 +1,8 @@
 """``fusenfs-testserver`` / ``python -m contrib.testserver``: run and drive a cluster.
 
     serve --instance 127.0.0.1 --instance 127.0.0.2 --fs a --fs b --control /tmp/x.sock
+          [--sec a=krb5p:krb5i] [--krb5-keytab PATH [--krb5-principal nfs@localhost]]
+          [--user alice=1001:1001]
     status | events [--since N] [--follow]
     migrate FS --to INSTANCE [--tsm | --no-tsm] [--no-session] [--new-clientid]
                              [--lose STATEID ...] [--freeze SECONDS] [--new-filehandles]
@@ -38,7 +40,9 @@ import trio
 from contrib.testserver.cluster import Cluster, ClusterConfig, ControlError, FsSpec, open_cluster
 from contrib.testserver.control import DEFAULT_CONTROL_PATH, request, serve_control
 from contrib.testserver.model import parse_fh_expire_type
+from contrib.testserver.security import GssConfig, acceptor_credentials, parse_sec
 from contrib.testserver.server import EndpointConfig, InstanceConfig
+from session.gss import GssCredentialsUnavailable
 
 log = logging.getLogger("contrib.testserver")
 
@@ -120,6 +124,36 @@ def parse_recall_mask(text: str) -> list[int]:
     return bits
 
 
+def apply_sec(filesystems: list[FsSpec], items: list[str]) -> None:
+    """``NAME=FLAVOURS`` items (``--sec``) set ``FsSpec.sec``."""
+    by_name = {spec.name: spec for spec in filesystems}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not value:
+            raise UsageError(f"bad --sec {item!r}: NAME=FLAVOURS, e.g. a=krb5p:krb5i")
+        spec = by_name.get(name)
+        if spec is None:
+            raise UsageError(f"--sec {item!r}: no --fs {name}")
+        try:
+            spec.sec = list(parse_sec(value))
+        except ValueError as exc:
+            raise UsageError(f"--sec {item!r}: {exc}") from None
+
+
+def parse_user(text: str) -> tuple[str, tuple[int, int]]:
+    """``NAME=UID[:GID]`` (``--user``) -> (name, (uid, gid)); the gid defaults to the uid."""
+    name, eq, ids = text.partition("=")
+    uid_text, _, gid_text = ids.partition(":")
+    try:
+        uid = int(uid_text)
+        gid = int(gid_text) if gid_text else uid
+    except ValueError:
+        raise UsageError(f"bad --user {text!r}: NAME=UID[:GID]") from None
+    if not eq or not name or "@" in name or not 0 <= uid < 1 << 32 or not 0 <= gid < 1 << 32:
+        raise UsageError(f"bad --user {text!r}: NAME=UID[:GID]")
+    return name, (uid, gid)
+
+
 def parse_fs(text: str) -> FsSpec:
     """``NAME[=PATH][@INSTANCE]`` -> FsSpec."""
     head, at, instance = text.partition("@")
@@ -155,6 +189,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="fh_expire_type of file system NAME: persistent (default), volatile-any, "
         "vol-migration, vol-rename, noexpire-with-open, joined by +",
     )
+    s.add_argument(
+        "--sec",
+        action="append",
+        default=[],
+        metavar="NAME=FLAVOURS",
+        help="security flavours file system NAME allows, in SECINFO order: krb5p, krb5i, "
+        "krb5, sys, none joined by : (default: every flavour the instance accepts)",
+    )
+    s.add_argument(
+        "--krb5-keytab",
+        metavar="PATH",
+        help="accept RPCSEC_GSS (krb5, krb5i, krb5p) with the keys of this keytab "
+        "(KRB5_CONFIG in the environment names the realm)",
+    )
+    s.add_argument(
+        "--krb5-principal",
+        metavar="NAME",
+        help="the service principal: host-based nfs@localhost, or nfs/localhost@REALM "
+        "(default: any key of the keytab)",
+    )
+    s.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="NAME=UID[:GID]",
+        help="map principal NAME@REALM (and owner NAME@DOMAIN) to UID, GID (before the "
+        "password database)",
+    )
+    s.add_argument("--nfs4-domain", default="fusenfs.test", help="domain of owner strings")
     s.add_argument("--lease", type=int, default=90, help="lease time in seconds")
     s.add_argument("--grace", type=float, default=None, help="grace period in seconds")
     s.add_argument("--no-delegations", action="store_true", help="grant no delegations")
@@ -326,7 +389,6 @@ def _print_ready(cluster: Cluster, control: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    setup_logging(args.debug)
     instances = [
         parse_instance(text, i, args.lease, args.grace) for i, text in enumerate(args.instance)
     ]
@@ -335,7 +397,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         inst.write_delegations = not args.no_write_delegations
     filesystems = [parse_fs(text) for text in args.fs] or [FsSpec("a")]
     apply_fh_expire_types(filesystems, args.fh_expire_type)
-    config = ClusterConfig(instances, filesystems, args.lease, args.grace)
+    apply_sec(filesystems, args.sec)
+    if args.krb5_principal and not args.krb5_keytab:
+        raise UsageError("--krb5-principal needs --krb5-keytab")
+    gss = GssConfig(args.krb5_keytab, args.krb5_principal) if args.krb5_keytab else None
+    if gss is not None:
+        try:
+            acceptor_credentials(gss)  # a bad keytab or principal: one line, not a traceback
+        except GssCredentialsUnavailable as exc:
+            raise UsageError(str(exc)) from None
+    users = dict(parse_user(text) for text in args.user)
+    config = ClusterConfig(
+        instances,
+        filesystems,
+        args.lease,
+        args.grace,
+        gss=gss,
+        users=users,
+        nfs4_domain=args.nfs4_domain,
+    )
+    setup_logging(args.debug)
     try:
         trio.run(run_serve, config, args.control)
     except KeyboardInterrupt:

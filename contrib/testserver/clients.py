@@ -40,8 +40,9 @@ from session.xdr.nfs4 import (
     nfs_impl_id4,
 )
 
-Principal = tuple[str, int]
-"""Who sent a request: ("sys", uid) for AUTH_SYS, ("none", 0) for AUTH_NONE."""
+Principal = tuple[str, int | str]
+"""Who sent a request: ("sys", uid) for AUTH_SYS, ("none", 0) for AUTH_NONE,
+("gss", "alice@REALM") for RPCSEC_GSS (the krb5 mechanism, whatever the service)."""
 
 
 class BackChannel(Protocol):
@@ -260,6 +261,11 @@ class ClientRecord:
         lease_moved: file systems migrated away while it held state on them, whose
             location attribute it has not fetched yet (SEQ4_STATUS_LEASE_MOVED).
         origin: how the record came to be (for the event log and ``status``).
+        mach_cred: SP4_MACH_CRED (RFC 8881 section 2.10.8.3): the principal whose
+            EXCHANGE_ID created the record (the machine credential); None: SP4_NONE.
+        mach_enforce / mach_allow: the operations answered in spo_must_enforce (only
+            the machine credential may send them for this client ID: else
+            NFS4ERR_WRONG_CRED) and spo_must_allow (section 18.35.3).
     """
 
     clientid: int
@@ -277,6 +283,17 @@ class ClientRecord:
     reclaim_complete_fs: set[str] = field(default_factory=set)
     lease_moved: set[str] = field(default_factory=set)
     origin: str = "EXCHANGE_ID"
+    mach_cred: Principal | None = None
+    mach_enforce: frozenset[int] = frozenset()
+    mach_allow: frozenset[int] = frozenset()
+
+    def wrong_cred(self, opnum: int, principal: Principal) -> bool:
+        """True if ``opnum`` from ``principal`` breaks this record's SP4_MACH_CRED."""
+        return (
+            self.mach_cred is not None
+            and opnum in self.mach_enforce
+            and principal != self.mach_cred
+        )
 
     @property
     def eir_sequenceid(self) -> int:

@@ -66,6 +66,7 @@ from contrib.testserver.model import (
     fh_expire_type_text,
     parse_fh_expire_type,
 )
+from contrib.testserver.security import GssConfig, IdMap
 from contrib.testserver.server import (
     Endpoint,
     EndpointConfig,
@@ -103,28 +104,39 @@ def check_loopback(address: str) -> None:
 @dataclass(slots=True)
 class FsSpec:
     """A file system to create: ``name``, mount ``path`` (default /export/NAME), the
-    instance serving it (default: the first), and the ``fh_expire_type`` it reports
+    instance serving it (default: the first), the ``fh_expire_type`` it reports
     (RFC 8881 section 4.2.3): "persistent" (the default), "volatile-any",
     "vol-migration", "vol-rename", combinations such as
-    "volatile-any+noexpire-with-open", or the bitmask (``model.parse_fh_expire_type``)."""
+    "volatile-any+noexpire-with-open", or the bitmask (``model.parse_fh_expire_type``),
+    and the security flavours it allows, ``sec`` ("krb5p:krb5i", or a list; names of
+    ``security.FLAVOURS``; None: every flavour the serving instance accepts; RFC 8881
+    section 2.6)."""
 
     name: str
     path: str | None = None
     served_by: str | None = None
     read_only: bool = False
     fh_expire_type: str | int = "persistent"
+    sec: str | list[str] | None = None
 
 
 @dataclass(slots=True)
 class ClusterConfig:
     """Instances and file systems of a cluster; ``lease_time`` (seconds) and
-    ``grace_time`` apply to instances that do not set their own."""
+    ``grace_time`` apply to instances that do not set their own, ``gss`` (RPCSEC_GSS,
+    ``security.GssConfig``) to instances without one.  ``users`` (name -> (uid, gid)),
+    ``nfs4_domain`` and ``local_realms`` make the id map of owners and Kerberos
+    principals (``security.IdMap``)."""
 
     instances: list[InstanceConfig]
     filesystems: list[FsSpec]
     lease_time: int = 90
     grace_time: float | None = None
     server_scope: bytes = DEFAULT_SCOPE
+    gss: GssConfig | None = None
+    users: dict[str, tuple[int, int]] = field(default_factory=dict)
+    nfs4_domain: str = "fusenfs.test"
+    local_realms: list[str] = field(default_factory=list)
 
     @classmethod
     def simple(
@@ -135,8 +147,12 @@ class ClusterConfig:
         lease_time: int = 90,
         grace_time: float | None = None,
         ports: Sequence[int] | None = None,
+        gss: GssConfig | None = None,
+        sec: str | None = None,
     ) -> ClusterConfig:
-        """One instance per address, named A, B, C...; file systems served by A."""
+        """One instance per address, named A, B, C...; file systems served by A, each
+        allowing the flavours ``sec`` (None: all the instances accept); RPCSEC_GSS
+        with ``gss`` on every instance."""
         instances = [
             InstanceConfig(
                 name=chr(ord("A") + i),
@@ -146,7 +162,13 @@ class ClusterConfig:
             )
             for i, addr in enumerate(addresses)
         ]
-        return cls(instances, [FsSpec(n) for n in filesystems], lease_time, grace_time)
+        return cls(
+            instances,
+            [FsSpec(n, sec=sec) for n in filesystems],
+            lease_time,
+            grace_time,
+            gss=gss,
+        )
 
 
 @dataclass(slots=True)
@@ -245,7 +267,7 @@ class Cluster:
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
         self.server_scope = config.server_scope
-        self.model = Model()
+        self.model = Model(IdMap.from_config(config.users, config.nfs4_domain, config.local_realms))
         self.events = EventLog()
         self.instances: dict[str, ServerInstance] = {}
         self._location: dict[str, ServerInstance] = {}
@@ -261,6 +283,8 @@ class Cluster:
                 raise ControlError(f"two instances named {icfg.name}")
             for ep in icfg.endpoints:
                 check_loopback(ep.address)
+            if icfg.gss is None:
+                icfg.gss = config.gss
             self.instances[icfg.name] = ServerInstance(self, i, icfg)
         if not self.instances:
             raise ControlError("a cluster needs at least one instance")
@@ -271,6 +295,7 @@ class Cluster:
                 spec.served_by,
                 read_only=spec.read_only,
                 fh_expire_type=spec.fh_expire_type,
+                sec=spec.sec,
             )
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -350,12 +375,13 @@ class Cluster:
         *,
         read_only: bool = False,
         fh_expire_type: str | int = "persistent",
+        sec: str | Sequence[str] | None = None,
     ) -> FileSystem:
         """Create a file system mounted on ``path`` (default /export/NAME), reporting
-        ``fh_expire_type`` (see :class:`FsSpec`).
+        ``fh_expire_type`` and allowing the flavours ``sec`` (see :class:`FsSpec`).
 
         Raises:
-            ControlError: a bad name, path or fh_expire_type.
+            ControlError: a bad name, path, fh_expire_type or flavour.
         """
         inst = self.instance(served_by) if served_by else next(iter(self.instances.values()))
         try:
@@ -364,6 +390,7 @@ class Cluster:
                 path or f"/export/{name}",
                 read_only=read_only,
                 fh_expire_type=fh_expire_type,
+                sec=sec,
             )
         except ValueError as exc:
             raise ControlError(str(exc)) from None
@@ -752,6 +779,9 @@ class Cluster:
             impl_id=list(rec.impl_id),
             reclaim_complete=True,
             origin=f"transferred from {src.name}",
+            mach_cred=rec.mach_cred,
+            mach_enforce=rec.mach_enforce,
+            mach_allow=rec.mach_allow,
         )
         unconf = dst.clients.unconfirmed_for(rec.co_ownerid)
         if unconf is not None:
@@ -976,6 +1006,10 @@ class Cluster:
                         "owner": rec.owner_text(),
                         "confirmed": rec.confirmed,
                         "origin": rec.origin,
+                        "principal": str(rec.principal[1])
+                        if rec.principal[0] == "gss"
+                        else f"{rec.principal[0]}:{rec.principal[1]}",
+                        "state_protect": "SP4_MACH_CRED" if rec.mach_cred else "SP4_NONE",
                         "sessions": [sid.hex() for sid in rec.sessions],
                         "state": [
                             {
@@ -1013,6 +1047,15 @@ class Cluster:
                     "server_scope": inst.server_scope.decode("utf-8", "replace"),
                     "boot_verifier": inst.boot_verifier.hex(),
                     "lease_time": inst.lease_time,
+                    "gss": (
+                        {
+                            "keytab": inst.config.gss.keytab_name,
+                            "principal": inst.config.gss.principal,
+                            "contexts": len(inst.gss.handles) if inst.gss else 0,
+                        }
+                        if inst.config.gss is not None
+                        else None
+                    ),
                     "serves": sorted(n for n, i in self._location.items() if i is inst),
                     "migrated_away": sorted(inst.migrated_away),
                     "graces": [g.describe() for g in inst.graces],
@@ -1029,6 +1072,7 @@ class Cluster:
                 "files": len(fs.inodes),
                 "fh_expire_type": fh_expire_type_text(fs.fh_expire_type),
                 "fh_epoch": fs.fh_epoch,
+                "sec": list(fs.sec) if fs.sec is not None else None,
             }
             for fs in self.model.filesystems.values()
         ]

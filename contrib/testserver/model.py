@@ -38,10 +38,11 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
+from contrib.testserver.security import IdMap, parse_sec
 from session.xdr.const import (
     FH4_NOEXPIRE_WITH_OPEN,
     FH4_PERSISTENT,
@@ -272,6 +273,9 @@ class FileSystem:
         files_total: inodes it offers (attributes files_*).
         fh_expire_type: the fh_expire_type bits it reports (RFC 8881 section 4.2.3;
             any value :func:`parse_fh_expire_type` takes).
+        sec: the security flavours it allows, in SECINFO order (``security.parse_sec``
+            names: krb5p, krb5i, krb5, sys, none); None: every flavour the answering
+            instance accepts (RFC 8881 section 2.6).
 
     Attributes:
         fh_epoch: the current filehandle epoch (uint32): handles of older epochs are
@@ -291,8 +295,10 @@ class FileSystem:
         space_total: int = 1 << 30,
         files_total: int = 1 << 20,
         fh_expire_type: str | int = FH4_PERSISTENT,
+        sec: tuple[str, ...] | None = None,
     ) -> None:
         self.name = name
+        self.sec = sec
         self.index = index
         self.path = path
         self.fsid = fsid4(0x7E57_0000 + index, index)
@@ -504,7 +510,9 @@ class Model:
     as a referral (RFC 8881 section 11.5.6, "File System Referrals").
     """
 
-    def __init__(self) -> None:
+    def __init__(self, idmap: IdMap | None = None) -> None:
+        #: owners and principals (RFC 8881 section 5.9), shared by every instance.
+        self.idmap = idmap if idmap is not None else IdMap()
         self.pseudo = FileSystem(PSEUDO_FS_NAME, 0, (), read_only=True)
         self.filesystems: dict[str, FileSystem] = {}
         self._by_index: dict[int, FileSystem] = {0: self.pseudo}
@@ -518,14 +526,18 @@ class Model:
         read_only: bool = False,
         space_total: int = 1 << 30,
         fh_expire_type: str | int = FH4_PERSISTENT,
+        sec: str | Sequence[str] | None = None,
     ) -> FileSystem:
-        """Create file system ``name`` and mount it on ``path``.
+        """Create file system ``name`` and mount it on ``path``, allowing the security
+        flavours ``sec`` (None: every flavour an instance accepts).
 
         Raises:
             ValueError: the name is taken, the path is empty or already a mount point,
-                a component of it exists and is not a directory, or ``fh_expire_type``
-                is not valid (:func:`parse_fh_expire_type`).
+                a component of it exists and is not a directory, ``fh_expire_type``
+                is not valid (:func:`parse_fh_expire_type`), or ``sec`` names an unknown
+                flavour.
         """
+        flavours = parse_sec(sec) if sec is not None else None
         fh_bits = parse_fh_expire_type(fh_expire_type)
         if name in self.filesystems or name == PSEUDO_FS_NAME:
             raise ValueError(f"file system {name!r} already exists")
@@ -539,6 +551,7 @@ class Model:
             read_only=read_only,
             space_total=space_total,
             fh_expire_type=fh_bits,
+            sec=flavours,
         )
         parent_fs, parent_dir = self.pseudo, self.pseudo.root
         for i, comp in enumerate(components):

@@ -39,6 +39,7 @@ from contrib.testserver.model import (
     Inode,
     check_name,
 )
+from contrib.testserver.security import secinfo_entries
 from contrib.testserver.state import (
     AnyState,
     Delegation,
@@ -57,8 +58,6 @@ from session.xdr.const import (
     ACCESS4_MODIFY,
     ACCESS4_READ,
     ACE4_ACCESS_ALLOWED_ACE_TYPE,
-    AUTH_NONE,
-    AUTH_SYS,
     CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
     CREATE_SESSION4_FLAG_CONN_RDMA,
     CREATE_SESSION4_FLAG_PERSIST,
@@ -105,7 +104,7 @@ from session.xdr.const import (
     state_protect_how4,
     why_no_delegation4,
 )
-from session.xdr.fattr import NFSAttrs, bitmap4_from
+from session.xdr.fattr import NFSAttrs, bitmap4_from, bitmap4_to_set
 
 if TYPE_CHECKING:
     from contrib.testserver.server import Endpoint, Node, ServerInstance
@@ -198,7 +197,62 @@ NOT_SUPPORTED_OPS: Final = frozenset(
 RFC 8881 section 17), and OPTIONAL features this server does not offer (named
 attributes, CLAIM_DELEGATE_PREV / DELEGPURGE, directory delegations, pNFS, SSV)."""
 
-SECINFO_FLAVORS: Final = [nfs4.secinfo4(AUTH_SYS), nfs4.secinfo4(AUTH_NONE)]
+PUTFH_LIKE_OPS: Final = frozenset({OP.OP_PUTFH, OP.OP_PUTROOTFH, OP.OP_PUTPUBFH, OP.OP_RESTOREFH})
+"""The put-filehandle operations of RFC 8881 section 2.6.3.1.1."""
+
+SECURITY_DEFERRING_OPS: Final = PUTFH_LIKE_OPS | {
+    OP.OP_LOOKUP,
+    OP.OP_LOOKUPP,
+    OP.OP_OPEN,
+    OP.OP_SECINFO,
+    OP.OP_SECINFO_NO_NAME,
+    OP.OP_SAVEFH,
+}
+"""Operations after a put-filehandle operation that judge the flavour themselves (the
+target of LOOKUP / LOOKUPP, the file OPEN opens; SECINFO and SECINFO_NO_NAME never
+answer NFS4ERR_WRONGSEC; after SAVEFH the decision waits for RESTOREFH or the next
+operation using the handle; of several put-filehandle operations in a row only the
+last is judged): RFC 8881 sections 2.6.3.1.1.1 - 2.6.3.1.1.5."""
+
+NO_SECURITY_CHECK_OPS: Final = PUTFH_LIKE_OPS | {
+    OP.OP_LOOKUP,
+    OP.OP_LOOKUPP,
+    OP.OP_SECINFO,
+    OP.OP_SECINFO_NO_NAME,
+    OP.OP_SAVEFH,
+}
+"""Operations that use the current filehandle but are not checked on entry (they check
+later, or never): see ``security_precheck``."""
+
+
+def put_fh_security(c: Compound, following: int | None) -> nfsstat4 | None:
+    """After a put-filehandle operation: NFS4ERR_WRONGSEC for it if the next operation
+    (``following``, None if there is none) does not judge the flavour itself and the
+    new current filehandle's file system does not allow the request's flavour (RFC
+    8881 section 2.6.3.1.1); else None, the check done or left to what follows."""
+    c.sec_checked = False
+    if following is None or following in SECURITY_DEFERRING_OPS or c.current is None:
+        return None
+    try:
+        c.check_flavour(c.current.fs)
+    except FsError as exc:
+        return exc.status
+    c.sec_checked = True
+    return None
+
+
+def security_precheck(c: Compound, op: nfs_opnum4) -> None:
+    """At the start of an operation using the current filehandle: if its file system's
+    flavours have not been checked for this request yet (after SAVEFH, or a
+    put-filehandle operation that deferred the check), check them now.
+
+    Raises:
+        FsError: NFS4ERR_WRONGSEC.
+    """
+    if c.sec_checked or op in NO_SECURITY_CHECK_OPS or c.current is None:
+        return
+    c.check_flavour(c.current.fs)
+    c.sec_checked = True
 
 
 @dataclass(slots=True)
@@ -277,6 +331,13 @@ class Compound:
         self.sequenced = False
         #: CB_GETATTR answers obtained for this COMPOUND, by delegation ``other``.
         self.cb_answers: dict[bytes, CbGetattrAnswer] = {}
+        #: The security flavour of the request ("sys", "krb5p", ...) and the bytes it
+        #: adds to the reply (set by the executor).
+        self.flavour = "sys"
+        self.reply_overhead = 0
+        #: The current filehandle's file system allows ``flavour`` (checked), or the
+        #: check is still due (RFC 8881 section 2.6.3.1.1).
+        self.sec_checked = False
 
     @property
     def state(self) -> StateTable:
@@ -310,6 +371,24 @@ class Compound:
         """Change the current filehandle; the current stateid no longer applies."""
         self.current = ref
         self.current_stateid = None
+
+    def check_flavour(self, fs: FileSystem) -> None:
+        """The request's flavour must be one ``fs`` allows here (RFC 8881 section 2.6);
+        a file system absent here is judged where it is served (NFS4ERR_MOVED comes
+        first).
+
+        Raises:
+            FsError: NFS4ERR_WRONGSEC.
+        """
+        if not self.present(fs):
+            return
+        allowed = self.instance.flavours(fs)
+        if self.flavour not in allowed:
+            self.instance.note_wrongsec(self.client, fs, self.flavour, allowed)
+            raise FsError(
+                S.NFS4ERR_WRONGSEC,
+                f"{fs.name} allows {', '.join(allowed) or 'no flavour'} here, not {self.flavour}",
+            )
 
     def all_gids(self) -> list[int]:
         return [self.gid, *self.gids]
@@ -561,7 +640,9 @@ def op_lookup(c: Compound, args: nfs4.LOOKUP4args) -> ResOp:
     check_name(args.objname)
     check_perm(c, ref.inode, x=True)
     fs, inode = c.instance.model.lookup(ref.fs, ref.inode, args.objname)
+    c.check_flavour(fs)  # the target's file system (RFC 8881 section 2.6.3.1.1.3)
     c.set_fh(FhRef(fs, inode))
+    c.sec_checked = True
     return nfs4.LOOKUP4res(S.NFS4_OK)
 
 
@@ -570,7 +651,9 @@ def op_lookupp(c: Compound, args: nfs4.LOOKUPP4args) -> ResOp:
     ref = c.need_fh()
     require_dir(ref)
     fs, inode = c.instance.model.lookupp(ref.fs, ref.inode)
+    c.check_flavour(fs)  # the parent's file system (RFC 8881 section 2.6.3.1.1.4)
     c.set_fh(FhRef(fs, inode))
+    c.sec_checked = True
     return nfs4.LOOKUPP4res(S.NFS4_OK)
 
 
@@ -614,7 +697,7 @@ def op_create(c: Compound, args: nfs4.CREATE4args) -> ResOp:
         inode.target = args.objtype.linkdata or b""
     if args.objtype.devdata is not None:
         inode.rdev = (args.objtype.devdata.specdata1, args.objtype.devdata.specdata2)
-    attrmod.apply_simple(fs, inode, values)
+    attrmod.apply_simple(fs, inode, values, c.instance.model.idmap)
     fs.add_entry(directory, args.objname, inode)
     c.set_fh(FhRef(fs, inode))
     return nfs4.CREATE4res(
@@ -873,7 +956,11 @@ def op_setattr(c: Compound, args: nfs4.SETATTR4args) -> ResOp:
             only_times_now and attrmod.mode_permits(inode, c.uid, c.all_gids(), False, True, False)
         ):
             raise FsError(S.NFS4ERR_PERM, "not the owner")
-    if values.owner is not None and c.uid != 0 and attrmod.parse_owner(values.owner) != inode.uid:
+    if (
+        values.owner is not None
+        and c.uid != 0
+        and attrmod.parse_owner(values.owner, c.instance.model.idmap) != inode.uid
+    ):
         raise FsError(S.NFS4ERR_PERM, "only root changes the owner")
     if values.size is not None:
         if inode.is_dir():
@@ -901,7 +988,7 @@ def op_setattr(c: Compound, args: nfs4.SETATTR4args) -> ResOp:
         elif values.size > len(inode.data):
             inode.data.extend(bytes(values.size - len(inode.data)))
         fs.touch(inode, data=True)
-    attrmod.apply_simple(fs, inode, values)
+    attrmod.apply_simple(fs, inode, values, c.instance.model.idmap)
     return nfs4.SETATTR4res(S.NFS4_OK, bitmap4_from(bits))
 
 
@@ -1012,24 +1099,31 @@ def op_readdir(c: Compound, args: nfs4.READDIR4args) -> ResOp:
 # -- SECINFO, SECINFO_NO_NAME, RFC 8881 sections 18.29 and 18.45 -----------------------
 @handles(OP.OP_SECINFO)
 def op_secinfo(c: Compound, args: nfs4.SECINFO4args) -> ResOp:
+    """SECINFO (RFC 8881 section 18.29): the flavours of the file system the name is
+    in -- across a junction, the one mounted there -- in this server's order of
+    preference.  Never NFS4ERR_WRONGSEC; consumes the current filehandle."""
     ref = c.need_fh()
     require_dir(ref)
     check_name(args.name)
-    c.instance.model.lookup(ref.fs, ref.inode, args.name)
+    fs, _ = c.instance.model.lookup(ref.fs, ref.inode, args.name)
     c.current = None  # SECINFO consumes the current filehandle (18.29.3)
-    return nfs4.SECINFO4res(S.NFS4_OK, list(SECINFO_FLAVORS))
+    return nfs4.SECINFO4res(S.NFS4_OK, secinfo_entries(c.instance.flavours(fs)))
 
 
 @handles(OP.OP_SECINFO_NO_NAME)
 def op_secinfo_no_name(c: Compound, args: nfs4.SECINFO_NO_NAME4args) -> ResOp:
+    """SECINFO_NO_NAME (RFC 8881 section 18.45): the flavours of the current
+    filehandle's file system (SECINFO_STYLE4_CURRENT_FH) or its parent's
+    (SECINFO_STYLE4_PARENT)."""
     ref = c.need_fh()
+    fs = ref.fs
     if args.style == secinfo_style4.SECINFO_STYLE4_PARENT:
         require_dir(ref)
-        c.instance.model.lookupp(ref.fs, ref.inode)
+        fs, _ = c.instance.model.lookupp(ref.fs, ref.inode)
     elif args.style != secinfo_style4.SECINFO_STYLE4_CURRENT_FH:
         raise FsError(S.NFS4ERR_INVAL, "unknown secinfo style")
     c.current = None  # consumed (18.45.3)
-    return nfs4.SECINFO_NO_NAME4res(S.NFS4_OK, list(SECINFO_FLAVORS))
+    return nfs4.SECINFO_NO_NAME4res(S.NFS4_OK, secinfo_entries(c.instance.flavours(fs)))
 
 
 # -- OPEN, RFC 8881 section 18.16 ------------------------------------------------------
@@ -1235,7 +1329,7 @@ def _open_create(
     inode.create_verf = verifier
     if values.size:
         inode.data.extend(bytes(values.size))
-    attrmod.apply_simple(fs, inode, values)
+    attrmod.apply_simple(fs, inode, values, c.instance.model.idmap)
     fs.add_entry(directory, name, inode)
     return inode, True, bits
 
@@ -1730,16 +1824,19 @@ def op_exchange_id(c: Compound, args: nfs4.EXCHANGE_ID4args) -> ResOp:
     flags = args.eia_flags
     if flags & ~EXCHGID4_ALLOWED_ARG_FLAGS:
         raise FsError(S.NFS4ERR_INVAL, f"eia_flags {flags:#x}")
-    if args.eia_state_protect.spa_how != state_protect_how4.SP4_NONE:
-        raise FsError(S.NFS4ERR_NOTSUPP, "only SP4_NONE state protection")
+    protect = args.eia_state_protect
+    mach = _mach_cred_request(c, protect)
     owner = args.eia_clientowner
     now = inst.now()
     conf = inst.clients.confirmed_for(owner.co_ownerid)
     # Case 3 (RFC 8881 section 18.35.4): another principal for a confirmed owner is
     # refused only while that client ID has an unexpired lease with state; otherwise the
-    # old client ID and its state are deleted and the request is a new owner.
+    # old client ID and its state are deleted and the request is a new owner.  Under
+    # SP4_MACH_CRED the unexpired lease alone keeps the owner to its machine credential
+    # (section 18.35.3).
     may_replace = conf is not None and (
-        not inst.state.valid_for_client(conf.clientid) or now - conf.last_renewal > inst.lease_time
+        now - conf.last_renewal > inst.lease_time
+        or (conf.mach_cred is None and not inst.state.valid_for_client(conf.clientid))
     )
     outcome = inst.clients.exchange_id(
         owner.co_ownerid, owner.co_verifier, flags, c.principal, now, may_replace=may_replace
@@ -1752,6 +1849,10 @@ def op_exchange_id(c: Compound, args: nfs4.EXCHANGE_ID4args) -> ResOp:
             reason=f"{outcome.case}: another principal took the client owner over",
         )
     record = outcome.record
+    if not record.confirmed:
+        # A new record takes the protection asked for (a confirmed one keeps its own).
+        record.mach_cred = c.principal if mach is not None else None
+        record.mach_enforce, record.mach_allow = mach or (frozenset(), frozenset())
     record.impl_id = list(args.eia_client_impl_id)
     eir_flags = EXCHGID4_FLAG_SUPP_MOVED_REFER | EXCHGID4_FLAG_SUPP_MOVED_MIGR
     eir_flags |= EXCHGID4_FLAG_USE_NON_PNFS
@@ -1766,6 +1867,8 @@ def op_exchange_id(c: Compound, args: nfs4.EXCHANGE_ID4args) -> ResOp:
         confirmed=record.confirmed,
         case=outcome.case,
         owner=record.owner_text(),
+        principal=str(c.principal[1]) if c.principal[0] == "gss" else repr(c.principal),
+        state_protect="SP4_MACH_CRED" if record.mach_cred is not None else "SP4_NONE",
     )
     return nfs4.EXCHANGE_ID4res(
         S.NFS4_OK,
@@ -1773,12 +1876,82 @@ def op_exchange_id(c: Compound, args: nfs4.EXCHANGE_ID4args) -> ResOp:
             eir_clientid=record.clientid,
             eir_sequenceid=record.eir_sequenceid,
             eir_flags=eir_flags,
-            eir_state_protect=nfs4.state_protect4_r(state_protect_how4.SP4_NONE),
+            eir_state_protect=_state_protect_reply(record),
             eir_server_owner=inst.server_owner(c.node),
             eir_server_scope=inst.server_scope,
             eir_server_impl_id=[SERVER_IMPL_ID],
         ),
     )
+
+
+V41_OPS: Final = frozenset(
+    int(op) for op in OP if op.name.startswith("OP_") and op != OP.OP_ILLEGAL
+)
+
+
+def _mach_cred_request(
+    c: Compound, protect: nfs4.state_protect4_a
+) -> tuple[frozenset[int], frozenset[int]] | None:
+    """EXCHANGE_ID's state protection (RFC 8881 sections 2.10.8.3 and 18.35.3): None
+    for SP4_NONE; for SP4_MACH_CRED the operations this server will enforce (all the
+    client listed in spo_must_enforce that NFSv4.1 has) and allow (likewise
+    spo_must_allow: the machine credential may send anything here, stateids are not
+    bound to principals).
+
+    Raises:
+        FsError: NFS4ERR_INVAL for SP4_MACH_CRED sent other than with RPCSEC_GSS
+            integrity or privacy (section 18.35.3: the client MUST); NFS4ERR_NOTSUPP
+            for SP4_SSV.
+    """
+    how = protect.spa_how
+    if how == state_protect_how4.SP4_NONE:
+        return None
+    if how != state_protect_how4.SP4_MACH_CRED or protect.spa_mach_ops is None:
+        raise FsError(S.NFS4ERR_NOTSUPP, f"state protection {how}: SP4_NONE and SP4_MACH_CRED only")
+    if c.flavour not in ("krb5i", "krb5p"):
+        raise FsError(
+            S.NFS4ERR_INVAL,
+            f"SP4_MACH_CRED sent with {c.flavour}: RPCSEC_GSS with integrity or privacy "
+            "is required (RFC 8881 section 18.35.3)",
+        )
+    ops_asked = protect.spa_mach_ops
+    enforce = frozenset(bitmap4_to_set(ops_asked.spo_must_enforce, limit=128)) & V41_OPS
+    allow = frozenset(bitmap4_to_set(ops_asked.spo_must_allow, limit=128)) & V41_OPS
+    return enforce, allow
+
+
+def _state_protect_reply(record: ClientRecord) -> nfs4.state_protect4_r:
+    """eir_state_protect: what this server enforces for the client ID (18.35.4)."""
+    if record.mach_cred is None:
+        return nfs4.state_protect4_r(state_protect_how4.SP4_NONE)
+    return nfs4.state_protect4_r(
+        state_protect_how4.SP4_MACH_CRED,
+        spr_mach_ops=nfs4.state_protect_ops4(
+            bitmap4_from(sorted(record.mach_enforce)), bitmap4_from(sorted(record.mach_allow))
+        ),
+    )
+
+
+def enforce_mach_cred(c: Compound, record: ClientRecord, opnum: int) -> None:
+    """SP4_MACH_CRED (RFC 8881 section 2.10.8.3): an operation the client ID's
+    spo_must_enforce lists, sent for it by another principal than the machine
+    credential, fails.
+
+    Raises:
+        FsError: NFS4ERR_WRONG_CRED.
+    """
+    if record.wrong_cred(opnum, c.principal):
+        name = nfs_opnum4(opnum).name.removeprefix("OP_")
+        c.instance.event(
+            "wrong-cred",
+            f"NFS4ERR_WRONG_CRED: {name} for client ID {record.clientid:#x} from "
+            f"{c.principal[1]}, not its machine credential "
+            f"{record.mach_cred[1] if record.mach_cred else ''} "
+            "(SP4_MACH_CRED, RFC 8881 section 2.10.8.3)",
+            clientid=record.clientid,
+            op=name,
+        )
+        raise FsError(S.NFS4ERR_WRONG_CRED, f"{name} needs the machine credential")
 
 
 @handles(OP.OP_CREATE_SESSION)
@@ -1789,6 +1962,7 @@ def op_create_session(c: Compound, args: nfs4.CREATE_SESSION4args) -> ResOp:
         raise FsError(S.NFS4ERR_STALE_CLIENTID)
     if record.principal != c.principal:
         raise FsError(S.NFS4ERR_CLID_INUSE, "CREATE_SESSION by another principal")
+    enforce_mach_cred(c, record, OP.OP_CREATE_SESSION)
     if record.confirmed and args.csa_sequence == record.cs_seqid and record.cs_reply is not None:
         # A retry of the last CREATE_SESSION: its cached reply (18.36.4).
         return nfs4.CREATE_SESSION4res.unpack(Decoder(record.cs_reply))
@@ -1846,6 +2020,9 @@ def op_destroy_session(c: Compound, args: nfs4.DESTROY_SESSION4args) -> ResOp:
         raise FsError(S.NFS4ERR_BADSESSION)
     if not c.sequenced and id(c.conn) not in session.fore_conns:
         raise FsError(S.NFS4ERR_CONN_NOT_BOUND_TO_SESSION)
+    owner = inst.clients.get(session.clientid)
+    if owner is not None:
+        enforce_mach_cred(c, owner, OP.OP_DESTROY_SESSION)
     if c.session is session and c.index != c.count - 1:
         # RFC 8881 section 18.37.3: DESTROY_SESSION of the session the COMPOUND's
         # SEQUENCE named "MUST be the final operation"; refused (the session stays) so
@@ -1864,6 +2041,7 @@ def op_destroy_clientid(c: Compound, args: nfs4.DESTROY_CLIENTID4args) -> ResOp:
     record = inst.clients.get(args.dca_clientid)
     if record is None:
         raise FsError(S.NFS4ERR_STALE_CLIENTID)
+    enforce_mach_cred(c, record, OP.OP_DESTROY_CLIENTID)
     if record.sessions:
         raise FsError(S.NFS4ERR_CLIENTID_BUSY, "the client ID has sessions")
     if inst.state.valid_for_client(record.clientid):
@@ -1881,6 +2059,7 @@ def op_bind_conn_to_session(c: Compound, args: nfs4.BIND_CONN_TO_SESSION4args) -
     record = inst.clients.get(session.clientid)
     if record is None:
         raise FsError(S.NFS4ERR_BADSESSION)
+    enforce_mach_cred(c, record, OP.OP_BIND_CONN_TO_SESSION)
     direction = args.bctsa_dir
     if direction == channel_dir_from_client4.CDFC4_FORE:
         result = channel_dir_from_server4.CDFS4_FORE

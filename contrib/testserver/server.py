@@ -49,8 +49,19 @@ from contrib.testserver.clients import (
 )
 from contrib.testserver.model import FileSystem, FsError, Model
 from contrib.testserver.ops import Compound, FhRef, OpStatus
+from contrib.testserver.security import (
+    FLAVOURS,
+    NONE,
+    PLAIN_FLAVOURS,
+    SYS,
+    GssConfig,
+    IdMap,
+    acceptor_for,
+    flavour_of_service,
+)
 from contrib.testserver.state import Delegation, StateTable
 from session.errors import NFSClientError, XdrError
+from session.gss import GssAccepted, GssAcceptor, GssError
 from session.rpc import (
     NULL_AUTH,
     AuthNone,
@@ -97,6 +108,7 @@ from session.xdr.const import (
     fs4_status_type,
     nfs_opnum4,
     nfsstat4,
+    rpc_gss_svc_t,
 )
 from session.xdr.fattr import bitmap4_from, decode_fattr4
 
@@ -144,6 +156,8 @@ class InstanceConfig:
         max_io: maxread / maxwrite in bytes.
         grace_lift_early: end a grace period once every reclaimer sent RECLAIM_COMPLETE.
         write_delegations: grant write delegations too (``delegations`` must be on).
+        gss: accept RPCSEC_GSS with this keytab and principal (``security.GssConfig``);
+            None: AUTH_SYS and AUTH_NONE only.
         cb_timeout: seconds a CB_GETATTR or CB_RECALL_ANY may take (at most half a
             lease); a CB_GETATTR not answered in time makes the server recall.
     """
@@ -160,6 +174,7 @@ class InstanceConfig:
     grace_lift_early: bool = True
     write_delegations: bool = True
     cb_timeout: float = 2.0
+    gss: GssConfig | None = None
 
 
 class Node:
@@ -364,26 +379,71 @@ class CallbackError(Exception):
     """A callback that cannot be sent (no back channel)."""
 
 
+GSS_VERIFIER_OVERHEAD: Final = 32
+"""Bytes an RPCSEC_GSS reply verifier (a krb5 MIC, 28 bytes with AES) adds to a reply
+beyond the AUTH_NONE one ``RPC_REPLY_HEADER`` counts (rounded up)."""
+
+GSS_SERVICE_OVERHEAD: Final = {
+    rpc_gss_svc_t.RPC_GSS_SVC_NONE: 0,
+    rpc_gss_svc_t.RPC_GSS_SVC_INTEGRITY: 48,
+    rpc_gss_svc_t.RPC_GSS_SVC_PRIVACY: 80,
+}
+"""Bytes the protection of the results adds (rpc_gss_integ_data: length, seq_num and
+the MIC; rpc_gss_priv_data: length, seq_num and the wrap token's header, confounder and
+checksum), rounded up: counted against ca_maxresponsesize (RFC 8881 section 2.10.6.4)."""
+
+
 @dataclass(slots=True)
 class Credentials:
+    """Who sent a call and how (RFC 5531 section 8.2, RFC 2203).
+
+    Attributes:
+        principal: ("sys", uid), ("none", 0) or ("gss", "alice@REALM").
+        uid, gid, gids: the identity file access is checked with.
+        flavour: "sys", "none", "krb5", "krb5i" or "krb5p" (``security.FLAVOURS``).
+        reply_overhead: bytes the flavour adds to every reply (verifier, protection).
+        how: how a GSS principal was mapped (``security.IdMap.principal``).
+    """
+
     principal: Principal
     uid: int
     gid: int
     gids: list[int] = field(default_factory=list)
+    flavour: str = SYS
+    reply_overhead: int = 0
+    how: str = ""
 
 
 def parse_credential(call: RpcCall) -> Credentials | None:
-    """The caller from the RPC credential; None for a flavor this server refuses."""
+    """The caller from an AUTH_SYS or AUTH_NONE credential; None for a flavor this
+    function does not take (RPCSEC_GSS goes through the instance's acceptor)."""
     flavor = call.cred.flavor
     if flavor == auth_flavor.AUTH_SYS:
         try:
             parms = authsys_parms.unpack(Decoder(call.cred.body))
         except NFSClientError:
             return None
-        return Credentials(("sys", parms.uid), parms.uid, parms.gid, list(parms.gids))
+        return Credentials(("sys", parms.uid), parms.uid, parms.gid, list(parms.gids), SYS)
     if flavor == auth_flavor.AUTH_NONE:
-        return Credentials(("none", 0), 65534, 65534)
+        return Credentials(("none", 0), 65534, 65534, [], NONE)
     return None
+
+
+def gss_credentials(accepted: GssAccepted, idmap: IdMap) -> Credentials:
+    """The caller of an RPCSEC_GSS call the acceptor verified: its principal mapped to
+    a local identity (``IdMap.principal``: user@REALM -> that user, a machine
+    principal -> root), the flavour its service makes (krb5, krb5i, krb5p)."""
+    identity = idmap.principal(accepted.principal)
+    service = rpc_gss_svc_t(accepted.service)
+    return Credentials(
+        ("gss", accepted.principal),
+        identity.uid,
+        identity.gid,
+        [],
+        flavour_of_service(service),
+        GSS_VERIFIER_OVERHEAD + GSS_SERVICE_OVERHEAD.get(service, 80),
+        identity.how,
+    )
 
 
 class ServerInstance:
@@ -410,6 +470,8 @@ class ServerInstance:
         self._fhexpired_reported: set[tuple[int, str, int, str]] = set()
         self._cb_locks: dict[bytes, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
+        #: The RPCSEC_GSS acceptor (made by ``start`` from ``config.gss``).
+        self.gss: GssAcceptor | None = None
         self._new_boot()
 
     def __repr__(self) -> str:
@@ -550,6 +612,40 @@ class ServerInstance:
             fss_current="",
             fss_age=0,
             fss_version=nfs4.nfstime4(0, 0),
+        )
+
+    # -- security flavours, RFC 8881 section 2.6 -----------------------------------------
+    def flavours(self, fs: FileSystem) -> tuple[str, ...]:
+        """The flavours ``fs`` allows at this instance, in SECINFO order: its own list
+        (``FsSpec.sec``) without the Kerberos ones if this instance has no RPCSEC_GSS,
+        or by default every flavour the instance accepts (krb5p, krb5i, krb5 with
+        ``config.gss``, then sys, none)."""
+        accepted = FLAVOURS if self.config.gss is not None else PLAIN_FLAVOURS
+        if fs.sec is None:
+            return accepted
+        return tuple(f for f in fs.sec if f in accepted)
+
+    def note_wrongsec(
+        self,
+        client: ClientRecord | None,
+        fs: FileSystem,
+        flavour: str,
+        allowed: tuple[str, ...],
+    ) -> None:
+        """Log the first NFS4ERR_WRONGSEC a (client, file system, flavour) gets."""
+        key = (client.clientid if client else 0, f"wrongsec:{fs.name}:{flavour}")
+        if key in self._moved_reported:
+            return
+        self._moved_reported.add(key)
+        self.event(
+            "wrongsec",
+            f"NFS4ERR_WRONGSEC to client {key[0]:#x}: {flavour} is not one of the flavours "
+            f"{fs.name} allows ({', '.join(allowed) or 'none'}); SECINFO tells them "
+            "(RFC 8881 sections 2.6.3.1, 18.29)",
+            clientid=key[0],
+            fs=fs.name,
+            flavour=flavour,
+            allowed=list(allowed),
         )
 
     def note_moved(self, client: ClientRecord | None, fs: FileSystem) -> None:
@@ -854,6 +950,8 @@ class ServerInstance:
         self._moved_reported.clear()
         self._fhexpired_reported.clear()
         self._cb_locks.clear()
+        if self.gss is not None:
+            self.gss.forget()  # contexts do not survive a restart (RFC 2203 5.3.3.3)
         for fs_name in {st.fs for st in old_state.records.values()}:
             self._forget_unlinked(fs_name)
         self.event(
@@ -1209,8 +1307,21 @@ class ServerInstance:
             self._nursery.start_soon(fn, *args)
 
     async def start(self, nursery: trio.Nursery) -> None:
-        """Bind every endpoint (port 0: a free one, then recorded) and serve."""
+        """Bind every endpoint (port 0: a free one, then recorded) and serve.
+
+        Raises:
+            GssCredentialsUnavailable: ``config.gss`` names a keytab without the key.
+        """
         self._nursery = nursery
+        if self.config.gss is not None and self.gss is None:
+            self.gss = acceptor_for(self.config.gss)
+            self.event(
+                "gss",
+                f"RPCSEC_GSS accepted as {self.config.gss.principal or 'any principal'} of "
+                f"{self.config.gss.keytab_name} (RFC 2203; krb5, krb5i, krb5p)",
+                keytab=self.config.gss.keytab_name,
+                principal=self.config.gss.principal,
+            )
         for ep in self.endpoints:
             await self.bind(ep)
         nursery.start_soon(self._reaper)
@@ -1260,6 +1371,8 @@ class ServerInstance:
             return encode_accepted_reply(
                 call.xid, NULL_AUTH, accept_stat.PROG_MISMATCH, mismatch=(NFS_V4, NFS_V4)
             )
+        if call.cred.flavor == auth_flavor.RPCSEC_GSS:
+            return await self._handle_gss_call(conn, ep, call)
         if call.proc == NFSPROC4_NULL:
             return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS)
         if call.proc != NFSPROC4_COMPOUND:
@@ -1276,9 +1389,47 @@ class ServerInstance:
             return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.GARBAGE_ARGS)
         return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS, body)
 
+    async def _handle_gss_call(
+        self, conn: ServerConnection, ep: Endpoint, call: RpcCall
+    ) -> bytes | None:
+        """An RPCSEC_GSS call (RFC 2203 section 5): context creation and destruction
+        are answered by the acceptor; a data call is verified and unwrapped there,
+        executed as its principal, and its results protected with the call's service.
+        Without ``config.gss``: AUTH_ERROR AUTH_BADCRED, as for any flavor not taken."""
+        acceptor = self.gss
+        if acceptor is None:
+            return encode_rejected_reply(
+                call.xid, reject_stat.AUTH_ERROR, auth=auth_stat.AUTH_BADCRED
+            )
+        outcome = acceptor.accept(call)
+        if not isinstance(outcome, GssAccepted):
+            return outcome  # a reply of the acceptor's own, or None: drop (5.3.3.1)
+        try:
+            if call.proc == NFSPROC4_NULL:
+                return acceptor.reply(outcome, b"")
+            if call.proc != NFSPROC4_COMPOUND:
+                return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.PROC_UNAVAIL)
+            creds = gss_credentials(outcome, self.model.idmap)
+            try:
+                body = await self.process_compound(conn, ep, call, creds, args=outcome.args)
+            except XdrError as exc:
+                log.info("%s: garbage arguments from %s: %s", self.name, conn.peer, exc)
+                return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.GARBAGE_ARGS)
+            return acceptor.reply(outcome, body)
+        except GssError as exc:
+            # The context went away while the call ran (RPCSEC_GSS_DESTROY, a reboot):
+            # no verifier can be made; the client re-sends on a new context.
+            log.info("%s: no reply to xid=0x%08x: %s", self.name, call.xid, exc)
+            return None
+
     # -- the COMPOUND executor, RFC 8881 section 16.2.3 --------------------------------
     async def process_compound(
-        self, conn: Any, ep: Endpoint, call: RpcCall, creds: Credentials
+        self,
+        conn: Any,
+        ep: Endpoint,
+        call: RpcCall,
+        creds: Credentials,
+        args: bytes | memoryview | None = None,
     ) -> bytes:
         """Execute one COMPOUND and return the encoded COMPOUND4res.
 
@@ -1287,23 +1438,30 @@ class ServerInstance:
         and is then run again; meanwhile the slot is in progress (a retry on it gets
         NFS4ERR_DELAY) and other requests are served.
 
+        ``args`` are the COMPOUND's arguments when they are not ``call.args`` as sent
+        (RPCSEC_GSS integrity or privacy: unwrapped by the acceptor); ``call`` is what
+        came on the wire (ca_maxrequestsize counts it).
+
         Raises:
             XdrError: the COMPOUND header does not decode (GARBAGE_ARGS).
         """
         started = time.monotonic()
-        dec = Decoder(call.args)
+        raw = bytes(call.args if args is None else args)
+        dec = Decoder(raw)
         tag, minorversion, count = nfs4.COMPOUND4args.unpack_head(dec)
         if minorversion != 1:
             return encode_compound_res(S.NFS4ERR_MINOR_VERS_MISMATCH, tag, [])
         c = Compound(
             self, ep.node, conn, creds.principal, creds.uid, creds.gid, creds.gids, count, ep
         )
+        c.flavour = creds.flavour
+        c.reply_overhead = creds.reply_overhead
         results: list[tuple[int, Packable]] = []
         names: list[str] = []
         status = S.NFS4_OK
         cache: _CacheTarget | None = None
         limit: _ReplyLimit | None = None
-        used = compound_header_size(tag)
+        used = compound_header_size(tag) + creds.reply_overhead
         try:
             for index in range(count):
                 c.index = index
@@ -1334,13 +1492,13 @@ class ServerInstance:
                     status = S.NFS4ERR_NOTSUPP
                     break
                 try:
-                    args = arg_cls.unpack(dec)
+                    op_args = arg_cls.unpack(dec)
                 except XdrError:
                     results.append((opnum, OpStatus(opnum, S.NFS4ERR_BADXDR)))
                     status = S.NFS4ERR_BADXDR
                     break
-                if isinstance(args, nfs4.SEQUENCE4args):
-                    outcome = self._sequence(c, args, call, count, dec, tag)
+                if isinstance(op_args, nfs4.SEQUENCE4args):
+                    outcome = self._sequence(c, op_args, call, raw, count, dec, tag)
                     if isinstance(outcome, bytes):
                         self._log_compound(conn, call, names, count, outcome, started, replay=True)
                         return outcome
@@ -1362,7 +1520,16 @@ class ServerInstance:
                         results.append((opnum, OpStatus(opnum, limit.status)))
                         status = limit.status
                         break
-                result, status = await self._run_op(c, op, args)
+                result, status = await self._run_op(c, op, op_args)
+                if status == S.NFS4_OK and op in ops.PUTFH_LIKE_OPS:
+                    # RFC 8881 section 2.6.3.1.1: the put-filehandle operation answers
+                    # NFS4ERR_WRONGSEC unless the next one judges the flavour itself
+                    # (LOOKUP, LOOKUPP, OPEN, SECINFO, SECINFO_NO_NAME, SAVEFH) or there
+                    # is none (2.6.3.1.1.6, "Put Filehandle Operation + Nothing").
+                    following = _peek_opnum(raw, dec.offset) if more else None
+                    wrongsec = ops.put_fh_security(c, following)
+                    if wrongsec is not None:
+                        result, status = OpStatus(opnum, wrongsec), wrongsec
                 enc = Encoder()
                 result.pack(enc)
                 encoded = enc.getvalue()
@@ -1426,7 +1593,11 @@ class ServerInstance:
     def _precheck(self, c: Compound, op: nfs_opnum4) -> None:
         """What is checked at the start of every operation: a current filehandle where
         one is used, an absent file system (NFS4ERR_MOVED, RFC 8881 section 11.3), a file
-        system frozen by a migration in progress (NFS4ERR_DELAY, seed 001 section 4.2.7)."""
+        system frozen by a migration in progress (NFS4ERR_DELAY, seed 001 section 4.2.7),
+        and the request's security flavour if not yet checked (NFS4ERR_WRONGSEC,
+        section 2.6.3.1.1)."""
+        if c.client is not None and op != OP.OP_EXCHANGE_ID:
+            ops.enforce_mach_cred(c, c.client, int(op))
         if op in ops.NO_FH_OPS:
             return
         refs: list[FhRef] = [c.need_fh()]
@@ -1438,12 +1609,14 @@ class ServerInstance:
                 raise FsError(S.NFS4ERR_MOVED, f"file system {ref.fs.name} is not here")
             if self.cluster.is_frozen(ref.fs.name):
                 raise FsError(S.NFS4ERR_DELAY, f"file system {ref.fs.name} is being migrated")
+        ops.security_precheck(c, op)
 
     def _sequence(
         self,
         c: Compound,
         args: nfs4.SEQUENCE4args,
         call: RpcCall,
+        raw_args: bytes,
         count: int,
         dec: Decoder,
         tag: bytes,
@@ -1456,8 +1629,11 @@ class ServerInstance:
         error for the next) exceeds ca_maxresponsesize gets NFS4ERR_REP_TOO_BIG, or with
         sa_cachethis ca_maxresponsesize_cached NFS4ERR_REP_TOO_BIG_TO_CACHE: a
         channel too small for any reply (section 2.10.6.4).  These are SEQUENCE errors,
-        so the slot does not change (section 2.10.6.1.2)."""
-        raw_args = call.args
+        so the slot does not change (section 2.10.6.1.2).
+
+        ``raw_args`` are the COMPOUND's arguments as executed (unwrapped under
+        RPCSEC_GSS): a retry is recognised by them and the caller, not by the bytes
+        on the wire, which RPCSEC_GSS seals anew for each transmission."""
         session = c.node.sessions.get(args.sa_sessionid)
         record = self.clients.get(session.clientid) if session is not None else None
         if session is None or record is None:
@@ -1470,6 +1646,8 @@ class ServerInstance:
             return nfs4.SEQUENCE4res(S.NFS4ERR_TOO_MANY_OPS), None
         if request_size(call) > session.fore.ca_maxrequestsize:
             return nfs4.SEQUENCE4res(S.NFS4ERR_REQ_TOO_BIG), None
+        if record.wrong_cred(OP.OP_SEQUENCE, c.principal):
+            return nfs4.SEQUENCE4res(S.NFS4ERR_WRONG_CRED), None
         slot = session.slots[args.sa_slotid]
         # The caller is part of the request: a "retry" from another user is a false
         # retry (RFC 8881 section 2.10.6.1.3.1: then NFS4ERR_SEQ_FALSE_RETRY is a MUST).
@@ -1500,7 +1678,7 @@ class ServerInstance:
         if decision is SeqDecision.MISORDERED:
             return nfs4.SEQUENCE4res(S.NFS4ERR_SEQ_MISORDERED), None
         limit = reply_limit(session.fore, args.sa_cachethis)
-        smallest = compound_header_size(tag) + SEQUENCE_RESULT_BYTES
+        smallest = compound_header_size(tag) + c.reply_overhead + SEQUENCE_RESULT_BYTES
         if count > 1:
             smallest += ERROR_RESULT_BYTES
         if smallest > limit.size:
@@ -1579,6 +1757,13 @@ class ServerInstance:
             len(body),
             elapsed,
         )
+
+
+def _peek_opnum(raw: bytes, offset: int) -> int | None:
+    """The operation number at ``offset`` of a COMPOUND's arguments, if there is one."""
+    if len(raw) - offset < 4:
+        return None
+    return int(struct.unpack_from(">i", raw, offset)[0])
 
 
 def _cb_cred(session: Session) -> Credential:

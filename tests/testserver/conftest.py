@@ -6,6 +6,10 @@
   :class:`~contrib.testserver.rawclient.RawClient` (its tasks in the test's nursery).
 - ``client``: a raw client with a session on A (EXCHANGE_ID, CREATE_SESSION with a back
   channel, RECLAIM_COMPLETE).
+- ``krb5_realm``: the throw-away Kerberos realm of the test session
+  (``contrib.krb5.realm_for_tests``; skipped without the MIT tools, failed under CI);
+  ``gss_keytab``: one keytab with nfs/localhost, nfs/127.0.0.1 and nfs/127.0.0.2
+  (``contrib.testserver.kerberos.cluster_keytab``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from typing import Any
 import pytest
 import trio
 
+from contrib.krb5 import FusenfsRealm, Keytab, realm_for_tests
 from contrib.testserver import Cluster, ClusterConfig, FsSpec, InstanceConfig, open_cluster
+from contrib.testserver.kerberos import cluster_hosts, cluster_keytab
 from contrib.testserver.rawclient import RawClient
 from contrib.testserver.server import EndpointConfig
 
@@ -61,3 +67,16 @@ async def client(connect: Connect) -> RawClient:
     c = await connect("A", owner=b"fixture-client")
     await c.establish()
     return c
+
+
+@pytest.fixture(scope="session")
+def krb5_realm(request: pytest.FixtureRequest) -> FusenfsRealm:
+    """The throw-away realm (contrib.krb5.shared_realm), one per test session."""
+    return realm_for_tests(request.config)
+
+
+@pytest.fixture(scope="session")
+def gss_keytab(krb5_realm: FusenfsRealm) -> Keytab:
+    """nfs/localhost, nfs/127.0.0.1, nfs/127.0.0.2: every name a client of the two
+    instances asks for (the mount source's, the location entries' addresses)."""
+    return cluster_keytab(krb5_realm, cluster_hosts(["127.0.0.1", "127.0.0.2"]))

@@ -257,6 +257,9 @@ async def test_bind_conn_to_session_and_trunking(connect: Connect, client: RawCl
 
 
 async def test_unsupported_state_protection(connect: Connect) -> None:
+    """18.35.3: SP4_MACH_CRED must come with RPCSEC_GSS integrity or privacy (over
+    AUTH_SYS: NFS4ERR_INVAL; the Kerberos cases are in test_ts_gss.py); SP4_SSV is not
+    offered (NFS4ERR_NOTSUPP)."""
     with trio.fail_after(10):
         c = await connect("A")
         args = c.exchange_id_args()
@@ -264,5 +267,11 @@ async def test_unsupported_state_protection(connect: Connect) -> None:
             state_protect_how4.SP4_MACH_CRED, spa_mach_ops=nfs4.state_protect_ops4([], [])
         )
         res = await c.call([args])
-        assert res.status == S.NFS4ERR_NOTSUPP
+        assert res.status == S.NFS4ERR_INVAL
         assert res.resarray[0].OPNUM == nfs_opnum4.OP_EXCHANGE_ID
+        args.eia_state_protect = nfs4.state_protect4_a(
+            state_protect_how4.SP4_SSV,
+            spa_ssv_parms=nfs4.ssv_sp_parms4(nfs4.state_protect_ops4([], []), [], [], 0, 0),
+        )
+        res = await c.call([args])
+        assert res.status == S.NFS4ERR_NOTSUPP
