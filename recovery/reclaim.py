@@ -144,9 +144,12 @@ async def _send(
     fh: bytes,
 ) -> CompoundResult:
     """Straight to ``session`` when recovery names one (the file system is parked, so
-    the client's own path would wait for the very recovery that is sending this)."""
+    the client's own path would wait for the very recovery that is sending this), with
+    the client's own credential under the file system's security flavour (a Kerberos
+    file system below a sys root refuses AUTH_SYS, RFC 8881 section 2.6)."""
     if session is not None:
-        return await session.compound(build(session))
+        cred = client.wire_credential(None, session, client.flavour_of(client.fs_of(fh)))
+        return await session.compound(build(session), cred)
     return await client.compound(build, via=fh)
 
 
