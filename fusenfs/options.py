@@ -516,8 +516,8 @@ _FLAGS: dict[str, Callable[[MountOptions], None]] = {
     "noac": _set(noac=True),
     "cto": _set(cto=True),
     "nocto": _set(cto=False),
-    # Not in nfs(5) (the Linux client switches delegations off per machine, with the
-    # nfs4_disable_delegations module parameter): per mount here.
+    # Not in nfs(5) (the Linux client's switches of this kind are module parameters,
+    # for the whole machine): per mount here.
     "deleg": _set(delegations=True),
     "nodeleg": _set(delegations=False),
     "lock": _set(local_lock="none"),
