@@ -41,7 +41,6 @@ Command line: ``python -m contrib.ganesha serve --export DIR [--port N] [--pseud
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import glob
 import ipaddress
@@ -61,6 +60,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Self
 
+from contrib.children import Leftovers, stop_child
+
 GANESHA_BINARY: Final = "ganesha.nfsd"
 LOOPBACK: Final = ipaddress.IPv4Network("127.0.0.0/8")
 CALLBACK_CREDS_DIR: Final = "/var/run/ganesha"
@@ -75,8 +76,8 @@ _EVENT_LEVELS: Final = frozenset({"EVENT", "INFO", "DEBUG", "MID_DEBUG", "FULL_D
 
 ConfigValue = str | int | bool | Sequence[int]
 
-_running: set[GaneshaServer] = set()
-_running_lock = threading.Lock()
+#: Started and not stopped yet: stopped when the Python process exits.
+_running: Leftovers[GaneshaServer] = Leftovers()
 
 
 class GaneshaError(RuntimeError):
@@ -441,8 +442,7 @@ class GaneshaServer:
                 start_new_session=True,
             )
         self.started_at = time.monotonic()
-        with _running_lock:
-            _running.add(self)
+        _running.add(self)
         deadline = self.started_at + self.start_timeout
         listening = False
         while time.monotonic() < deadline:
@@ -477,18 +477,8 @@ class GaneshaServer:
         proc = self._proc
         if proc is None:
             return None
-        with _running_lock:
-            _running.discard(self)
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait(timeout=10.0)
-        return proc.returncode
+        _running.discard(self)
+        return stop_child(proc, timeout)
 
     def restart(self) -> Self:
         """Stop and start again on the same address, port and RecoveryRoot (a reboot)."""
@@ -605,16 +595,6 @@ class GaneshaServer:
             f"GaneshaServer({self.address}:{self.port} pseudo={self.pseudo} "
             f"path={self.export_path} {state})"
         )
-
-
-@atexit.register
-def _stop_leftovers() -> None:
-    """Stop every server this process started and did not stop (e.g. after a crash)."""
-    with _running_lock:
-        servers = list(_running)
-    for server in servers:
-        with contextlib.suppress(Exception):
-            server.stop(timeout=5.0)
 
 
 # -- command line ---------------------------------------------------------------------

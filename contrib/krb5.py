@@ -37,7 +37,6 @@ prints the environment to use, and runs until SIGINT/SIGTERM.
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import ipaddress
 import os
@@ -56,6 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Self
 
+from contrib.children import Leftovers, stop_child
+
 __all__ = [
     "DEFAULT_REALM",
     "FusenfsRealm",
@@ -73,8 +74,8 @@ LOOPBACK: Final = ipaddress.IPv4Network("127.0.0.0/8")
 #: Programs the realm needs (Debian packages krb5-kdc, krb5-admin-server, krb5-user).
 PROGRAMS: Final = ("krb5kdc", "kdb5_util", "kadmin.local", "kinit")
 
-_running: set[KerberosRealm] = set()
-_running_lock = threading.Lock()
+#: Started and not stopped yet: stopped when the Python process exits.
+_running: Leftovers[KerberosRealm] = Leftovers()
 
 
 class KerberosError(RuntimeError):
@@ -312,8 +313,7 @@ class KerberosRealm:
                 cwd=self.workdir,
                 start_new_session=True,
             )
-        with _running_lock:
-            _running.add(self)
+        _running.add(self)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             status = self._proc.poll()
@@ -342,18 +342,8 @@ class KerberosRealm:
         proc = self._proc
         if proc is None:
             return None
-        with _running_lock:
-            _running.discard(self)
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait(timeout=10.0)
-        return proc.returncode
+        _running.discard(self)
+        return stop_child(proc, timeout)
 
     def cleanup(self) -> None:
         """Stop the KDC and remove the directory if this object created it."""
@@ -645,16 +635,6 @@ def stop_shared_realm() -> None:
 
 def _file_part(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-@atexit.register
-def _stop_leftovers() -> None:
-    """Stop every KDC this process started and did not stop (e.g. after a crash)."""
-    with _running_lock:
-        realms = list(_running)
-    for realm in realms:
-        with contextlib.suppress(Exception):
-            realm.stop(timeout=5.0)
 
 
 # -- command line ---------------------------------------------------------------------
