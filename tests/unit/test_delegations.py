@@ -9,6 +9,8 @@ is checked is what goes over the wire in each direction.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -159,29 +161,38 @@ def client_for(session: ServerSession, nursery: trio.Nursery) -> NFSClient:
     return client
 
 
+@asynccontextmanager
+async def delegating(
+    monkeypatch: pytest.MonkeyPatch, server: FakeServer
+) -> AsyncIterator[tuple[ServerSession, NFSClient, trio.Nursery]]:
+    """A session to ``server``, a client answering its callbacks, and the nursery its
+    delegation returns run in (cancelled at the end), all within TIMEOUT mock seconds."""
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
+            yield session, client_for(session, n), n
+            n.cancel_scope.cancel()
+
+
 async def test_read_delegation_is_kept_and_a_reopen_sends_no_open(
     monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     """10.4.1: OPEN asks with no preference; the read delegation granted is kept; the
     last close keeps the open, and the next open of the file is answered locally."""
     server = DelegServer()
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
-            wish = server.opens[0].share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK
-            assert wish == OPEN4_SHARE_ACCESS_WANT_NO_PREFERENCE
-            deleg = client.usable_delegation(FH)
-            assert deleg is not None and not deleg.write
-            await client.release(state, OPEN4_SHARE_ACCESS_READ)
-            for _ in range(5):
-                again = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
-                assert again is state
-                await client.release(again, OPEN4_SHARE_ACCESS_READ)
-            assert ops_sent(server, "OPEN") == 1
-            assert ops_sent(server, "CLOSE") == 0
-            assert client.stats.delegations_granted == 1
-            n.cancel_scope.cancel()
+    async with delegating(monkeypatch, server) as (_session, client, _n):
+        state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
+        wish = server.opens[0].share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK
+        assert wish == OPEN4_SHARE_ACCESS_WANT_NO_PREFERENCE
+        deleg = client.usable_delegation(FH)
+        assert deleg is not None and not deleg.write
+        await client.release(state, OPEN4_SHARE_ACCESS_READ)
+        for _ in range(5):
+            again = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
+            assert again is state
+            await client.release(again, OPEN4_SHARE_ACCESS_READ)
+        assert ops_sent(server, "OPEN") == 1
+        assert ops_sent(server, "CLOSE") == 0
+        assert client.stats.delegations_granted == 1
 
 
 async def test_open_for_write_under_a_read_delegation_goes_to_the_server(
@@ -189,15 +200,12 @@ async def test_open_for_write_under_a_read_delegation_goes_to_the_server(
 ) -> None:
     """A read delegation does not cover write access: that open is an OPEN (upgrade)."""
     server = DelegServer()
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
-            await client.release(state, OPEN4_SHARE_ACCESS_READ)
-            writer = await client.open_fh(FH, OPEN4_SHARE_ACCESS_BOTH)
-            assert ops_sent(server, "OPEN") == 2
-            assert writer.server_access == OPEN4_SHARE_ACCESS_BOTH
-            n.cancel_scope.cancel()
+    async with delegating(monkeypatch, server) as (_session, client, _n):
+        state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
+        await client.release(state, OPEN4_SHARE_ACCESS_READ)
+        writer = await client.open_fh(FH, OPEN4_SHARE_ACCESS_BOTH)
+        assert ops_sent(server, "OPEN") == 2
+        assert writer.server_access == OPEN4_SHARE_ACCESS_BOTH
 
 
 async def test_nodeleg_asks_for_none_and_returns_one_granted_anyway(
@@ -212,34 +220,28 @@ async def test_nodeleg_asks_for_none_and_returns_one_granted_anyway(
         op.share_access &= ~OPEN4_SHARE_ACCESS_WANT_DELEG_MASK
         return server_ignores(self, op)
 
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            client.want_delegations = False
-            monkeypatch.setattr(DelegServer, "_delegation", always)
-            state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
-            wish = server.opens[0].share_access
-            assert wish & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK == 0  # cleared by `always`
-            assert ops_sent(server, "DELEGRETURN") == 1 and not server.delegations
-            assert client.usable_delegation(FH) is None
-            await client.release(state, OPEN4_SHARE_ACCESS_READ)
-            assert ops_sent(server, "CLOSE") == 1
-            n.cancel_scope.cancel()
+    async with delegating(monkeypatch, server) as (_session, client, _n):
+        client.want_delegations = False
+        monkeypatch.setattr(DelegServer, "_delegation", always)
+        state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
+        wish = server.opens[0].share_access
+        assert wish & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK == 0  # cleared by `always`
+        assert ops_sent(server, "DELEGRETURN") == 1 and not server.delegations
+        assert client.usable_delegation(FH) is None
+        await client.release(state, OPEN4_SHARE_ACCESS_READ)
+        assert ops_sent(server, "CLOSE") == 1
 
 
 async def test_nodeleg_open_carries_want_no_deleg(
     monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     server = DelegServer()
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            client.want_delegations = False
-            await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
-            wish = server.opens[0].share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK
-            assert wish == OPEN4_SHARE_ACCESS_WANT_NO_DELEG
-            assert not server.delegations
-            n.cancel_scope.cancel()
+    async with delegating(monkeypatch, server) as (_session, client, _n):
+        client.want_delegations = False
+        await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
+        wish = server.opens[0].share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK
+        assert wish == OPEN4_SHARE_ACCESS_WANT_NO_DELEG
+        assert not server.delegations
 
 
 async def test_cb_recall_writes_back_closes_the_kept_open_then_delegreturns(
@@ -248,30 +250,27 @@ async def test_cb_recall_writes_back_closes_the_kept_open_then_delegreturns(
     """20.2 / 10.4.1: CB_RECALL is answered at once; then the write-back hook runs, the
     open kept only for the delegation is CLOSEd, and DELEGRETURN follows."""
     server = DelegServer()
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            order: list[str] = []
+    async with delegating(monkeypatch, server) as (session, client, _n):
+        order: list[str] = []
 
-            async def write_back(fh: bytes) -> None:
-                assert fh == FH
-                order.append("write-back")
+        async def write_back(fh: bytes) -> None:
+            assert fh == FH
+            order.append("write-back")
 
-            client.on_delegation_return = write_back
-            state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_BOTH)
-            await client.release(state, OPEN4_SHARE_ACCESS_BOTH)
-            deleg = client.usable_delegation(FH)
-            assert deleg is not None and deleg.write
-            sent_before = len(server.seen)
-            await recall(server, session, deleg.stateid)
-            await settle()
-            order += [n for names in server.names()[sent_before:] for n in names if n != "SEQUENCE"]
-            assert order == ["write-back", "PUTFH", "CLOSE", "PUTFH", "DELEGRETURN"]
-            assert not server.delegations and not client.state.delegations
-            assert not client.state.opens
-            assert client.stats.delegations_recalled == 1
-            assert client.stats.delegations_returned == 1
-            n.cancel_scope.cancel()
+        client.on_delegation_return = write_back
+        state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_BOTH)
+        await client.release(state, OPEN4_SHARE_ACCESS_BOTH)
+        deleg = client.usable_delegation(FH)
+        assert deleg is not None and deleg.write
+        sent_before = len(server.seen)
+        await recall(server, session, deleg.stateid)
+        await settle()
+        order += [n for names in server.names()[sent_before:] for n in names if n != "SEQUENCE"]
+        assert order == ["write-back", "PUTFH", "CLOSE", "PUTFH", "DELEGRETURN"]
+        assert not server.delegations and not client.state.delegations
+        assert not client.state.opens
+        assert client.stats.delegations_recalled == 1
+        assert client.stats.delegations_returned == 1
 
 
 async def test_recall_of_a_file_in_use_keeps_its_open(
@@ -280,19 +279,16 @@ async def test_recall_of_a_file_in_use_keeps_its_open(
     """An open an application still uses is the server's already: only DELEGRETURN;
     and the next open of it is an OPEN again."""
     server = DelegServer()
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
-            deleg = client.usable_delegation(FH)
-            assert deleg is not None
-            await recall(server, session, deleg.stateid)
-            await settle()
-            assert ops_sent(server, "CLOSE") == 0 and ops_sent(server, "DELEGRETURN") == 1
-            assert client.state.find_open(FH, state.owner) is state
-            await client.release(state, OPEN4_SHARE_ACCESS_READ)
-            assert ops_sent(server, "CLOSE") == 1
-            n.cancel_scope.cancel()
+    async with delegating(monkeypatch, server) as (session, client, _n):
+        state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
+        deleg = client.usable_delegation(FH)
+        assert deleg is not None
+        await recall(server, session, deleg.stateid)
+        await settle()
+        assert ops_sent(server, "CLOSE") == 0 and ops_sent(server, "DELEGRETURN") == 1
+        assert client.state.find_open(FH, state.owner) is state
+        await client.release(state, OPEN4_SHARE_ACCESS_READ)
+        assert ops_sent(server, "CLOSE") == 1
 
 
 async def test_recall_during_recovery_waits_for_it(
@@ -301,24 +297,21 @@ async def test_recall_during_recovery_waits_for_it(
     """A CB_RECALL while the file system is parked (migration or reclaim under way) is
     answered, but the return waits until the file system is back."""
     server = DelegServer()
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
-            await client.release(state, OPEN4_SHARE_ACCESS_READ)
-            deleg = client.usable_delegation(FH)
-            assert deleg is not None
-            client.learn_fh(FH, NFSAttrs(fsid=nfs4.fsid4(1, 1)))
-            fs = client.fs_of(FH)
-            assert fs is not None
-            client.park(fs)
-            await recall(server, session, deleg.stateid)
-            await trio.sleep(30)
-            assert ops_sent(server, "DELEGRETURN") == 0
-            client.unpark(fs)
-            await settle()
-            assert ops_sent(server, "DELEGRETURN") == 1
-            n.cancel_scope.cancel()
+    async with delegating(monkeypatch, server) as (session, client, _n):
+        state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
+        await client.release(state, OPEN4_SHARE_ACCESS_READ)
+        deleg = client.usable_delegation(FH)
+        assert deleg is not None
+        client.learn_fh(FH, NFSAttrs(fsid=nfs4.fsid4(1, 1)))
+        fs = client.fs_of(FH)
+        assert fs is not None
+        client.park(fs)
+        await recall(server, session, deleg.stateid)
+        await trio.sleep(30)
+        assert ops_sent(server, "DELEGRETURN") == 0
+        client.unpark(fs)
+        await settle()
+        assert ops_sent(server, "DELEGRETURN") == 1
 
 
 async def test_cb_getattr_answers_the_size_and_change_written_under_the_delegation(
@@ -327,40 +320,35 @@ async def test_cb_getattr_answers_the_size_and_change_written_under_the_delegati
     """10.4.3 / 20.1: CB_GETATTR gets the client's size; change is the granted value,
     plus one once the client wrote under the delegation."""
     server = DelegServer()
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            await client.open_fh_attrs(FH, OPEN4_SHARE_ACCESS_BOTH)
-            request = bitmap4_from({FATTR4.SIZE, FATTR4.CHANGE})
+    async with delegating(monkeypatch, server) as (session, client, _n):
+        await client.open_fh_attrs(FH, OPEN4_SHARE_ACCESS_BOTH)
+        request = bitmap4_from({FATTR4.SIZE, FATTR4.CHANGE})
 
-            async def cb_getattr() -> NFSAttrs:
-                op = cb.CB_GETATTR4args(fh=FH, attr_request=request)
-                raw = await call_back(server, cb_compound(session.sessionid, [op]))
-                res = cb.CB_COMPOUND4res.unpack(Decoder(raw))
-                got = res.resarray[1]
-                assert isinstance(got, cb.CB_GETATTR4res) and got.resok is not None
-                return decode_fattr4(got.resok.obj_attributes)
+        async def cb_getattr() -> NFSAttrs:
+            op = cb.CB_GETATTR4args(fh=FH, attr_request=request)
+            raw = await call_back(server, cb_compound(session.sessionid, [op]))
+            res = cb.CB_COMPOUND4res.unpack(Decoder(raw))
+            got = res.resarray[1]
+            assert isinstance(got, cb.CB_GETATTR4res) and got.resok is not None
+            return decode_fattr4(got.resok.obj_attributes)
 
-            before = await cb_getattr()
-            assert (before.size, before.change) == (SIZE, CHANGE)
-            client.note_delegated_write(FH, SIZE + 4096)
-            after = await cb_getattr()
-            assert (after.size, after.change) == (SIZE + 4096, CHANGE + 1)
-            n.cancel_scope.cancel()
+        before = await cb_getattr()
+        assert (before.size, before.change) == (SIZE, CHANGE)
+        client.note_delegated_write(FH, SIZE + 4096)
+        after = await cb_getattr()
+        assert (after.size, after.change) == (SIZE + 4096, CHANGE + 1)
 
 
 async def test_cb_getattr_without_a_write_delegation_is_refused(
     monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     server = DelegServer()
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client_for(session, n)
-            op = cb.CB_GETATTR4args(fh=FH, attr_request=bitmap4_from({FATTR4.SIZE}))
-            raw = await call_back(server, cb_compound(session.sessionid, [op]))
-            res = cb.CB_COMPOUND4res.unpack(Decoder(raw))
-            assert res.resarray[1].status == nfsstat4.NFS4ERR_BADHANDLE
-            n.cancel_scope.cancel()
+    async with delegating(monkeypatch, server) as (session, _client, n):
+        client_for(session, n)
+        op = cb.CB_GETATTR4args(fh=FH, attr_request=bitmap4_from({FATTR4.SIZE}))
+        raw = await call_back(server, cb_compound(session.sessionid, [op]))
+        res = cb.CB_COMPOUND4res.unpack(Decoder(raw))
+        assert res.resarray[1].status == nfsstat4.NFS4ERR_BADHANDLE
 
 
 async def test_cb_recall_any_returns_all_but_the_number_to_keep_idle_first(
@@ -369,20 +357,17 @@ async def test_cb_recall_any_returns_all_but_the_number_to_keep_idle_first(
     """20.6: keep at most craa_objects_to_keep read delegations; unused ones go first."""
     server = DelegServer()
     fhs = [bytes([i]) * 8 for i in range(2, 6)]
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            states = [await client.open_fh(fh, OPEN4_SHARE_ACCESS_READ) for fh in fhs]
-            for state in states[:3]:
-                await client.release(state, OPEN4_SHARE_ACCESS_READ)
-            op = cb.CB_RECALL_ANY4args(
-                craa_objects_to_keep=1, craa_type_mask=bitmap4_from({RCA4_TYPE_MASK_RDATA_DLG})
-            )
-            await call_back(server, cb_compound(session.sessionid, [op]))
-            await settle()
-            assert ops_sent(server, "DELEGRETURN") == 3
-            assert list(client.state.delegations) == [fhs[3]]  # the one in use stays
-            n.cancel_scope.cancel()
+    async with delegating(monkeypatch, server) as (session, client, _n):
+        states = [await client.open_fh(fh, OPEN4_SHARE_ACCESS_READ) for fh in fhs]
+        for state in states[:3]:
+            await client.release(state, OPEN4_SHARE_ACCESS_READ)
+        op = cb.CB_RECALL_ANY4args(
+            craa_objects_to_keep=1, craa_type_mask=bitmap4_from({RCA4_TYPE_MASK_RDATA_DLG})
+        )
+        await call_back(server, cb_compound(session.sessionid, [op]))
+        await settle()
+        assert ops_sent(server, "DELEGRETURN") == 3
+        assert list(client.state.delegations) == [fhs[3]]  # the one in use stays
 
 
 async def test_recallable_state_revoked_tests_frees_and_forgets(
@@ -393,35 +378,32 @@ async def test_recallable_state_revoked_tests_frees_and_forgets(
     was kept only for it; the other delegation stays."""
     server = DelegServer()
     other_fh = b"\x07" * 8
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            manager = StateManager(client, n)
-            manager.attach()
-            for fh in (FH, other_fh):
-                state = await client.open_fh(fh, OPEN4_SHARE_ACCESS_READ)
-                await client.release(state, OPEN4_SHARE_ACCESS_READ)
-            lost = client.state.delegations[FH]
-            server.revoked.add(lost.stateid.other)
-            server.status_flags = SEQ4_STATUS_RECALLABLE_STATE_REVOKED
-            await client.getattr(FH)
-            server.status_flags = 0
-            await settle()
-            assert ops_sent(server, "TEST_STATEID") == 1
-            assert ops_sent(server, "FREE_STATEID") == 1
-            assert list(client.state.delegations) == [other_fh]
-            assert [s.fh for s in client.state.opens.values()] == [other_fh]
-            assert client.stats.delegations_revoked == 1
-            assert manager.statistics()["delegations"] == {
-                "held": 1,
-                "write": 0,
-                "granted": 2,
-                "recalled": 0,
-                "returned": 0,
-                "reclaimed": 0,
-                "revoked": 1,
-            }
-            n.cancel_scope.cancel()
+    async with delegating(monkeypatch, server) as (_session, client, n):
+        manager = StateManager(client, n)
+        manager.attach()
+        for fh in (FH, other_fh):
+            state = await client.open_fh(fh, OPEN4_SHARE_ACCESS_READ)
+            await client.release(state, OPEN4_SHARE_ACCESS_READ)
+        lost = client.state.delegations[FH]
+        server.revoked.add(lost.stateid.other)
+        server.status_flags = SEQ4_STATUS_RECALLABLE_STATE_REVOKED
+        await client.getattr(FH)
+        server.status_flags = 0
+        await settle()
+        assert ops_sent(server, "TEST_STATEID") == 1
+        assert ops_sent(server, "FREE_STATEID") == 1
+        assert list(client.state.delegations) == [other_fh]
+        assert [s.fh for s in client.state.opens.values()] == [other_fh]
+        assert client.stats.delegations_revoked == 1
+        assert manager.statistics()["delegations"] == {
+            "held": 1,
+            "write": 0,
+            "granted": 2,
+            "recalled": 0,
+            "returned": 0,
+            "reclaimed": 0,
+            "revoked": 1,
+        }
 
 
 async def test_reclaim_asks_for_the_delegation_back_with_claim_previous(
@@ -432,44 +414,41 @@ async def test_reclaim_asks_for_the_delegation_back_with_claim_previous(
     delegation the server does not give back is dropped, and its kept open closed."""
     server = DelegServer()
     other_fh = b"\x07" * 8
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            for fh, access in ((FH, OPEN4_SHARE_ACCESS_BOTH), (other_fh, OPEN4_SHARE_ACCESS_READ)):
-                state = await client.open_fh(fh, access)
-                await client.release(state, access)
-            before = client.state.delegations[FH].stateid
-            opens = list(client.state.opens.values())
-            delegs = list(client.state.delegations.values())
-            server.opens.clear()
-            calls = 0
+    async with delegating(monkeypatch, server) as (session, client, _n):
+        for fh, access in ((FH, OPEN4_SHARE_ACCESS_BOTH), (other_fh, OPEN4_SHARE_ACCESS_READ)):
+            state = await client.open_fh(fh, access)
+            await client.release(state, access)
+        before = client.state.delegations[FH].stateid
+        opens = list(client.state.opens.values())
+        delegs = list(client.state.delegations.values())
+        server.opens.clear()
+        calls = 0
 
-            def second_not(self: DelegServer, op: nfs4.OPEN4args) -> nfs4.open_delegation4:
-                nonlocal calls
-                calls += 1
-                if calls == 2:
-                    return nfs4.open_delegation4(
-                        delegation_type=open_delegation_type4.OPEN_DELEGATE_NONE
-                    )
-                return granting(self, op)
+        def second_not(self: DelegServer, op: nfs4.OPEN4args) -> nfs4.open_delegation4:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                return nfs4.open_delegation4(
+                    delegation_type=open_delegation_type4.OPEN_DELEGATE_NONE
+                )
+            return granting(self, op)
 
-            granting = DelegServer._delegation
-            monkeypatch.setattr(DelegServer, "_delegation", second_not)
-            report = await reclaim_all(client, opens, [], session, delegs)
-            claims = [(o.claim.claim, o.claim.delegate_type) for o in server.opens]
-            assert claims == [
-                (open_claim_type4.CLAIM_PREVIOUS, open_delegation_type4.OPEN_DELEGATE_WRITE),
-                (open_claim_type4.CLAIM_PREVIOUS, open_delegation_type4.OPEN_DELEGATE_READ),
-            ]
-            # The open kept only for a delegation had no users: its access is reclaimed.
-            assert server.opens[0].share_access & 0xFF == OPEN4_SHARE_ACCESS_BOTH
-            assert report.delegations_reclaimed == 1 and report.lost_delegations == 1
-            regained = client.state.delegations[FH]
-            assert regained.stateid != before and regained.write
-            assert list(client.state.delegations) == [FH]
-            assert [s.fh for s in client.state.opens.values()] == [FH]
-            assert client.stats.delegations_reclaimed == 1
-            n.cancel_scope.cancel()
+        granting = DelegServer._delegation
+        monkeypatch.setattr(DelegServer, "_delegation", second_not)
+        report = await reclaim_all(client, opens, [], session, delegs)
+        claims = [(o.claim.claim, o.claim.delegate_type) for o in server.opens]
+        assert claims == [
+            (open_claim_type4.CLAIM_PREVIOUS, open_delegation_type4.OPEN_DELEGATE_WRITE),
+            (open_claim_type4.CLAIM_PREVIOUS, open_delegation_type4.OPEN_DELEGATE_READ),
+        ]
+        # The open kept only for a delegation had no users: its access is reclaimed.
+        assert server.opens[0].share_access & 0xFF == OPEN4_SHARE_ACCESS_BOTH
+        assert report.delegations_reclaimed == 1 and report.lost_delegations == 1
+        regained = client.state.delegations[FH]
+        assert regained.stateid != before and regained.write
+        assert list(client.state.delegations) == [FH]
+        assert [s.fh for s in client.state.opens.values()] == [FH]
+        assert client.stats.delegations_reclaimed == 1
 
 
 async def test_forgotten_file_returns_its_idle_delegation(
@@ -477,32 +456,26 @@ async def test_forgotten_file_returns_its_idle_delegation(
 ) -> None:
     """The kernel forgot the inode: a delegation only an idle open used goes back."""
     server = DelegServer()
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
-            await client.release(state, OPEN4_SHARE_ACCESS_READ)
-            client.forget_fh(FH)
-            await settle()
-            assert ops_sent(server, "CLOSE") == 1 and ops_sent(server, "DELEGRETURN") == 1
-            assert not client.state.opens and not client.state.delegations
-            n.cancel_scope.cancel()
+    async with delegating(monkeypatch, server) as (_session, client, _n):
+        state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
+        await client.release(state, OPEN4_SHARE_ACCESS_READ)
+        client.forget_fh(FH)
+        await settle()
+        assert ops_sent(server, "CLOSE") == 1 and ops_sent(server, "DELEGRETURN") == 1
+        assert not client.state.opens and not client.state.delegations
 
 
 async def test_return_all_at_unmount(
     monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     server = DelegServer()
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            for i in range(3):
-                state = await client.open_fh(bytes([9 + i]) * 8, OPEN4_SHARE_ACCESS_READ)
-                await client.release(state, OPEN4_SHARE_ACCESS_READ)
-            await client.return_all_delegations()
-            assert ops_sent(server, "DELEGRETURN") == 3 and not server.delegations
-            assert ops_sent(server, "CLOSE") == 3
-            n.cancel_scope.cancel()
+    async with delegating(monkeypatch, server) as (_session, client, _n):
+        for i in range(3):
+            state = await client.open_fh(bytes([9 + i]) * 8, OPEN4_SHARE_ACCESS_READ)
+            await client.release(state, OPEN4_SHARE_ACCESS_READ)
+        await client.return_all_delegations()
+        assert ops_sent(server, "DELEGRETURN") == 3 and not server.delegations
+        assert ops_sent(server, "CLOSE") == 3
 
 
 async def test_delegation_granted_with_the_recall_flag_goes_back_at_once(
@@ -510,11 +483,8 @@ async def test_delegation_granted_with_the_recall_flag_goes_back_at_once(
 ) -> None:
     """18.16.3: ``recall`` set in the grant means the server wants it back already."""
     server = DelegServer(grant_recall=True)
-    with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session, trio.open_nursery() as n:
-            client = client_for(session, n)
-            state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
-            assert ops_sent(server, "DELEGRETURN") == 1
-            await client.release(state, OPEN4_SHARE_ACCESS_READ)
-            assert ops_sent(server, "CLOSE") == 1
-            n.cancel_scope.cancel()
+    async with delegating(monkeypatch, server) as (_session, client, _n):
+        state = await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
+        assert ops_sent(server, "DELEGRETURN") == 1
+        await client.release(state, OPEN4_SHARE_ACCESS_READ)
+        assert ops_sent(server, "CLOSE") == 1

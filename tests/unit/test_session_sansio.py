@@ -1480,7 +1480,7 @@ def test_main_op_skips_filehandle_setup() -> None:
     """mountstats counts PUTFH SAVEFH PUTFH RENAME under RENAME, not SAVEFH."""
     from session.session import main_op
 
-    rename = [nfs4.PUTFH4args(FH), nfs4.SAVEFH4args(), nfs4.PUTFH4args(FH)]
+    rename: list[nfs4.ArgOp] = [nfs4.PUTFH4args(FH), nfs4.SAVEFH4args(), nfs4.PUTFH4args(FH)]
     assert main_op([*rename, nfs4.RENAME4args(b"a", b"b")]) == "RENAME"
     assert main_op([*rename, nfs4.LINK4args(b"c")]) == "LINK"
     assert main_op([nfs4.PUTFH4args(FH), nfs4.RESTOREFH4args()]) == "SEQUENCE"
