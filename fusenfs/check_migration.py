@@ -271,6 +271,7 @@ async def mounted(ctx: CheckContext, tag: str) -> AsyncIterator[Mounted]:
             options=SessionOptions(timeo=ctx.options.timeo, retrans=2, retry_limit=60),
         )
         mgr: StateManager | None = None
+        client: NFSClient | None = None
         try:
             with trio.fail_after(ctx.options.timeo * 3):
                 await session.start(nursery)
@@ -284,6 +285,11 @@ async def mounted(ctx: CheckContext, tag: str) -> AsyncIterator[Mounted]:
             yield Mounted(client, mgr, dir_fh)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(ctx.options.timeo):
+                if client is not None:
+                    # As at an unmount: delegations go back before the client ID (the
+                    # clean-up's REMOVEs would otherwise wait for their recall).
+                    with contextlib.suppress(NFSClientError):
+                        await client.return_all_delegations()
                 for each in mgr.sessions() if mgr is not None else [session]:
                     with contextlib.suppress(NFSClientError):
                         await each.shutdown()
