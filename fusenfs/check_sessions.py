@@ -15,7 +15,6 @@ import trio
 from fusenfs.check_base import Finding, NotSupported, check, fail, passed, warn
 from fusenfs.check_context import CheckContext
 from fusenfs.check_wire import (
-    DEFAULT_EIA_FLAGS,
     Reply,
     Wire,
     back_channel,
@@ -23,6 +22,7 @@ from fusenfs.check_wire import (
     fore_channel,
 )
 from session.errors import NFSClientError
+from session.rawargs import DEFAULT_EIA_FLAGS
 from session.xdr import nfs4
 from session.xdr.const import (
     CREATE_SESSION4_FLAG_CONN_RDMA,

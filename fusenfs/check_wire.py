@@ -18,40 +18,32 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import trio
 
 from session.errors import NFSClientError
+from session.rawargs import DEFAULT_EIA_FLAGS, RawArgs
 from session.rpc import NULL_AUTH, AuthSys, RpcCall, accept_stat, encode_accepted_reply
 from session.transport import Transport
 from session.xdr import cb, nfs4
 from session.xdr.codec import Decoder, Encoder
 from session.xdr.const import (
     CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
-    EXCHGID4_FLAG_SUPP_MOVED_MIGR,
-    EXCHGID4_FLAG_SUPP_MOVED_REFER,
     FATTR4,
     NFS4_PROGRAM,
     NFS_V4,
     NFSPROC4_COMPOUND,
-    OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
-    OPEN4_SHARE_DENY_NONE,
-    createmode4,
     nfs_opnum4,
     nfsstat4,
-    open_claim_type4,
-    open_delegation_type4,
     opentype4,
-    state_protect_how4,
 )
-from session.xdr.fattr import NFSAttrs, bitmap4_from, bitmap4_to_set, decode_fattr4, encode_fattr4
+from session.xdr.fattr import NFSAttrs, bitmap4_from, bitmap4_to_set, decode_fattr4
 
 NFS4_CALLBACK_PROGRAM = 0x40000000
 RPC_REPLY_HEADER = 24
 """Bytes of an accepted RPC reply header with an AUTH_NONE verifier, which the reply
 sizes of RFC 8881 section 18.36.3 include (the transport hands over only the results)."""
-
-DEFAULT_EIA_FLAGS = EXCHGID4_FLAG_SUPP_MOVED_REFER | EXCHGID4_FLAG_SUPP_MOVED_MIGR
 
 
 class WireError(NFSClientError):
@@ -199,7 +191,7 @@ class Callback:
 
 
 @dataclass(slots=True)
-class Wire:
+class Wire(RawArgs):
     """One connection, one client owner, raw COMPOUNDs (see the module docstring).
 
     Attributes:
@@ -225,6 +217,12 @@ class Wire:
     eid: nfs4.EXCHANGE_ID4resok | None = None
     callbacks: list[Callback] = field(default_factory=list)
     flags_seen: int = 0
+    impl_id: ClassVar[list[nfs4.nfs_impl_id4]] = [
+        nfs4.nfs_impl_id4(
+            nii_domain="fusenfs.invalid", nii_name="fusenfs check", nii_date=nfs4.nfstime4(0, 0)
+        )
+    ]
+    open_owner: ClassVar[bytes] = b"check-owner"
 
     @classmethod
     async def connect(
@@ -306,25 +304,6 @@ class Wire:
             raise WireError(f"undecodable reply to [{describe_ops(ops)}]: {exc}") from None
         return Reply(list(ops), res, len(raw) + RPC_REPLY_HEADER, raw, time.monotonic() - started)
 
-    def sequence_args(
-        self,
-        slot: int = 0,
-        seqid: int | None = None,
-        cachethis: bool = False,
-        sessionid: bytes | None = None,
-        highest: int | None = None,
-    ) -> nfs4.SEQUENCE4args:
-        """SEQUENCE4args for ``slot``; ``seqid`` defaults to the slot's next one."""
-        if seqid is None:
-            seqid = (self.seqids.get(slot, 0) + 1) & 0xFFFFFFFF
-        return nfs4.SEQUENCE4args(
-            sa_sessionid=sessionid if sessionid is not None else self.sessionid,
-            sa_sequenceid=seqid,
-            sa_slotid=slot,
-            sa_highest_slotid=highest if highest is not None else slot,
-            sa_cachethis=cachethis,
-        )
-
     async def seq(
         self,
         ops: Sequence[nfs4.ArgOp],
@@ -346,25 +325,6 @@ class Wire:
         return reply
 
     # -- client ID and session ------------------------------------------------------
-    def exchange_id_args(
-        self, flags: int = DEFAULT_EIA_FLAGS, verifier: bytes | None = None
-    ) -> nfs4.EXCHANGE_ID4args:
-        return nfs4.EXCHANGE_ID4args(
-            eia_clientowner=nfs4.client_owner4(
-                co_verifier=verifier if verifier is not None else self.verifier,
-                co_ownerid=self.owner,
-            ),
-            eia_flags=flags,
-            eia_state_protect=nfs4.state_protect4_a(spa_how=state_protect_how4.SP4_NONE),
-            eia_client_impl_id=[
-                nfs4.nfs_impl_id4(
-                    nii_domain="fusenfs.invalid",
-                    nii_name="fusenfs check",
-                    nii_date=nfs4.nfstime4(0, 0),
-                )
-            ],
-        )
-
     async def exchange_id(
         self, flags: int = DEFAULT_EIA_FLAGS, verifier: bytes | None = None
     ) -> Reply:
@@ -475,42 +435,6 @@ class Wire:
     async def getattr(self, fh: bytes, attrs: Sequence[int]) -> tuple[Reply, NFSAttrs | None]:
         reply = await self.seq([nfs4.PUTFH4args(fh), nfs4.GETATTR4args(bitmap4_from(attrs))])
         return reply, reply.attrs()
-
-    def open_args(
-        self,
-        name: bytes | None,
-        access: int,
-        *,
-        create: bool = False,
-        owner: bytes = b"check-owner",
-        claim: open_claim_type4 | None = None,
-        want: int = OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
-    ) -> nfs4.OPEN4args:
-        """OPEN4args by name (CLAIM_NULL), or with ``name`` None by filehandle (CLAIM_FH),
-        or CLAIM_PREVIOUS; creating with UNCHECKED4 and no attributes."""
-        if create:
-            how = nfs4.createhow4(
-                mode=createmode4.UNCHECKED4, createattrs=encode_fattr4(NFSAttrs())
-            )
-            openhow = nfs4.openflag4(opentype4.OPEN4_CREATE, how)
-        else:
-            openhow = nfs4.openflag4(opentype4.OPEN4_NOCREATE)
-        if claim is None:
-            claim = open_claim_type4.CLAIM_NULL if name is not None else open_claim_type4.CLAIM_FH
-        if claim == open_claim_type4.CLAIM_NULL:
-            oclaim = nfs4.open_claim4(claim, file=name)
-        elif claim == open_claim_type4.CLAIM_PREVIOUS:
-            oclaim = nfs4.open_claim4(claim, delegate_type=open_delegation_type4.OPEN_DELEGATE_NONE)
-        else:
-            oclaim = nfs4.open_claim4(claim)
-        return nfs4.OPEN4args(
-            seqid=0,
-            share_access=access | want,
-            share_deny=OPEN4_SHARE_DENY_NONE,
-            owner=nfs4.state_owner4(self.clientid, owner),
-            openhow=openhow,
-            claim=oclaim,
-        )
 
     # -- the back channel -----------------------------------------------------------
     def answer_callback(self, call: RpcCall) -> bytes:

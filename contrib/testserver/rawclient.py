@@ -26,6 +26,7 @@ from typing import Final, Self
 
 import trio
 
+from session.rawargs import RawArgs
 from session.rpc import (
     NULL_AUTH,
     AuthSys,
@@ -39,21 +40,12 @@ from session.xdr import cb, nfs4
 from session.xdr.codec import Decoder, Encoder
 from session.xdr.const import (
     CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
-    EXCHGID4_FLAG_SUPP_MOVED_MIGR,
-    EXCHGID4_FLAG_SUPP_MOVED_REFER,
     FATTR4,
     NFS4_CALLBACK,
     NFS4_PROGRAM,
     NFS_V4,
     NFSPROC4_COMPOUND,
-    OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
-    OPEN4_SHARE_DENY_NONE,
-    createmode4,
     nfsstat4,
-    open_claim_type4,
-    open_delegation_type4,
-    opentype4,
-    state_protect_how4,
 )
 from session.xdr.fattr import (
     ATTR_CODECS,
@@ -106,7 +98,7 @@ def decode_compound(data: bytes | memoryview) -> nfs4.COMPOUND4res:
     return res
 
 
-class RawClient:
+class RawClient(RawArgs):
     """One connection, one client owner, at most one session (see the module docstring).
 
     Attributes:
@@ -201,25 +193,6 @@ class RawClient:
         """Send a COMPOUND as given (no SEQUENCE added)."""
         return decode_compound(await self.call_bytes(ops, tag=tag, minorversion=minorversion))
 
-    def sequence_args(
-        self,
-        slot: int = 0,
-        seqid: int | None = None,
-        cachethis: bool = False,
-        sessionid: bytes | None = None,
-        highest: int | None = None,
-    ) -> nfs4.SEQUENCE4args:
-        """SEQUENCE4args for ``slot``; ``seqid`` defaults to the slot's next one."""
-        if seqid is None:
-            seqid = (self.seqids.get(slot, 0) + 1) & 0xFFFFFFFF
-        return nfs4.SEQUENCE4args(
-            sa_sessionid=sessionid if sessionid is not None else self.sessionid,
-            sa_sequenceid=seqid,
-            sa_slotid=slot,
-            sa_highest_slotid=highest if highest is not None else slot,
-            sa_cachethis=cachethis,
-        )
-
     async def seq(
         self,
         ops: Sequence[nfs4.ArgOp],
@@ -267,30 +240,6 @@ class RawClient:
         return res
 
     # -- client ID and session ------------------------------------------------------
-    def exchange_id_args(
-        self,
-        flags: int | None = None,
-        verifier: bytes | None = None,
-        state_protect: nfs4.state_protect4_a | None = None,
-    ) -> nfs4.EXCHANGE_ID4args:
-        return nfs4.EXCHANGE_ID4args(
-            eia_clientowner=nfs4.client_owner4(
-                co_verifier=verifier if verifier is not None else self.verifier,
-                co_ownerid=self.owner,
-            ),
-            eia_flags=(
-                flags
-                if flags is not None
-                else EXCHGID4_FLAG_SUPP_MOVED_REFER | EXCHGID4_FLAG_SUPP_MOVED_MIGR
-            ),
-            eia_state_protect=(
-                state_protect
-                if state_protect is not None
-                else nfs4.state_protect4_a(spa_how=state_protect_how4.SP4_NONE)
-            ),
-            eia_client_impl_id=[],
-        )
-
     async def exchange_id(
         self,
         flags: int | None = None,
@@ -358,58 +307,6 @@ class RawClient:
         getfh = res.resarray[-1]
         assert isinstance(getfh, nfs4.GETFH4res) and getfh.resok is not None
         return getfh.resok.object
-
-    def open_args(
-        self,
-        name: bytes | None,
-        access: int,
-        *,
-        deny: int = OPEN4_SHARE_DENY_NONE,
-        create: bool = False,
-        mode: createmode4 = createmode4.UNCHECKED4,
-        owner: bytes = b"open-owner",
-        want: int = OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
-        claim: open_claim_type4 | None = None,
-        attrs: NFSAttrs | None = None,
-        verifier: bytes = b"",
-        delegation: nfs4.stateid4 | None = None,
-        delegate_type: open_delegation_type4 = open_delegation_type4.OPEN_DELEGATE_NONE,
-    ) -> nfs4.OPEN4args:
-        """OPEN4args: by name (CLAIM_NULL) or, with ``name`` None, CLAIM_FH; other claims
-        by ``claim`` (CLAIM_PREVIOUS reclaims an open, and with ``delegate_type`` a
-        delegation of that type; CLAIM_DELEG_CUR_FH opens under the ``delegation``
-        stateid)."""
-        if create:
-            if mode == createmode4.EXCLUSIVE4_1:
-                how = nfs4.createhow4(
-                    mode=mode,
-                    ch_createboth=nfs4.creatverfattr(
-                        verifier or os.urandom(8), encode_fattr4(attrs or NFSAttrs())
-                    ),
-                )
-            else:
-                how = nfs4.createhow4(mode=mode, createattrs=encode_fattr4(attrs or NFSAttrs()))
-            openhow = nfs4.openflag4(opentype4.OPEN4_CREATE, how)
-        else:
-            openhow = nfs4.openflag4(opentype4.OPEN4_NOCREATE)
-        if claim is None:
-            claim = open_claim_type4.CLAIM_NULL if name is not None else open_claim_type4.CLAIM_FH
-        if claim == open_claim_type4.CLAIM_NULL:
-            oclaim = nfs4.open_claim4(claim, file=name)
-        elif claim == open_claim_type4.CLAIM_PREVIOUS:
-            oclaim = nfs4.open_claim4(claim, delegate_type=delegate_type)
-        elif claim == open_claim_type4.CLAIM_DELEG_CUR_FH:
-            oclaim = nfs4.open_claim4(claim, oc_delegate_stateid=delegation)
-        else:
-            oclaim = nfs4.open_claim4(claim)
-        return nfs4.OPEN4args(
-            seqid=0,
-            share_access=access | want,
-            share_deny=deny,
-            owner=nfs4.state_owner4(self.clientid, owner),
-            openhow=openhow,
-            claim=oclaim,
-        )
 
     async def getattrs(self, fh: bytes, attrs: Sequence[int]) -> NFSAttrs:
         res = await self.ok(
