@@ -135,6 +135,7 @@ class WireTap:
         self.tamper: Callable[[bytes], bytes] | None = None
         self.port = 0
         self.cuts = 0
+        self._cut_at_call = False
         self._scopes: set[trio.CancelScope] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -148,6 +149,11 @@ class WireTap:
         self.cuts += 1
         for scope in list(self._scopes):
             scope.cancel()
+
+    def cut_at_next_call(self) -> None:
+        """Drop every open connection when the next call arrives, that call kept but
+        not forwarded: the client is sure to have a request outstanding on the cut."""
+        self._cut_at_call = True
 
     async def _handle(self, client: trio.SocketStream) -> None:
         try:
@@ -187,6 +193,10 @@ class WireTap:
                         record = change(record)
                     if self.keep:
                         kept.append(record)
+                    if kept is self.calls and self._cut_at_call:
+                        self._cut_at_call = False
+                        self.cut()
+                        return
                     for piece in frame_record(record):
                         await dst.send_all(piece)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -498,14 +508,15 @@ async def test_resend_after_a_cut_gets_a_new_seq_num(
                 for i in range(64):
                     nursery.start_soon(write, s, f, i * chunk, data[i * chunk : (i + 1) * chunk])
                     if i in (16, 40):
+                        tap.cut_at_next_call()
                         await trio.sleep(0.02)
-                        tap.cut()
             assert await read_all(s, f, len(data)) == data
             await commit_and_close(s, f)
     seqs = tap.gss_data_seq_nums()
     assert len(seqs) == len(set(seqs)), "an RPCSEC_GSS sequence number was sent twice"
     assert s.stats.reconnects >= 1
     writes = [c for c in tap.calls if len(c) > chunk and decode_call(c).cred.flavor == 6]
+    assert tap.cuts == 2
     assert len(writes) > 64  # some WRITE went twice, each time numbered anew
     assert cred.statistics().contexts == 1  # the context outlived the connections
 
