@@ -645,7 +645,10 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         self._check_name(name)
         self._namespace_changed()
         attrs = NFSAttrs(mode=mode & ~ctx.umask & 0o7777)
-        fh, got = await self.client.create(parent.fh, name, objtype, attrs, self._cred(ctx))
+        fh, got, dir_attrs = await self.client.create_in(
+            parent.fh, name, objtype, attrs, self._cred(ctx)
+        )
+        self._post_op(parent, dir_attrs)  # the kernel asks for them next (mkdir -p, tar)
         return self._entry(self._learn(fh, got, parent, name))
 
     @fuse_errors

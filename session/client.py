@@ -1389,20 +1389,36 @@ class NFSClient:
         cred: Credential | None = None,
     ) -> tuple[bytes, NFSAttrs]:
         """CREATE a directory, symlink or special file (section 18.4): (fh, attrs)."""
+        fh, got, _ = await self.create_in(dir_fh, name, objtype, attrs, cred)
+        return fh, got
+
+    async def create_in(
+        self,
+        dir_fh: bytes,
+        name: bytes,
+        objtype: nfs4.createtype4,
+        attrs: NFSAttrs,
+        cred: Credential | None = None,
+    ) -> tuple[bytes, NFSAttrs, NFSAttrs]:
+        """CREATE (section 18.4) with the directory's attributes after it, in the same
+        COMPOUND (as OPEN(create) and REMOVE bring them): (fh, attrs, dir_attrs)."""
         res = await self.compound(
             [
                 nfs4.PUTFH4args(object=dir_fh),
                 nfs4.CREATE4args(objtype=objtype, objname=name, createattrs=encode_fattr4(attrs)),
                 nfs4.GETFH4args(),
                 nfs4.GETATTR4args(attr_request=STAT_ATTRS),
+                nfs4.PUTFH4args(object=dir_fh),
+                nfs4.GETATTR4args(attr_request=STAT_ATTRS),
             ],
             cred,
         )
         getfh = _res(res, 2, nfs4.GETFH4res)
         assert getfh.resok is not None
-        attrs = _attrs(_res(res, 3, nfs4.GETATTR4res))
-        self.learn_fh(getfh.resok.object, attrs, via=dir_fh)
-        return getfh.resok.object, attrs
+        got = _attrs(_res(res, 3, nfs4.GETATTR4res))
+        dir_attrs = _attrs(_res(res, 5, nfs4.GETATTR4res))
+        self.learn_fh(getfh.resok.object, got, via=dir_fh)
+        return getfh.resok.object, got, dir_attrs
 
     async def remove(self, dir_fh: bytes, name: bytes, cred: Credential | None = None) -> NFSAttrs:
         """REMOVE a file or an empty directory (section 18.25); returns the directory's

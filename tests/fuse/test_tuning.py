@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,7 @@ import pytest
 from fusenfs.cli import mount_device
 from fusenfs.runner import READAHEAD_KB
 
-from .helpers import Workspace, wait_until
+from .helpers import Mount, Workspace, fusenfs_argv, run, wait_until
 
 pytestmark = pytest.mark.fuse
 
@@ -21,3 +24,24 @@ def test_mount_read_ahead_is_raised(ws: Workspace) -> None:
     assert device is not None
     knob = Path(f"/sys/class/bdi/{device}/read_ahead_kb")
     assert wait_until(lambda: knob.read_text().strip() == str(READAHEAD_KB), timeout=10)
+
+
+def _compounds(m: Mount) -> Counter[str]:
+    """COMPOUNDs the mount has sent so far, by main operation (lease renewals left out)."""
+    result = run(fusenfs_argv("stats", "--json", m.path), timeout=30)
+    ops = json.loads(result.stdout)["operations"]
+    return Counter({name: op["ops"] for name, op in ops.items() if name != "SEQUENCE"})
+
+
+def test_small_file_in_a_new_directory_costs_three_compounds(ws: Workspace) -> None:
+    """mkdir, then create + write 100 B + close of a file in it: LOOKUP (the kernel's,
+    of the new name), OPEN(create) and WRITE+CLOSE -- no GETATTR of the directory,
+    whose attributes came back with its CREATE (as a tar or mkdir -p does it)."""
+    os.stat(ws.dir)
+    before = _compounds(ws.mount)
+    made = ws.dir / "made"
+    os.mkdir(made)
+    (made / "small").write_bytes(b"x" * 100)
+    sent = _compounds(ws.mount) - before
+    assert sent == Counter({"CREATE": 1, "LOOKUP": 2, "OPEN": 1, "WRITE": 1}), sent
+    assert (ws.server / "made" / "small").read_bytes() == b"x" * 100
