@@ -60,6 +60,16 @@ All reads of large files go to a local file on tmpfs (nfs-cp cannot write to
 sha256 of every written and read copy is compared with the source's (zeros for the
 null FS), and the small files' contents are checked in the export.
 
+CPU: each sequential transfer also records the CPU it cost, in ms per MB moved (user +
+system, from /proc and from the waited-for command's rusage): on the client side the
+command (dd or nfs-cp) plus, for fusenfs, its mount process (the kernel's FUSE work is
+charged to whoever made the system call, so the two are the whole client side), and on
+the server side Ganesha's.  On a machine with few cores these say where the time goes:
+when client and server together need about as many CPU-seconds per second as there are
+cores, the transfer is CPU-bound and faster client code is the only way up.  The null
+FS gets the timing mount's read-ahead (``fusenfs.runner.READAHEAD_KB``), so its reads
+arrive as the same 1 MiB requests.
+
 Counting on the wire: the debug mount logs one line per COMPOUND, e.g. ``-> 127.0.0.1:PORT
 session=abcd slot=3 seq=17 [SEQUENCE PUTFH READ] 148 B`` (session/session.py,
 ``_sequenced``; sessionless ones ``-> 127.0.0.1:PORT [EXCHANGE_ID] ...``).  The benchmark
@@ -84,6 +94,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -99,6 +110,8 @@ from pathlib import Path
 from typing import Final, Literal, NoReturn
 
 from contrib.ganesha import GaneshaError, GaneshaServer, port_accepts, unavailable_reason
+from fusenfs.cli import mount_device
+from fusenfs.runner import READAHEAD_KB
 
 MB: Final = 1_000_000
 MIB: Final = 1 << 20
@@ -154,6 +167,51 @@ COMPOUND_LINE: Final = re.compile(
     r"(?:session=(?P<session>[0-9a-f]+) slot=(?P<slot>\d+) seq=(?P<seq>\d+) )?"
     r"\[(?P<ops>[A-Za-z0-9_ ]*)\] (?P<size>\d+) B\s*$"
 )
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of every child process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class CpuMeter:
+    """CPU used during one transfer: by the commands it ran and by processes it watched.
+
+    ``with CpuMeter(server=ganesha_pid, client=(mount_pid,)) as cpu: run(...)``; then
+    ``cpu.client`` is the CPU seconds of the commands run (waited-for children, e.g.
+    dd or nfs-cp) plus those of the ``client`` processes (the FUSE daemon), and
+    ``cpu.server`` those of the ``server`` process.  Kernel work is charged to whoever
+    made the system call (the daemon's replies to FUSE, dd's copies out of the page
+    cache), so client CPU is the whole cost of the client side.
+    """
+
+    server: int | None = None
+    client: tuple[int, ...] = ()
+    client_seconds: float = 0.0
+    server_seconds: float = 0.0
+    _start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def _now(self) -> tuple[float, float, float]:
+        server = process_cpu_seconds(self.server) if self.server is not None else 0.0
+        watched = sum(process_cpu_seconds(pid) for pid in self.client)
+        return children_cpu_seconds(), watched, server
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        children, watched, server = (b - a for a, b in zip(self._start, self._now(), strict=True))
+        self.client_seconds = children + watched
+        self.server_seconds = server
 
 
 @dataclass
@@ -575,6 +633,34 @@ def comparisons(files: int, inodes: int) -> list[Comparison]:
             "sequential read vs pyfuse3 ceiling", "fusenfs-read", "null-read", null, unit="MB/s"
         ),
         Comparison(
+            "client CPU per MB written (dd + mount)",
+            "fusenfs-write-client-cpu",
+            "libnfs-write-client-cpu",
+            "nfs-cp",
+            unit="ms/MB",
+        ),
+        Comparison(
+            "Ganesha CPU per MB written",
+            "fusenfs-write-server-cpu",
+            "libnfs-write-server-cpu",
+            "serving nfs-cp",
+            unit="ms/MB",
+        ),
+        Comparison(
+            "client CPU per MB read (dd + mount)",
+            "fusenfs-read-client-cpu",
+            "libnfs-read-client-cpu",
+            "nfs-cp",
+            unit="ms/MB",
+        ),
+        Comparison(
+            "Ganesha CPU per MB read",
+            "fusenfs-read-server-cpu",
+            "libnfs-read-server-cpu",
+            "serving nfs-cp",
+            unit="ms/MB",
+        ),
+        Comparison(
             "re-read from page cache (2nd dd)",
             "fusenfs-reread",
             "local-reread",
@@ -681,6 +767,26 @@ def _run(argv: Sequence[str], timeout: float, stdout: int | None) -> tuple[float
             f"{(result.stdout or '').strip()[-2000:]}\n{result.stderr.strip()[-2000:]}".rstrip()
         )
     return elapsed, result.stdout or ""
+
+
+def set_read_ahead(mountpoint: Path, kib: int) -> None:
+    """Set the kernel read-ahead of the mount on ``mountpoint`` to ``kib`` KiB.
+
+    fusenfs raises its own mount's (``fusenfs.runner.READAHEAD_KB``), and with it the
+    size of FUSE's read requests (128 KiB -> 1 MiB); the null FS gets the same, so its
+    ceiling is measured with the same requests.
+
+    Raises:
+        BenchError: the mount or its read-ahead knob cannot be found or written.
+    """
+    device = mount_device(str(mountpoint))
+    if device is None:
+        raise BenchError(f"{mountpoint} is not mounted: cannot set its read-ahead")
+    knob = Path(f"/sys/class/bdi/{device}/read_ahead_kb")
+    try:
+        knob.write_text(f"{kib}\n")
+    except OSError as err:
+        raise BenchError(f"cannot set the read-ahead of {mountpoint} ({knob}): {err}") from err
 
 
 def drop_caches() -> None:
@@ -1081,6 +1187,18 @@ class Bench:
     def throughput(self, name: str, seconds: float, label: str) -> None:
         self.record(name, "MB/s", self.size / MB / seconds, label)
 
+    def cpu_meter(self, mount: MountProcess | None = None) -> CpuMeter:
+        """A ``CpuMeter`` watching Ganesha (if running) and ``mount``'s process."""
+        server = self.server.pid if self.server is not None else None
+        return CpuMeter(server=server, client=(mount.pid,) if mount is not None else ())
+
+    def cpu_per_mb(self, name: str, cpu: CpuMeter, label: str) -> None:
+        """Record ``name``-client-cpu and ``name``-server-cpu in ms per MB moved."""
+        mb = self.size / MB
+        self.record(f"{name}-client-cpu", "ms/MB", cpu.client_seconds * 1000 / mb, label)
+        if cpu.server is not None:
+            self.record(f"{name}-server-cpu", "ms/MB", cpu.server_seconds * 1000 / mb, label)
+
     def source_sha(self) -> str:
         if self._source_sha is None:
             self._source_sha = sha256_file(self.source)
@@ -1129,6 +1247,25 @@ class Bench:
     def out_file(self) -> Path:
         return self.workdir / self.fresh("out")
 
+    def remove_from_export(self, name: str) -> None:
+        """Remove the export's file ``name``, through NFS while the timing mount is up.
+
+        Ganesha keeps a descriptor open for each file it served; a file removed behind
+        its back stays open there, its tmpfs pages allocated, and Ganesha's writes grew
+        slower run after run (its CPU per MB written 0.6 -> 2.6 ms, for libnfs and
+        fusenfs alike).  A REMOVE through the mount makes it close the file.
+        """
+        if self.mnt is not None:
+            try:
+                self.mnt.check()
+            except BenchError:
+                pass
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.mnt.path / name)
+                return
+        (self.export / name).unlink(missing_ok=True)
+
     def export_copy(self) -> str:
         """A new name in the export holding a copy of the source (made directly there)."""
         name = self.fresh("read")
@@ -1168,21 +1305,25 @@ class Bench:
         name = self.fresh("fusenfs-write")
         argv = ["dd", f"if={self.source}", f"of={mnt.path / name}", "bs=1M", "conv=fsync"]
         try:
-            seconds = run([*argv, "status=none"])
+            with self.cpu_meter(mnt) as cpu:
+                seconds = run([*argv, "status=none"])
             self.check_copy(self.export / name, self.source_sha(), "fusenfs write")
         finally:
-            (self.export / name).unlink(missing_ok=True)
+            self.remove_from_export(name)
         self.throughput("fusenfs-write", seconds, "fusenfs dd write")
+        self.cpu_per_mb("fusenfs-write", cpu, "fusenfs dd write")
 
     def step_libnfs_write(self) -> None:
         server = self.ganesha()
         name = self.fresh("libnfs-write")
         try:
-            seconds = run(["nfs-cp", str(self.source), server.url(name, version=3)])
+            with self.cpu_meter() as cpu:
+                seconds = run(["nfs-cp", str(self.source), server.url(name, version=3)])
             self.check_copy(self.export / name, self.source_sha(), "libnfs write")
         finally:
-            (self.export / name).unlink(missing_ok=True)
+            self.remove_from_export(name)
         self.throughput("libnfs-write", seconds, "libnfs NFSv3 write (nfs-cp)")
+        self.cpu_per_mb("libnfs-write", cpu, "libnfs NFSv3 write (nfs-cp)")
 
     def step_null_write(self) -> None:
         target = self.nullfs().path / NULL_FILE
@@ -1199,12 +1340,14 @@ class Bench:
         out = self.out_file()
         try:
             drop_caches()
-            seconds = run(["dd", f"if={mnt.path / name}", f"of={out}", "bs=1M", "status=none"])
+            with self.cpu_meter(mnt) as cpu:
+                seconds = run(["dd", f"if={mnt.path / name}", f"of={out}", "bs=1M", "status=none"])
             self.check_copy(out, self.source_sha(), "fusenfs read")
         finally:
             out.unlink(missing_ok=True)
-            (self.export / name).unlink(missing_ok=True)
+            self.remove_from_export(name)
         self.throughput("fusenfs-read", seconds, "fusenfs dd read")
+        self.cpu_per_mb("fusenfs-read", cpu, "fusenfs dd read")
 
     def step_libnfs_read(self) -> None:
         server = self.ganesha()
@@ -1212,12 +1355,14 @@ class Bench:
         out = self.out_file()
         try:
             drop_caches()
-            seconds = run(["nfs-cp", server.url(name, version=4), str(out)])
+            with self.cpu_meter() as cpu:
+                seconds = run(["nfs-cp", server.url(name, version=4), str(out)])
             self.check_copy(out, self.source_sha(), "libnfs read")
         finally:
             out.unlink(missing_ok=True)
-            (self.export / name).unlink(missing_ok=True)
+            self.remove_from_export(name)
         self.throughput("libnfs-read", seconds, "libnfs NFSv4.0 read (nfs-cp)")
+        self.cpu_per_mb("libnfs-read", cpu, "libnfs NFSv4.0 read (nfs-cp)")
 
     def step_null_read(self) -> None:
         source = self.nullfs().path / NULL_FILE
@@ -1256,7 +1401,7 @@ class Bench:
             self.wire_log.settle()
             count = self.wire_log.count_since(mark)
         finally:
-            (self.export / name).unlink(missing_ok=True)
+            self.remove_from_export(name)
         self.record("reread-wire-reads", "READs", count.op("READ"), "READs on the wire")
         self.record("reread-wire-compounds", "COMPOUNDs", count.application_compounds)
         self.record_wire("reread", count, 1)
@@ -1470,6 +1615,7 @@ class Bench:
                 self.debug = stack.enter_context(self._fusenfs(server, "mnt-debug", debug=True))
             if "nullfs" in needs:
                 self.null = stack.enter_context(self._nullfs())
+                set_read_ahead(self.null.path, READAHEAD_KB)
             total = len(runnable) * self.repeat
             index = 0
             for run_index in range(1, self.repeat + 1):
@@ -1643,14 +1789,14 @@ STEPS: Final[tuple[Step, ...]] = (
         "fusenfs-write",
         "fusenfs sequential write ({size_mib} MiB, dd conv=fsync)",
         _needs("ganesha", "fusenfs", "source"),
-        ("fusenfs-write",),
+        ("fusenfs-write", "fusenfs-write-client-cpu", "fusenfs-write-server-cpu"),
         Bench.step_fusenfs_write,
     ),
     Step(
         "libnfs-write",
         "libnfs NFSv3 write ({size_mib} MiB, nfs-cp)",
         _needs("ganesha", "nfsv3", "nfs-cp", "source"),
-        ("libnfs-write",),
+        ("libnfs-write", "libnfs-write-client-cpu", "libnfs-write-server-cpu"),
         Bench.step_libnfs_write,
     ),
     Step(
@@ -1664,14 +1810,14 @@ STEPS: Final[tuple[Step, ...]] = (
         "fusenfs-read",
         "fusenfs sequential read, cold cache ({size_mib} MiB, dd)",
         _needs("ganesha", "fusenfs", "source"),
-        ("fusenfs-read",),
+        ("fusenfs-read", "fusenfs-read-client-cpu", "fusenfs-read-server-cpu"),
         Bench.step_fusenfs_read,
     ),
     Step(
         "libnfs-read",
         "libnfs NFSv4.0 read ({size_mib} MiB, nfs-cp)",
         _needs("ganesha", "nfs-cp", "source"),
-        ("libnfs-read",),
+        ("libnfs-read", "libnfs-read-client-cpu", "libnfs-read-server-cpu"),
         Bench.step_libnfs_read,
     ),
     Step(
