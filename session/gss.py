@@ -69,11 +69,14 @@ from session.rpc import (
     MAX_AUTH_BYTES,
     NULL_AUTH,
     AuthError,
+    CallArgs,
     Payload,
     RpcCall,
     RpcCaller,
     SealedCall,
     accept_stat,
+    arg_bytes,
+    arg_pieces,
     auth_flavor,
     auth_stat,
     encode_accepted_reply,
@@ -722,7 +725,7 @@ class GssContext:
         prog: int,
         vers: int,
         proc: int,
-        args: Payload,
+        args: CallArgs,
         service: rpc_gss_service_t,
         *,
         gss_proc: rpc_gss_proc_t = rpc_gss_proc_t.RPCSEC_GSS_DATA,
@@ -744,12 +747,17 @@ class GssContext:
                 raise GssError(f"RPCSEC_GSS call verifier: {_gss_reason(exc)}") from None
             verf = opaque_auth(auth_flavor.RPCSEC_GSS, mic)
             header = encode_call_header(xid, prog, vers, proc, cred, verf)
-            if gss_proc == rpc_gss_proc_t.RPCSEC_GSS_DATA:
-                body: Sequence[Payload] = protect(self.mech, service, seq, args)
-                reply_service = service
-            else:  # DESTROY: arguments and results are not wrapped (as Linux does)
-                body = [args] if len(args) else []
+            body: Sequence[Payload]
+            if gss_proc != rpc_gss_proc_t.RPCSEC_GSS_DATA:
+                # DESTROY: arguments and results are not wrapped (as Linux does)
+                body = arg_pieces(args)
                 reply_service = rpc_gss_service_t.RPC_GSS_SVC_NONE
+            elif service == rpc_gss_service_t.RPC_GSS_SVC_NONE:
+                body = arg_pieces(args)  # sent as they are, in their pieces
+                reply_service = service
+            else:
+                body = protect(self.mech, service, seq, arg_bytes(args))
+                reply_service = service
         except BaseException:
             self.window.retire(seq)
             raise
@@ -825,10 +833,10 @@ class _InitCall:
 
     __slots__ = ("body", "header", "owner")
 
-    def __init__(self, owner: _InitCredential, header: bytes, args: Payload) -> None:
+    def __init__(self, owner: _InitCredential, header: bytes, args: CallArgs) -> None:
         self.owner = owner
         self.header = header
-        self.body = (args,)
+        self.body = arg_pieces(args)
 
     def unwrap(self, verf: opaque_auth, results: Payload) -> Payload:
         self.owner.reply_verf = verf
@@ -852,7 +860,7 @@ class _InitCredential:
     async def ready(self, caller: RpcCaller, prog: int, vers: int) -> None:
         return None
 
-    def seal(self, xid: int, prog: int, vers: int, proc: int, args: Payload) -> _InitCall:
+    def seal(self, xid: int, prog: int, vers: int, proc: int, args: CallArgs) -> _InitCall:
         return _InitCall(
             self, encode_call_header(xid, prog, vers, proc, self.cred, NULL_AUTH), args
         )
@@ -871,7 +879,7 @@ class _DestroyCredential:
     async def ready(self, caller: RpcCaller, prog: int, vers: int) -> None:
         return None
 
-    def seal(self, xid: int, prog: int, vers: int, proc: int, args: Payload) -> GssSealedCall:
+    def seal(self, xid: int, prog: int, vers: int, proc: int, args: CallArgs) -> GssSealedCall:
         if not self.context.window.has_room():
             raise GssError("RPCSEC_GSS_DESTROY: no sequence number left in the window")
         return self.context.seal(
@@ -1379,7 +1387,7 @@ class GssCredential:
             holder.window_waits += 1
             await holder.lot.park()
 
-    def seal(self, xid: int, prog: int, vers: int, proc: int, args: Payload) -> GssSealedCall:
+    def seal(self, xid: int, prog: int, vers: int, proc: int, args: CallArgs) -> GssSealedCall:
         """Seal one transmission (call right after ``ready``, with no checkpoint between).
 
         Raises:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol, Self
 
 from session.errors import ReplyTooLarge, RpcError, XdrError
-from session.xdr.codec import Decoder, Encoder, OpenEnum
+from session.xdr.codec import Decoder, Encoder, Gathered, OpenEnum
 
 __all__ = [
     "LAST_FRAGMENT",
@@ -46,6 +46,7 @@ __all__ = [
     "AuthError",
     "AuthNone",
     "AuthSys",
+    "CallArgs",
     "Credential",
     "GarbageArgs",
     "Payload",
@@ -63,6 +64,8 @@ __all__ = [
     "SystemErr",
     "UnsupportedRpcVersion",
     "accept_stat",
+    "arg_bytes",
+    "arg_pieces",
     "auth_flavor",
     "auth_stat",
     "authsys_parms",
@@ -695,6 +698,23 @@ class authsys_parms:
 Payload = bytes | memoryview
 """Encoded procedure arguments or results: bytes, or a view of a larger buffer."""
 
+CallArgs = Payload | Gathered
+"""Encoded procedure arguments as a call takes them: one buffer, or pieces sent in turn
+(a WRITE's data kept apart from the bytes around it, ``Encoder.gathered``)."""
+
+
+def arg_pieces(args: CallArgs) -> tuple[Payload, ...]:
+    """The pieces of ``args`` to send after the call header, in order (none if empty)."""
+    if isinstance(args, Gathered):
+        return args.pieces
+    return (args,) if len(args) else ()
+
+
+def arg_bytes(args: CallArgs) -> Payload:
+    """``args`` as one buffer, for a flavor that signs or encrypts them (a copy when
+    they were in pieces)."""
+    return args.joined() if isinstance(args, Gathered) else args
+
 
 class RpcCaller(Protocol):
     """Something that sends one call and returns its results: ``RpcConnection``.
@@ -704,7 +724,7 @@ class RpcCaller(Protocol):
     """
 
     async def call(
-        self, prog: int, vers: int, proc: int, args: Payload, cred: Credential
+        self, prog: int, vers: int, proc: int, args: CallArgs, cred: Credential
     ) -> Payload: ...
 
 
@@ -761,7 +781,7 @@ class Credential(Protocol):
         """
         ...
 
-    def seal(self, xid: int, prog: int, vers: int, proc: int, args: Payload) -> SealedCall: ...
+    def seal(self, xid: int, prog: int, vers: int, proc: int, args: CallArgs) -> SealedCall: ...
 
     def rejected(self, sealed: SealedCall, error: AuthError) -> bool: ...
 
@@ -775,9 +795,9 @@ class PlainCall:
 
     __slots__ = ("body", "header")
 
-    def __init__(self, header: bytes, args: Payload) -> None:
+    def __init__(self, header: bytes, args: CallArgs) -> None:
         self.header = header
-        self.body: tuple[Payload, ...] = (args,) if len(args) else ()
+        self.body: tuple[Payload, ...] = arg_pieces(args)
 
     def unwrap(self, verf: opaque_auth, results: Payload) -> Payload:
         return results
@@ -806,7 +826,7 @@ class _FixedCredential:
     async def ready(self, caller: RpcCaller, prog: int, vers: int) -> None:
         return None
 
-    def seal(self, xid: int, prog: int, vers: int, proc: int, args: Payload) -> PlainCall:
+    def seal(self, xid: int, prog: int, vers: int, proc: int, args: CallArgs) -> PlainCall:
         return PlainCall(encode_call_header(xid, prog, vers, proc, self.cred, self.verf), args)
 
     def rejected(self, sealed: SealedCall, error: AuthError) -> bool:

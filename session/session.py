@@ -51,7 +51,7 @@ from session.slots import Slot, SlotOutcome, SlotTable
 from session.status import NFS4Error, nfs4_error
 from session.transport import Transport
 from session.xdr import cb, nfs4
-from session.xdr.codec import Decoder, Encoder
+from session.xdr.codec import Decoder, Encoder, Gathered
 from session.xdr.const import (
     CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
     EXCHGID4_FLAG_CONFIRMED_R,
@@ -319,7 +319,8 @@ class _Exchange:
 
     Attributes:
         table, slot: the slot (and the table it came from) the request uses.
-        body: the encoded COMPOUND (bytes), re-sent unchanged after a reconnect.
+        body: the encoded COMPOUND (bytes, or pieces when it holds a WRITE's data),
+            re-sent unchanged after a reconnect.
         started: ``time.monotonic()`` when handed to the keeper (seconds).
         res: the decoded reply, once there is one.
         failure: what the keeper raised instead (usually an ``NFSClientError``).
@@ -330,7 +331,7 @@ class _Exchange:
 
     table: SlotTable
     slot: Slot
-    body: bytes
+    body: bytes | Gathered
     cred: Credential
     started: float
     sent: list[nfs4.ArgOp] = field(default_factory=list)
@@ -863,7 +864,7 @@ class ServerSession:
                 reason,
             )
 
-    async def _send(self, body: bytes, cred: Credential) -> bytes | memoryview:
+    async def _send(self, body: bytes | Gathered, cred: Credential) -> bytes | memoryview:
         """Send one record, re-sending the same bytes after a lost connection.
 
         The caller keeps its slot and seqid, so the server's reply cache makes the
@@ -1384,10 +1385,11 @@ def _ok(res: nfs4.ResOp, resok_type: type[_T]) -> _T:
     return resok
 
 
-def _encode_compound(ops: Sequence[nfs4.ArgOp]) -> bytes:
+def _encode_compound(ops: Sequence[nfs4.ArgOp]) -> bytes | Gathered:
+    """COMPOUND4args of ``ops``; a WRITE's data is kept apart, not copied (``Gathered``)."""
     enc = Encoder()
     nfs4.COMPOUND4args(tag=b"", minorversion=1, argarray=list(ops)).pack(enc)
-    return enc.getvalue()
+    return enc.gathered()
 
 
 def _decode_compound(

@@ -57,6 +57,7 @@ from session.rpc import (
     PRE_SESSION_MAXIMUM,
     RPC_VERSION,
     AuthError,
+    CallArgs,
     Credential,
     RecordReader,
     RecordTooLarge,
@@ -368,7 +369,7 @@ class RpcConnection:
 
     # -- calls --------------------------------------------------------------------------
     async def call(
-        self, prog: int, vers: int, proc: int, args: bytes | memoryview, cred: Credential
+        self, prog: int, vers: int, proc: int, args: CallArgs, cred: Credential
     ) -> bytes | memoryview:
         """Send one call and wait for its reply (RFC 5531 section 9).
 
@@ -663,7 +664,7 @@ class ServerConnection(RpcConnection):
     """
 
     async def callback(
-        self, prog: int, vers: int, proc: int, args: bytes | memoryview, cred: Credential
+        self, prog: int, vers: int, proc: int, args: CallArgs, cred: Credential
     ) -> bytes | memoryview:
         """Send a call to the client and return its results; as :meth:`call`."""
         return await self.call(prog, vers, proc, args, cred)

@@ -64,8 +64,46 @@ class Packable(Protocol):
     def pack(self, enc: Encoder) -> None: ...
 
 
+BULK_MIN = 64 * 1024
+"""Bytes from which ``Encoder.opaque_bulk`` keeps a payload apart instead of copying it."""
+
+
+class Gathered:
+    """An encoding in pieces, to be sent one after another without being joined.
+
+    Record marking does not care how a record's bytes are split (RFC 5531 section 11),
+    so a WRITE's 1 MiB of data can go to the socket from where the application's
+    write(2) left it.  ``len()`` is the total in bytes.
+
+    Attributes:
+        pieces: the bytes in order (bytes or read-only views).
+    """
+
+    __slots__ = ("_size", "pieces")
+
+    def __init__(self, pieces: Sequence[bytes | memoryview]) -> None:
+        self.pieces: tuple[bytes | memoryview, ...] = tuple(pieces)
+        self._size = sum(memoryview(p).nbytes for p in self.pieces)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def joined(self) -> bytes:
+        """The pieces as one bytes object (a copy)."""
+        return b"".join(self.pieces)
+
+    def __repr__(self) -> str:
+        return f"Gathered({len(self.pieces)} pieces, {self._size} bytes)"
+
+
 class Encoder(xdrlib3.Packer):
     """xdrlib3's Packer plus the typed helpers the NFS codecs use."""
+
+    _bulk: list[tuple[int, memoryview]]  # (buffer offset, payload kept apart)
+
+    def reset(self) -> None:
+        super().reset()
+        self._bulk = []
 
     def uint32(self, value: int) -> None:
         self.pack_uint(value)
@@ -87,9 +125,13 @@ class Encoder(xdrlib3.Packer):
         self.pack_opaque(value)
 
     def opaque_bulk(self, value: bytes | bytearray | memoryview) -> None:
-        """opaque<> for bulk payloads (WRITE data): written into the buffer without the
-        intermediate concatenation ``pack_opaque`` makes for padding.  Added for
-        WRITE4args / READ4resok; same bytes on the wire as ``opaque``.
+        """opaque<> for bulk payloads (WRITE data, READ4resok data); same bytes on the
+        wire as ``opaque``.
+
+        A payload of ``BULK_MIN`` bytes or more is not copied: it is kept as it is (a
+        view) and ``pieces`` hands it out between the bytes encoded before and after
+        it, for the transport to send in turn.  A smaller one is written into the
+        buffer (without the concatenation ``pack_opaque`` makes for the padding).
         """
         size = memoryview(value).nbytes
         self.pack_uint(size)
@@ -97,9 +139,34 @@ class Encoder(xdrlib3.Packer):
         if not isinstance(buf, io.BytesIO):  # pragma: no cover - other xdrlib3 layout
             self.pack_fopaque(size, bytes(value))
             return
-        buf.write(value)
+        if size >= BULK_MIN:
+            self._bulk.append((buf.tell(), memoryview(value).cast("B")))
+        else:
+            buf.write(value)
         if size & 3:
             buf.write(b"\0" * (4 - (size & 3)))
+
+    def pieces(self) -> list[bytes | memoryview]:
+        """The encoding as pieces to send in order: the buffer's bytes, with each bulk
+        payload (``opaque_bulk``) where it belongs; one piece when there is none."""
+        data = super().get_buffer()
+        if not self._bulk:
+            return [data]
+        out: list[bytes | memoryview] = []
+        view = memoryview(data)
+        pos = 0
+        for offset, payload in self._bulk:
+            if offset > pos:
+                out.append(view[pos:offset])
+            out.append(payload)
+            pos = offset
+        if pos < len(data):
+            out.append(view[pos:])
+        return out
+
+    def gathered(self) -> bytes | Gathered:
+        """The encoding: bytes, or a ``Gathered`` when a bulk payload was kept apart."""
+        return Gathered(self.pieces()) if self._bulk else super().get_buffer()
 
     def fixed_opaque(self, size: int, value: bytes) -> None:
         """Fixed-length opaque[size]; ``value`` must be exactly ``size`` bytes."""
@@ -133,6 +200,12 @@ class Encoder(xdrlib3.Packer):
         else:
             self.pack_bool(True)
             item.pack(self)
+
+    def get_buffer(self) -> bytes:
+        """The whole encoding as bytes (bulk payloads joined in: a copy)."""
+        if self._bulk:
+            return b"".join(self.pieces())
+        return super().get_buffer()
 
     def getvalue(self) -> bytes:
         return self.get_buffer()

@@ -59,9 +59,7 @@ def test_paused_server_bounded_and_killable_then_works_again(
         assert info.value.errno in (errno.EIO, errno.ETIMEDOUT), info.value
         assert time.monotonic() - started < 15
 
-        cat = subprocess.Popen(
-            ["cat", str(m.path / "uncached.bin")], stdout=subprocess.DEVNULL
-        )
+        cat = subprocess.Popen(["cat", str(m.path / "uncached.bin")], stdout=subprocess.DEVNULL)
         time.sleep(1.5)
         assert cat.poll() is None, "cat should be waiting for the paused server"
         killed = time.monotonic()

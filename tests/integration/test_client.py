@@ -21,11 +21,11 @@ import trio
 
 from contrib.ganesha import GaneshaServer
 from session.client import NFSClient, dir_type, symlink_type
-from session.rpc import Credential
+from session.rpc import Credential, arg_bytes
 from session.session import ServerSession, SessionOptions, host_co_ownerid
 from session.status import NFS4Error, NFS4ErrStateLost
 from session.xdr import nfs4
-from session.xdr.codec import Decoder
+from session.xdr.codec import Decoder, Gathered
 from session.xdr.const import (
     ACCESS4_LOOKUP,
     ACCESS4_MODIFY,
@@ -58,9 +58,9 @@ class RecordingSession(ServerSession):
 
     exchanges: list[tuple[nfs4.COMPOUND4args, nfs4.COMPOUND4res]] = field(default_factory=list)
 
-    async def _send(self, body: bytes, cred: Credential) -> bytes | memoryview:
+    async def _send(self, body: bytes | Gathered, cred: Credential) -> bytes | memoryview:
         reply = await super()._send(body, cred)
-        args = nfs4.COMPOUND4args.unpack(Decoder(body))
+        args = nfs4.COMPOUND4args.unpack(Decoder(arg_bytes(body)))
         self.exchanges.append((args, nfs4.COMPOUND4res.unpack(Decoder(reply))))
         return reply
 

@@ -31,6 +31,7 @@ from session.client import NFSClient, dir_type
 from session.rpc import (
     Credential,
     RecordReader,
+    arg_bytes,
     decode_reply,
     frame_record,
     msg_type,
@@ -40,7 +41,7 @@ from session.session import ServerSession, SessionOptions, host_co_ownerid
 from session.slots import SlotOutcome
 from session.status import NFS4Error
 from session.xdr import nfs4
-from session.xdr.codec import Decoder, encode
+from session.xdr.codec import Decoder, Gathered, encode
 from session.xdr.const import (
     CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
     EXCHGID4_FLAG_SUPP_MOVED_MIGR,
@@ -64,9 +65,9 @@ class RecordingSession(ServerSession):
 
     exchanges: list[tuple[nfs4.COMPOUND4args, nfs4.COMPOUND4res]] = field(default_factory=list)
 
-    async def _send(self, body: bytes, cred: Credential) -> bytes | memoryview:
+    async def _send(self, body: bytes | Gathered, cred: Credential) -> bytes | memoryview:
         reply = await super()._send(body, cred)
-        args = nfs4.COMPOUND4args.unpack(Decoder(body))
+        args = nfs4.COMPOUND4args.unpack(Decoder(arg_bytes(body)))
         self.exchanges.append((args, nfs4.COMPOUND4res.unpack(Decoder(reply))))
         return reply
 

@@ -215,7 +215,6 @@ async def api_mount(
             nursery.cancel_scope.cancel()
 
 
-
 def assert_app_unharmed(result: dict[str, Any]) -> None:
     """Zero errors, same inode numbers, content byte-identical (the app checks it)."""
     assert result["error_count"] == 0, result["errors"]

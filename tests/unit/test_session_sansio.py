@@ -32,6 +32,7 @@ from session.rpc import (
     ProgUnavail,
     RpcCall,
     accept_stat,
+    arg_bytes,
     encode_accepted_reply,
 )
 from session.session import (
@@ -457,7 +458,7 @@ def test_encode_compound_round_trip() -> None:
         nfs4.PUTFH4args(FH),
         nfs4.READ4args(STATEID, 4096, 8192),
     ]
-    args = nfs4.COMPOUND4args.unpack(Decoder(_encode_compound(ops)))
+    args = nfs4.COMPOUND4args.unpack(Decoder(arg_bytes(_encode_compound(ops))))
     assert args.tag == b"" and args.minorversion == 1
     assert args.argarray == ops
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from session.errors import XdrError
-from session.xdr.codec import Decoder, Encoder, Packable, decode, encode
+from session.xdr.codec import BULK_MIN, Decoder, Encoder, Gathered, Packable, decode, encode
 from session.xdr.const import (
     AUTH_NONE,
     AUTH_SYS,
@@ -893,6 +893,40 @@ def test_large_read_write_payload() -> None:
     enc = Encoder()
     enc.opaque_bulk(memoryview(payload)[1:6])
     assert enc.getvalue() == bytes.fromhex("00000005 0102030405000000".replace(" ", ""))
+
+
+def test_large_write_is_encoded_in_pieces_without_copying_its_data() -> None:
+    """A WRITE's data of BULK_MIN bytes or more is kept apart (a view of the caller's
+    buffer) between the bytes before and after it; joined, the pieces are exactly the
+    encoding ``opaque`` gives; a small payload stays inline."""
+    payload = bytes(range(256)) * 4096 + b"\x01\x02\x03"  # 1 MiB + 3: padding follows
+    enc = Encoder()
+    WRITE4args(STATEID, 7, stable_how4.UNSTABLE4, payload).pack(enc)
+    enc.uint32(0xCAFE)  # something after the padding
+    gathered = enc.gathered()
+    assert isinstance(gathered, Gathered)
+    assert len(gathered.pieces) == 3
+    head, data, tail = gathered.pieces
+    assert isinstance(data, memoryview) and data.obj is payload  # not a copy
+    assert bytes(tail) == b"\x00" + bytes.fromhex("0000cafe")
+    plain = Encoder()
+    STATEID.pack(plain)
+    plain.uint64(7)
+    plain.uint32(stable_how4.UNSTABLE4)
+    plain.opaque(payload)
+    plain.uint32(0xCAFE)
+    assert gathered.joined() == enc.getvalue() == plain.getvalue()
+    assert len(gathered) == len(plain.getvalue())
+    assert bytes(head) == plain.getvalue()[: len(head)]
+
+    small = Encoder()
+    small.opaque_bulk(b"x" * (BULK_MIN - 1))
+    assert isinstance(small.gathered(), bytes)
+    at_bound = Encoder()
+    at_bound.opaque_bulk(b"x" * BULK_MIN)
+    assert isinstance(at_bound.gathered(), Gathered)
+    at_bound.reset()
+    assert at_bound.gathered() == b""
 
 
 def test_readdir_long_list_is_iterative() -> None:
