@@ -789,6 +789,27 @@ def set_read_ahead(mountpoint: Path, kib: int) -> None:
         raise BenchError(f"cannot set the read-ahead of {mountpoint} ({knob}): {err}") from err
 
 
+def wait_idle(pid: int, quiet: float = 0.3, limit: float = 10.0) -> float:
+    """Wait until process ``pid`` has used no CPU for ``quiet`` seconds (at most
+    ``limit`` seconds in all); return the CPU seconds it used meanwhile.
+
+    After ``drop_caches`` the kernel sends a FUSE daemon a FORGET for every inode it
+    dropped: 100,000 cached inodes cost fusenfs about 0.3 CPU-seconds, which would
+    otherwise be charged to the transfer timed next.
+    """
+    start = last = process_cpu_seconds(pid)
+    deadline = time.monotonic() + limit
+    still_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = process_cpu_seconds(pid)
+        if now != last:
+            last, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= quiet:
+            break
+    return last - start
+
+
 def drop_caches() -> None:
     """Write back and drop the kernel's page cache and dentries (root); tmpfs stays."""
     os.sync()
@@ -1187,6 +1208,15 @@ class Bench:
     def throughput(self, name: str, seconds: float, label: str) -> None:
         self.record(name, "MB/s", self.size / MB / seconds, label)
 
+    def drop_caches(self) -> None:
+        """``drop_caches``, then wait until every mount process is idle again (the
+        FORGETs for the inodes the kernel dropped are not charged to what is timed next,
+        fusenfs's or a peer's)."""
+        drop_caches()
+        for mount in self.mounts():
+            with contextlib.suppress(OSError):
+                wait_idle(mount.pid)
+
     def cpu_meter(self, mount: MountProcess | None = None) -> CpuMeter:
         """A ``CpuMeter`` watching Ganesha (if running) and ``mount``'s process."""
         server = self.server.pid if self.server is not None else None
@@ -1339,7 +1369,7 @@ class Bench:
         name = self.export_copy()
         out = self.out_file()
         try:
-            drop_caches()
+            self.drop_caches()
             with self.cpu_meter(mnt) as cpu:
                 seconds = run(["dd", f"if={mnt.path / name}", f"of={out}", "bs=1M", "status=none"])
             self.check_copy(out, self.source_sha(), "fusenfs read")
@@ -1354,7 +1384,7 @@ class Bench:
         name = self.export_copy()
         out = self.out_file()
         try:
-            drop_caches()
+            self.drop_caches()
             with self.cpu_meter() as cpu:
                 seconds = run(["nfs-cp", server.url(name, version=4), str(out)])
             self.check_copy(out, self.source_sha(), "libnfs read")
@@ -1369,7 +1399,7 @@ class Bench:
         os.truncate(source, self.size)  # the null FS's file: as many zeros as we read
         out = self.out_file()
         try:
-            drop_caches()
+            self.drop_caches()
             seconds = run(["dd", f"if={source}", f"of={out}", "bs=1M", "status=none"])
             self.check_copy(out, self.zero_sha(), "null FS read")
         finally:
@@ -1389,7 +1419,7 @@ class Bench:
         mnt, debug = self.timing(), self.debugging()
         name = self.export_copy()
         try:
-            drop_caches()
+            self.drop_caches()
             seconds = self._read_twice(mnt.path / name)
             self.throughput("fusenfs-reread", seconds, "fusenfs 2nd dd")
             got = sha256_file(debug.path / name)  # the debug mount's first read
@@ -1532,7 +1562,7 @@ class Bench:
     def step_fusenfs_inodes(self) -> None:
         mnt = self.timing()
         tree = self.inode_tree()
-        drop_caches()
+        self.drop_caches()
         before = rss_bytes(mnt.pid)
         started = time.perf_counter()
         _, listing = run_output(["find", str(mnt.path / tree.name)], timeout=TREE_TIMEOUT)
@@ -1551,7 +1581,7 @@ class Bench:
 
     def step_local_inodes(self) -> None:
         tree = self.inode_tree()
-        drop_caches()
+        self.drop_caches()
         started = time.perf_counter()
         _, listing = run_output(["find", str(tree)], timeout=TREE_TIMEOUT)
         found = time.perf_counter() - started

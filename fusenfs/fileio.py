@@ -1,7 +1,8 @@
 """Data paths of one open file: read-ahead and write-behind (RFC 8881 sections 18.22, 18.32, 18.3).
 
-FUSE hands the client reads of at most 128 KiB and writes of at most 1 MiB, one at a
-time per descriptor.  Sending them one by one leaves the server idle between round trips,
+FUSE hands the client reads of at most 128 KiB (1 MiB once the mount's read-ahead is
+raised, ``fusenfs.runner.READAHEAD_KB``) and writes of at most 1 MiB, one at a time per
+descriptor.  Sending them one by one leaves the server idle between round trips,
 so, like a kernel NFS client:
 
 * ``ReadAhead`` notices sequential reads and keeps several ``maxread``-sized READs in
