@@ -110,8 +110,7 @@ from pathlib import Path
 from typing import Final, Literal, NoReturn
 
 from contrib.ganesha import GaneshaError, GaneshaServer, port_accepts, unavailable_reason
-from fusenfs.cli import mount_device
-from fusenfs.runner import READAHEAD_KB
+from fusenfs.runner import READAHEAD_KB, readahead_knob
 
 MB: Final = 1_000_000
 MIB: Final = 1 << 20
@@ -186,9 +185,9 @@ class CpuMeter:
     """CPU used during one transfer: by the commands it ran and by processes it watched.
 
     ``with CpuMeter(server=ganesha_pid, client=(mount_pid,)) as cpu: run(...)``; then
-    ``cpu.client`` is the CPU seconds of the commands run (waited-for children, e.g.
-    dd or nfs-cp) plus those of the ``client`` processes (the FUSE daemon), and
-    ``cpu.server`` those of the ``server`` process.  Kernel work is charged to whoever
+    ``cpu.client_seconds`` is the CPU seconds of the commands run (waited-for children,
+    e.g. dd or nfs-cp) plus those of the ``client`` processes (the FUSE daemon), and
+    ``cpu.server_seconds`` those of the ``server`` process.  Kernel work is charged to whoever
     made the system call (the daemon's replies to FUSE, dd's copies out of the page
     cache), so client CPU is the whole cost of the client side.
     """
@@ -779,10 +778,9 @@ def set_read_ahead(mountpoint: Path, kib: int) -> None:
     Raises:
         BenchError: the mount or its read-ahead knob cannot be found or written.
     """
-    device = mount_device(str(mountpoint))
-    if device is None:
+    knob = readahead_knob(str(mountpoint))
+    if knob is None:
         raise BenchError(f"{mountpoint} is not mounted: cannot set its read-ahead")
-    knob = Path(f"/sys/class/bdi/{device}/read_ahead_kb")
     try:
         knob.write_text(f"{kib}\n")
     except OSError as err:

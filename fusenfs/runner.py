@@ -362,16 +362,22 @@ async def _return_free_memory() -> None:
         trim(0)
 
 
+def readahead_knob(mountpoint: str) -> Path | None:
+    """The sysfs file holding the kernel read-ahead (KiB) of the file system mounted
+    on ``mountpoint`` (its bdi's ``read_ahead_kb``), or None if nothing is mounted."""
+    device = mount_device(mountpoint)
+    return None if device is None else Path(f"/sys/class/bdi/{device}/read_ahead_kb")
+
+
 async def set_readahead(mountpoint: str, kib: int) -> None:
     """Set the kernel read-ahead of the mount (its bdi's read_ahead_kb), if allowed.
 
     The kernel sets it when it gets the answer to FUSE_INIT, so this waits until the
     main loop has answered (the value then stays), trying for a bounded time.
     """
-    device = mount_device(mountpoint)
-    if device is None:
+    knob = readahead_knob(mountpoint)
+    if knob is None:
         return
-    knob = Path(f"/sys/class/bdi/{device}/read_ahead_kb")
     for _ in range(50):  # 50 * 0.1 s
         await trio.sleep(0.1)
         try:

@@ -747,17 +747,14 @@ class GssContext:
                 raise GssError(f"RPCSEC_GSS call verifier: {_gss_reason(exc)}") from None
             verf = opaque_auth(auth_flavor.RPCSEC_GSS, mic)
             header = encode_call_header(xid, prog, vers, proc, cred, verf)
+            # DESTROY: arguments and results are not wrapped (as Linux does).
+            data = gss_proc == rpc_gss_proc_t.RPCSEC_GSS_DATA
+            reply_service = service if data else rpc_gss_service_t.RPC_GSS_SVC_NONE
             body: Sequence[Payload]
-            if gss_proc != rpc_gss_proc_t.RPCSEC_GSS_DATA:
-                # DESTROY: arguments and results are not wrapped (as Linux does)
-                body = arg_pieces(args)
-                reply_service = rpc_gss_service_t.RPC_GSS_SVC_NONE
-            elif service == rpc_gss_service_t.RPC_GSS_SVC_NONE:
+            if reply_service == rpc_gss_service_t.RPC_GSS_SVC_NONE:
                 body = arg_pieces(args)  # sent as they are, in their pieces
-                reply_service = service
             else:
                 body = protect(self.mech, service, seq, arg_bytes(args))
-                reply_service = service
         except BaseException:
             self.window.retire(seq)
             raise
