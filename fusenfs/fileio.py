@@ -6,7 +6,8 @@ descriptor.  Sending them one by one leaves the server idle between round trips,
 so, like a kernel NFS client:
 
 * ``ReadAhead`` notices sequential reads and keeps several ``maxread``-sized READs in
-  flight ahead of the reader;
+  flight ahead of the reader (4 MiB each by default, ``fusenfs.runner.DEFAULT_RSIZE``,
+  so one READ serves four FUSE reads);
 * ``WriteBehind`` acknowledges a write once its data is queued, sends UNSTABLE WRITEs
   (split by ``maxwrite``) concurrently, keeps the data until a COMMIT with the same write
   verifier makes it durable, and re-sends it FILE_SYNC if the verifier changed (the
@@ -56,7 +57,8 @@ class ReadAhead:
         read_fn: one READ of at most ``count`` bytes (bytes, offsets in bytes): the
             default when ``read`` is given none.
         block: READ size in bytes (the server's maxread, capped).
-        ahead: blocks to keep in flight beyond the one being read (a count).
+        ahead: blocks to keep in flight beyond the one being read (a count), reached
+            by growing one block per sequential read.
         nursery: where prefetch tasks run.
     """
 
@@ -67,6 +69,7 @@ class ReadAhead:
         self._nursery = nursery
         self._blocks: dict[int, _Block] = {}
         self._next_offset = 0
+        self._streak = 0  # sequential reads before this one (a count)
         self.reads = 0
         self.prefetched = 0
 
@@ -136,11 +139,16 @@ class ReadAhead:
         sequential = offset == self._next_offset
         self._next_offset = offset + size
         if not sequential and offset != 0:
+            self._streak = 0
             data, _ = await self._read_range(offset, size, read)
             return data
+        # The window grows by a block with each sequential read, as the kernel's
+        # read-ahead does: reading the head of a large file costs one block.
+        ahead = min(self.ahead, self._streak)
+        self._streak = self._streak + 1 if sequential else 1
         first = offset // self.block
         last = (offset + size - 1) // self.block
-        for index in range(first, last + 1 + self.ahead):
+        for index in range(first, last + 1 + ahead):
             if index > last and index not in self._blocks:
                 self.prefetched += 1
             self._start(index, read)

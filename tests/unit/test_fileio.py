@@ -95,19 +95,47 @@ async def test_read_ahead_keeps_blocks_in_flight(
     fake = FakeReader(data)
     ra = ReadAhead(fake.read, block=block, ahead=4, nursery=nursery_)
     with trio.fail_after(TIMEOUT):
-        assert await ra.read(0, block) == data[:block]
-        # The first read started block 0 and prefetched blocks 1..4, all at once.
-        assert ra.prefetched == 4
-        assert sorted(off for off, _ in fake.calls) == [i * block for i in range(5)]
-        assert fake.max_inflight == 5
+        for index in range(5):  # the window grows to 4 blocks ahead
+            assert await ra.read(index * block, block) == data[index * block : (index + 1) * block]
+        # The fifth read (block 4) had blocks 5..8 in flight: 4 ahead.
+        assert ra.prefetched == 7
+        await trio.testing.wait_all_tasks_blocked()  # their READs are sent
+        assert sorted(off for off, _ in fake.calls) == [i * block for i in range(9)]
+        await trio.sleep(fake.latency)  # blocks 5..8 arrive
         start = trio.current_time()
-        assert await ra.read(block, block) == data[block : 2 * block]
-        # Block 1 was already there: no waiting for a READ round trip.
+        assert await ra.read(5 * block, block) == data[5 * block : 6 * block]
+        # Block 5 was already there: no waiting for a READ round trip.
         assert trio.current_time() == start
-        assert ra.prefetched == 5  # block 5 joins the window
+        assert ra.prefetched == 8  # block 9 joins the window
         await trio.sleep(fake.latency / 2)  # its READ is sent (not yet answered)
-        assert (5 * block, block) in fake.calls
-        assert len(fake.calls) == 6
+        assert (9 * block, block) in fake.calls
+        assert len(fake.calls) == 10
+
+
+async def test_read_ahead_grows_with_sequential_reads(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Reading the head of a large file fetches one block, not the whole window: each
+    sequential read lets one more block run ahead, up to ``ahead``."""
+    block = 128 * KiB
+    data = os.urandom(16 * block)
+    fake = FakeReader(data)
+    ra = ReadAhead(fake.read, block=block, ahead=4, nursery=nursery_)
+    with trio.fail_after(TIMEOUT):
+        assert await ra.read(0, 100) == data[:100]
+        await trio.testing.wait_all_tasks_blocked()
+        assert [off for off, _ in fake.calls] == [0]  # block 0 only
+        assert ra.prefetched == 0
+        assert await ra.read(100, 100) == data[100:200]
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(off for off, _ in fake.calls) == [0, block]  # one ahead
+        assert await ra.read(200, block) == data[200 : 200 + block]
+        assert ra.prefetched == 3  # blocks 1..3: two ahead of block 1
+        assert fake.max_inflight <= 3
+        # A jump elsewhere starts over: the exact range, no window.
+        calls = len(fake.calls)
+        assert await ra.read(10 * block + 5, 10) == data[10 * block + 5 : 10 * block + 15]
+        assert len(fake.calls) == calls + 1
 
 
 async def test_read_ahead_block_is_completed_from_short_replies(
@@ -188,7 +216,8 @@ async def test_invalidate_drops_cached_blocks(
     fake = FakeReader(old)
     ra = ReadAhead(fake.read, block=block, ahead=2, nursery=nursery_)
     with trio.fail_after(TIMEOUT):
-        assert await ra.read(0, block) == old[:block]
+        assert await ra.read(0, block // 2) == old[: block // 2]
+        assert await ra.read(block // 2, block // 2) == old[block // 2 : block]  # 1 ahead
         await trio.sleep(1)  # let the prefetches land
         fake.data = b"\x01" * (4 * block)  # the file changed on the server
         assert await ra.read(block, block) == old[block : 2 * block]  # cached
