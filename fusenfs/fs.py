@@ -61,6 +61,11 @@ NAME_MAX = 255  # Linux's limit on one path component, bytes
 #: The extended attribute of the mount's root that carries ``fusenfs stats`` output.
 STATS_XATTR = b"user.fusenfs.stats"
 XATTR_SIZE_MAX = 65536  # Linux's limit on an extended attribute's value, bytes
+#: Sequential read-ahead of one file: READs of the session's maxread (4 MiB by default,
+#: ``fusenfs.runner.DEFAULT_RSIZE``) kept in flight beyond the one being read, at most
+#: this many (a count) and at most this many bytes (a larger rsize gets fewer).
+READ_AHEAD_BLOCKS = 4
+READ_AHEAD_BYTES = 16 * 1024 * 1024
 TYPE_BITS: dict[int, int] = {
     nfs_ftype4.NF4REG: stat.S_IFREG,
     nfs_ftype4.NF4DIR: stat.S_IFDIR,
@@ -870,8 +875,9 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             return await client.commit(fh_bytes, 0, 0, cred)
 
         if inode.ino not in self._readers:
-            block = min(client.maxread, 1024 * 1024)
-            self._readers[inode.ino] = ReadAhead(read_fn, block, 4, self.nursery)
+            block = client.maxread
+            ahead = max(1, min(READ_AHEAD_BLOCKS, READ_AHEAD_BYTES // block))
+            self._readers[inode.ino] = ReadAhead(read_fn, block, ahead, self.nursery)
         writer = None
         if access & OPEN4_SHARE_ACCESS_WRITE:
             writer = WriteBehind(
