@@ -154,7 +154,8 @@ EXPORT_SCAN_DEPTH = 4
 #: four times that serve four of them, and the Python cost of a READ (session, slot,
 #: XDR, trio) is paid a quarter as often.  Measured here (256 MiB, dd, 8 runs each,
 #: medians, Ganesha on tmpfs): 1 MiB READs 316 MB/s with 1.3 ms of mount user CPU per
-#: MB; 2 MiB 338 MB/s; 4 MiB 397 MB/s with 0.8 ms; 8 MiB no better than 4.
+#: MB; 2 MiB 338 MB/s; 4 MiB 364-397 MB/s (two sets of runs) with 0.8 ms; 8 MiB no
+#: better than 4.
 #: WRITEs stay at 1 MiB: one FUSE write is one WRITE, with no copy to join them.
 DEFAULT_RSIZE = 4 * 1024 * 1024
 
