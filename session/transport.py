@@ -149,7 +149,7 @@ class _Pending:
     """A call waiting for its reply: ``body`` or ``error`` is set, then ``done``."""
 
     done: trio.Event
-    body: bytes | None = None
+    body: bytes | memoryview | None = None
     error: TransportError | None = None
 
 
@@ -438,7 +438,7 @@ class RpcConnection:
             finally:
                 sealed.release()
 
-    async def _round_trip(self, xid: int, frame: Frame) -> bytes:
+    async def _round_trip(self, xid: int, frame: Frame) -> bytes | memoryview:
         """Hand ``frame`` to the sender and wait for the record answering ``xid``."""
         slot = _Pending(trio.Event())
         self._pending[xid] = slot
@@ -499,9 +499,29 @@ class RpcConnection:
     # -- tasks --------------------------------------------------------------------------
     async def _reader(self) -> None:
         records = self._records
+        stream = self._stream
+        # A large record (a READ reply) is received straight into its own buffer.
+        sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         try:
             while True:
-                data = await self._stream.receive_some(self._receive_size)
+                target = records.receive_buffer() if sock is not None else None
+                if sock is not None and target is not None:
+                    try:
+                        count = await sock.recv_into(target)
+                    except OSError as exc:  # as SocketStream.receive_some would say
+                        raise trio.BrokenResourceError(str(exc)) from exc
+                    finally:
+                        target.release()  # the record may be handed on: no view left
+                    if not count:
+                        self._lose("closed by peer")
+                        return
+                    self._bytes_received += count
+                    for record in records.received(count):
+                        self._dispatch(record)
+                        if not self._pending:  # idle: the kept buffers go back
+                            records.release_buffers()
+                    continue
+                data = await stream.receive_some(self._receive_size)
                 if not data:
                     self._lose("closed by peer")
                     return
@@ -518,7 +538,7 @@ class RpcConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._lose(_describe(exc))
 
-    def _dispatch(self, record: bytes) -> None:
+    def _dispatch(self, record: bytes | memoryview) -> None:
         """Route one record: a reply to its caller, a call to a handler task."""
         xid, mtype = peek_xid_and_type(record)
         if mtype == msg_type.REPLY:
@@ -535,7 +555,7 @@ class RpcConnection:
             assert self._nursery is not None
             self._nursery.start_soon(self._serve_call, xid, record)
 
-    async def _serve_call(self, xid: int, record: bytes) -> None:
+    async def _serve_call(self, xid: int, record: bytes | memoryview) -> None:
         try:
             call = decode_call(record)
         except UnsupportedRpcVersion:

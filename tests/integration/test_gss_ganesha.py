@@ -188,7 +188,8 @@ class WireTap:
         reader = RecordReader(MAX_RECORD_DEFAULT)
         try:
             while data := await src.receive_some(1 << 20):
-                for record in reader.feed(data):
+                for received in reader.feed(data):
+                    record = bytes(received)
                     if change is not None:
                         record = change(record)
                     if self.keep:

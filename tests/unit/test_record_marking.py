@@ -9,6 +9,7 @@ import pytest
 
 from session.errors import TransportError
 from session.rpc import (
+    DIRECT_RECORD_MIN,
     LAST_FRAGMENT,
     MAX_FRAGMENT,
     NEGOTIATED_MAXIMUM,
@@ -82,7 +83,7 @@ def test_fed_one_byte_at_a_time() -> None:
     records = [b"", b"a", os.urandom(37), os.urandom(1000)]
     data = b"".join(wire(r, max_fragment=7) for r in records)
     reader = RecordReader()
-    out: list[bytes] = []
+    out: list[bytes | memoryview] = []
     for i in range(len(data)):
         out.extend(reader.feed(data[i : i + 1]))
     assert out == records
@@ -113,6 +114,65 @@ def test_mark_split_across_feeds() -> None:
     assert reader.feed(data[1:3]) == []
     assert reader.feed(data[3:6]) == []
     assert reader.feed(data[6:]) == [b"xyzw"]
+
+
+def test_large_record_is_received_in_place() -> None:
+    """A large one-fragment record offers its own buffer for the rest of its bytes: a
+    socket can receive straight into it, and the record is that buffer (no join)."""
+    record = os.urandom(DIRECT_RECORD_MIN * 3 + 5)
+    data = fragment(record, last=True)
+    reader = RecordReader()
+    assert reader.receive_buffer() is None  # nothing announced yet
+    assert reader.feed(data[:1000]) == []  # the mark and the first bytes, copied in
+    assert reader.buffered == 996
+    target = reader.receive_buffer()
+    assert target is not None and len(target) == len(record) - 996
+    target[:DIRECT_RECORD_MIN] = data[1000 : 1000 + DIRECT_RECORD_MIN]
+    assert reader.received(DIRECT_RECORD_MIN) == []
+    rest = data[1000 + DIRECT_RECORD_MIN :]
+    target = reader.receive_buffer()
+    assert target is not None and len(target) == len(rest)
+    target[:] = rest
+    del target
+    (got,) = reader.received(len(rest))
+    assert got == record
+    assert reader.buffered == 0 and reader.receive_buffer() is None
+    # Small records, and records in several fragments, are fed as before.
+    assert reader.feed(fragment(b"small", True)) == [b"small"]
+    big = os.urandom(DIRECT_RECORD_MIN)
+    reader.feed(fragment(big[:10], False) + fragment(big[10:], True)[:100])
+    assert reader.receive_buffer() is None
+
+
+def test_large_record_buffers_are_used_again_when_free() -> None:
+    """A buffer is used for the next large record only once no view of its last one
+    is left; ``release_buffers`` drops them."""
+    first, second = os.urandom(DIRECT_RECORD_MIN), os.urandom(DIRECT_RECORD_MIN)
+    reader = RecordReader()
+    (held,) = reader.feed(fragment(first, last=True))
+    piece = held[10:20]  # a view of a view still refers to the buffer
+    del held
+    (other,) = reader.feed(fragment(second, last=True))
+    assert bytes(piece) == first[10:20] and other == second  # a new buffer: nothing lost
+    assert isinstance(other, memoryview) and isinstance(piece, memoryview)
+    buffer_of_second = id(other.obj)  # (not the object: that would be a reference)
+    del other
+    (third,) = reader.feed(fragment(first, last=True))
+    assert isinstance(third, memoryview)
+    assert id(third.obj) == buffer_of_second  # free again: used again
+    assert third == first and bytes(piece) == first[10:20]
+    reader.release_buffers()  # a record still held keeps its buffer
+    (fourth,) = reader.feed(fragment(second, last=True))
+    assert third == first and fourth == second and bytes(piece) == first[10:20]
+
+
+def test_received_counts_are_checked() -> None:
+    reader = RecordReader()
+    with pytest.raises(ValueError, match="no record is being received"):
+        reader.received(1)
+    reader.feed(struct.pack(">I", LAST_FRAGMENT | DIRECT_RECORD_MIN))
+    with pytest.raises(ValueError, match="more than"):
+        reader.received(DIRECT_RECORD_MIN + 1)
 
 
 @pytest.mark.parametrize("kind", [bytearray, memoryview])
@@ -177,7 +237,7 @@ def test_large_record_in_64k_chunks(max_fragment: int) -> None:
     record = os.urandom(1 << 20)
     data = wire(record, max_fragment) + wire(b"next")
     reader = RecordReader()
-    out: list[bytes] = []
+    out: list[bytes | memoryview] = []
     for start in range(0, len(data), 1 << 16):
         out.extend(reader.feed(data[start : start + (1 << 16)]))
     assert out == [record, b"next"]

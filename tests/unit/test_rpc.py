@@ -296,7 +296,7 @@ def test_call_round_trip_server_client() -> None:
     )
 
     server_reader = RecordReader()
-    calls: list[bytes] = []
+    calls: list[bytes | memoryview] = []
     for i in range(0, len(client_to_server), 333):
         calls.extend(server_reader.feed(client_to_server[i : i + 333]))
     assert len(calls) == 1

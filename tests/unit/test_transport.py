@@ -70,7 +70,7 @@ class ScriptedPeer:
             data = await self.stream.receive_some(65536)
             if not data:
                 raise EOFError("transport closed the stream")
-            self.records.extend(self.reader.feed(data))
+            self.records.extend(bytes(r) for r in self.reader.feed(data))
         return self.records.popleft()
 
     async def receive_call(self) -> RpcCall:
