@@ -1547,7 +1547,7 @@ class NFSClient:
         async with self.file_lock(fh):
             state = self.state.record_open(fh, self.fs_id_of(fh), owner, opened.resok.stateid)
             state.may_notify_lock = bool(opened.resok.rflags & OPEN4_RESULT_MAY_NOTIFY_LOCK)
-            state.server_access |= access
+            state.opened_with(access)
             state.add_user(access)
         dir_attrs = _attrs(_res(res, 5, nfs4.GETATTR4res)) if create else None
         return OpenResult(fh=fh, attrs=file_attrs, state=state, created=create, dir_attrs=dir_attrs)
@@ -1614,7 +1614,7 @@ class NFSClient:
             state = self.state.record_open(fh, self.fs_id_of(fh), owner, opened.resok.stateid)
             state.may_notify_lock = bool(opened.resok.rflags & OPEN4_RESULT_MAY_NOTIFY_LOCK)
             # An OPEN of an open the server holds adds to its access (section 18.16.3).
-            state.server_access = held | want
+            state.opened_with(want)
             state.add_user(access)
         await self._took_delegation(fh, opened.resok, attrs, cred)
         return state, attrs
@@ -1894,7 +1894,13 @@ class NFSClient:
             self.state.forget_open(state)
 
     async def release(self, state: OpenState, access: int, cred: Credential | None = None) -> None:
-        """One user of ``state`` is done: CLOSE at the last, OPEN_DOWNGRADE if access shrinks."""
+        """One user of ``state`` is done: CLOSE at the last, OPEN_DOWNGRADE if access shrinks.
+
+        The downgrade asks for the smallest union of the OPENs in effect that still
+        covers the users (RFC 8881 section 18.18.3); when there is none (the file was
+        opened for both, then for reading under that open), the open keeps its access
+        until CLOSE.
+        """
         async with self.file_lock(state.fh):
             before = state.access()
             state.remove_user(access)
@@ -1908,8 +1914,8 @@ class NFSClient:
                 # 8881 section 18.2.3), and none may outlive the open they were made under.
                 await self._close_now(state, cred)
                 return
-            after = state.access()
-            if after != before:
+            after = state.downgrade_access(state.access()) if state.access() != before else None
+            if after is not None:
                 res = await self.compound(
                     lambda s: [
                         nfs4.PUTFH4args(object=state.fh),
@@ -1926,7 +1932,7 @@ class NFSClient:
                 down = _res(res, 1, nfs4.OPEN_DOWNGRADE4res)
                 if down.resok is not None:
                     state.update(down.resok.open_stateid)
-                    state.server_access = after
+                    state.downgraded_to(after)
 
     def is_last_user(self, state: OpenState) -> bool:
         """Whether one user holds ``state`` and no byte-range lock was made under it."""

@@ -65,6 +65,47 @@ class OpenState:
     #: what the last OPEN or OPEN_DOWNGRADE gave.  Under a delegation an open nobody
     #: uses is kept (not CLOSEd), so a later open with access within this is local.
     server_access: int = 0
+    #: The share access of each OPEN in effect (OPEN4_SHARE_ACCESS_* values): an
+    #: OPEN_DOWNGRADE may only ask for a union of some of them (RFC 8881 section
+    #: 18.18.3; a server answers NFS4ERR_INVAL otherwise).
+    opened: set[int] = field(default_factory=set)
+
+    def opened_with(self, access: int) -> None:
+        """An OPEN with ``access`` (OPEN4_SHARE_ACCESS_* bits) succeeded on this open:
+        the server now holds that too (an OPEN adds to the access held, 18.16.3)."""
+        self.opened.add(access)
+        self.server_access |= access
+
+    def downgrade_access(self, need: int) -> int | None:
+        """The share access to OPEN_DOWNGRADE to when the users need only ``need``.
+
+        Returns:
+            the smallest union of OPENs in effect that covers ``need`` and is less than
+            what the server holds; None if there is none (then the open keeps what it
+            holds until CLOSE: downgrading to anything else is NFS4ERR_INVAL, RFC 8881
+            section 18.18.3).
+        """
+        best: int | None = None
+        values = sorted(self.opened)
+        for pick in range(1, 1 << len(values)):
+            union = 0
+            for index, value in enumerate(values):
+                if pick >> index & 1:
+                    union |= value
+            if union & need != need or union == self.server_access:
+                continue
+            if union | self.server_access != self.server_access:
+                continue
+            if best is None or union.bit_count() < best.bit_count():
+                best = union
+        return best
+
+    def downgraded_to(self, access: int) -> None:
+        """An OPEN_DOWNGRADE to ``access`` succeeded: the OPENs beyond it are no longer
+        in effect."""
+        self.opened = {value for value in self.opened if value | access == access}
+        self.opened.add(access)
+        self.server_access = access
 
     def access(self) -> int:
         """The union of share access the users need (OPEN4_SHARE_ACCESS_* bits)."""

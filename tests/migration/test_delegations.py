@@ -26,7 +26,7 @@ import pytest
 import trio
 
 from contrib.testserver import Cluster
-from session.xdr.const import OPEN4_SHARE_ACCESS_BOTH, stable_how4
+from session.xdr.const import OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ, stable_how4
 
 from .harness import Scenario, api_mount, last_migration, scenario
 
@@ -75,6 +75,29 @@ async def _delegated_file(sc: Scenario, name: str) -> str:
     stats = await sc.stats()
     assert stats["delegations"]["held"] == 1, stats["delegations"]
     return path
+
+
+async def test_release_downgrades_only_to_a_union_of_opens(cluster: Cluster) -> None:
+    """A file opened for both, then for reading under that open (no OPEN sent: the
+    open covers it), then closed for writing: READ alone was never an OPEN, so an
+    OPEN_DOWNGRADE to it is NFS4ERR_INVAL (RFC 8881 section 18.18.3) and the open keeps
+    both until CLOSE.  The mount hit this when close(2) of a writer reached the client
+    after a reader had opened the file (the RELEASE is asynchronous)."""
+    with trio.fail_after(60):
+        async with api_mount(cluster, "downgrade") as m:
+            client = m.client
+            opened = await client.open(
+                client.root_fh, b"downgrade", OPEN4_SHARE_ACCESS_BOTH, create=True
+            )
+            state = opened.state
+            reader = await client.open_fh(opened.fh, OPEN4_SHARE_ACCESS_READ)
+            assert reader is state and state.users[OPEN4_SHARE_ACCESS_READ] == 1
+            await client.release(state, OPEN4_SHARE_ACCESS_BOTH)  # was: NFS4ERR_INVAL
+            assert state.server_access == OPEN4_SHARE_ACCESS_BOTH
+            data, _ = await client.read(opened.fh, state.stateid, 0, 10)
+            assert data == b""
+            await client.release(state, OPEN4_SHARE_ACCESS_READ)
+            await client.remove(client.root_fh, b"downgrade")
 
 
 async def test_read_delegation_serves_stat_and_open_locally_until_recalled(

@@ -87,6 +87,37 @@ def test_open_state_both_user_covers_read_and_write() -> None:
     assert state.access() == OPEN4_SHARE_ACCESS_READ
 
 
+R, W, RW = OPEN4_SHARE_ACCESS_READ, OPEN4_SHARE_ACCESS_WRITE, OPEN4_SHARE_ACCESS_BOTH
+
+
+@pytest.mark.parametrize(
+    ("opens", "need", "target"),
+    [
+        ([R, RW], R, R),  # opened for reading, then upgraded: back to reading
+        ([W, R], R, R),  # W then R: READ alone was an OPEN
+        ([W, R], W, W),
+        ([RW], R, None),  # only BOTH was ever opened: READ alone is no union of OPENs
+        ([W, RW], R, None),
+        ([R, W], RW, None),  # nothing to shed
+        ([R, RW], RW, None),
+    ],
+)
+def test_open_downgrade_only_to_a_union_of_opens(
+    opens: list[int], need: int, target: int | None
+) -> None:
+    """OPEN_DOWNGRADE's share_access must be the union of some of the OPENs in effect
+    (RFC 8881 section 18.18.3), or the server answers NFS4ERR_INVAL."""
+    state = OpenState(fh=b"fh", fs_id=FS1, owner=b"o", stateid=sid(1))
+    for access in opens:
+        state.opened_with(access)
+    assert state.server_access == RW if set(opens) != {R} else R
+    assert state.downgrade_access(need) == target
+    if target is not None:
+        state.downgraded_to(target)
+        assert state.server_access == target
+        assert state.downgrade_access(target) is None  # nothing more to shed
+
+
 def test_releasing_an_access_never_added_raises() -> None:
     state = OpenState(fh=b"fh", fs_id=FS1, owner=b"o", stateid=sid(1))
     state.add_user(OPEN4_SHARE_ACCESS_READ)
