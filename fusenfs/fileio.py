@@ -56,7 +56,7 @@ class ReadAhead:
     Args:
         read_fn: one READ of at most ``count`` bytes (bytes, offsets in bytes): the
             default when ``read`` is given none.
-        block: READ size in bytes (the server's maxread, capped).
+        block: READ size in bytes (the session's maxread).
         ahead: blocks to keep in flight beyond the one being read (a count), reached
             by growing one block per sequential read.
         nursery: where prefetch tasks run.

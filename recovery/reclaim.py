@@ -99,7 +99,6 @@ async def reclaim_open(
     assert isinstance(opened, nfs4.OPEN4res) and opened.resok is not None
     state.stateid = opened.resok.stateid  # new state: a new "other"
     state.opened = {access}  # the one OPEN in effect on the new server (18.18.3)
-    state.server_access = access
     granted = opened.resok.delegation
     body = granted.read if granted.read is not None else granted.write
     if delegation is None or body is None:

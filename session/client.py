@@ -1914,7 +1914,8 @@ class NFSClient:
                 # 8881 section 18.2.3), and none may outlive the open they were made under.
                 await self._close_now(state, cred)
                 return
-            after = state.downgrade_access(state.access()) if state.access() != before else None
+            need = state.access()
+            after = state.downgrade_access(need) if need != before else None
             if after is not None:
                 res = await self.compound(
                     lambda s: [

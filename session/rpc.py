@@ -508,8 +508,7 @@ class RecordReader:
             ValueError: no record is being received in place, or ``count`` is negative
                 or more than it lacks.
         """
-        direct = self._direct
-        if direct is None:
+        if self._direct is None:
             raise ValueError("received(): no record is being received in place")
         if not 0 <= count <= self._frag_left:
             raise ValueError(
@@ -674,8 +673,8 @@ def _first_bytes(pieces: Sequence[bytes | bytearray | memoryview], n: int) -> by
 
 
 def frame_record(
-    record: bytes | bytearray | memoryview, max_fragment: int = MAX_FRAGMENT
-) -> list[bytes | bytearray | memoryview]:
+    record: bytes | memoryview, max_fragment: int = MAX_FRAGMENT
+) -> list[bytes | memoryview]:
     """Split one record into record-marked fragments (RFC 5531 section 11).
 
     Args:
@@ -696,7 +695,7 @@ def frame_record(
     if size <= max_fragment:
         return [_MARK.pack(LAST_FRAGMENT | size), record]
     view = memoryview(record)
-    pieces: list[bytes | bytearray | memoryview] = []
+    pieces: list[bytes | memoryview] = []
     for start in range(0, size, max_fragment):
         chunk = view[start : start + max_fragment]
         last = LAST_FRAGMENT if start + max_fragment >= size else 0

@@ -61,20 +61,25 @@ class OpenState:
     #: The server said OPEN4_RESULT_MAY_NOTIFY_LOCK: it may send CB_NOTIFY_LOCK when a
     #: lock a client waits for becomes free (RFC 8881 section 9.6, 20.11).
     may_notify_lock: bool = False
-    #: The share access the server holds for this open (OPEN4_SHARE_ACCESS_* bits):
-    #: what the last OPEN or OPEN_DOWNGRADE gave.  Under a delegation an open nobody
-    #: uses is kept (not CLOSEd), so a later open with access within this is local.
-    server_access: int = 0
     #: The share access of each OPEN in effect (OPEN4_SHARE_ACCESS_* values): an
     #: OPEN_DOWNGRADE may only ask for a union of some of them (RFC 8881 section
     #: 18.18.3; a server answers NFS4ERR_INVAL otherwise).
     opened: set[int] = field(default_factory=set)
 
+    @property
+    def server_access(self) -> int:
+        """The share access the server holds for this open (OPEN4_SHARE_ACCESS_* bits):
+        the union of the OPENs in effect (an OPEN adds to it, section 18.16.3; an
+        OPEN_DOWNGRADE replaces it).  Under a delegation an open nobody uses is kept
+        (not CLOSEd), so a later open with access within this is local."""
+        bits = 0
+        for value in self.opened:
+            bits |= value
+        return bits
+
     def opened_with(self, access: int) -> None:
-        """An OPEN with ``access`` (OPEN4_SHARE_ACCESS_* bits) succeeded on this open:
-        the server now holds that too (an OPEN adds to the access held, 18.16.3)."""
+        """An OPEN with ``access`` (OPEN4_SHARE_ACCESS_* bits) succeeded on this open."""
         self.opened.add(access)
-        self.server_access |= access
 
     def downgrade_access(self, need: int) -> int | None:
         """The share access to OPEN_DOWNGRADE to when the users need only ``need``.
@@ -85,6 +90,7 @@ class OpenState:
             holds until CLOSE: downgrading to anything else is NFS4ERR_INVAL, RFC 8881
             section 18.18.3).
         """
+        held = self.server_access
         best: int | None = None
         values = sorted(self.opened)
         for pick in range(1, 1 << len(values)):
@@ -92,9 +98,7 @@ class OpenState:
             for index, value in enumerate(values):
                 if pick >> index & 1:
                     union |= value
-            if union & need != need or union == self.server_access:
-                continue
-            if union | self.server_access != self.server_access:
+            if union & need != need or union == held:
                 continue
             if best is None or union.bit_count() < best.bit_count():
                 best = union
@@ -105,7 +109,6 @@ class OpenState:
         in effect."""
         self.opened = {value for value in self.opened if value | access == access}
         self.opened.add(access)
-        self.server_access = access
 
     def access(self) -> int:
         """The union of share access the users need (OPEN4_SHARE_ACCESS_* bits)."""

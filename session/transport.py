@@ -518,8 +518,6 @@ class RpcConnection:
                     self._bytes_received += count
                     for record in records.received(count):
                         self._dispatch(record)
-                        if not self._pending:  # idle: the kept buffers go back
-                            records.release_buffers()
                     continue
                 data = await stream.receive_some(self._receive_size)
                 if not data:
@@ -550,6 +548,8 @@ class RpcConnection:
             self._replies_received += 1
             slot.body = record
             slot.done.set()
+            if not self._pending:  # idle: the buffers kept for large records go back
+                self._records.release_buffers()
         else:
             self._calls_received += 1
             assert self._nursery is not None
