@@ -265,7 +265,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         self.close_to_open = True
         #: Bumped by every change to the namespace (``_namespace_changed``).
         self._namespace_epoch = 1
-        self.inodes = InodeTable()
+        self.inodes = InodeTable(on_new_fh=client.rename_fh)
         self.inodes.set_root(client.root_fh, client.root_attrs, client.fs_id_of(client.root_fh))
         self.ids = IdMapper()
         self._files: dict[int, OpenFile] = {}
@@ -721,7 +721,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             return None
         for node in self._known_inodes():
             if node.fs_id == self.client.fs_id_of(fh) and node.fileid == attrs.fileid:
-                node.fh = fh
+                self.inodes.set_fh(node, fh)
                 return node
         return None
 
@@ -772,8 +772,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             current, attrs = await self.client.lookup(current, name)
             found = self.inodes.find_key(self.client.fs_id_of(current), attrs.fileid)
             if found is not None and found.fh != current:
-                old, found.fh = found.fh, current
-                self.client.rename_fh(old, current)
+                self.inodes.set_fh(found, current)
                 found.set_attrs(attrs)
         if attrs.fileid != node.fileid:
             raise StaleHandle(f"{self.describe_fh(node.fh)}: another file has its name now")

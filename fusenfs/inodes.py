@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyfuse3
@@ -137,12 +138,22 @@ class Inode:
 
 
 class InodeTable:
-    """Inodes by number and by (fs_id, fileid); numbers are never reused within a mount."""
+    """Inodes by number and by (fs_id, fileid); numbers are never reused within a mount.
 
-    def __init__(self) -> None:
+    Args:
+        on_new_fh: called as ``on_new_fh(old, new)`` whenever a known inode's
+            filehandle changes (the server gave the same (fs_id, fileid) a new handle:
+            volatile handles that expired, RFC 8881 section 4.2.3, or a migration with
+            new handles), before the inode holds the new one.  The NFS client moves
+            what it keeps under ``old`` (open and lock state) there; without that an
+            open file is left with a handle nothing knows any more.
+    """
+
+    def __init__(self, on_new_fh: Callable[[bytes, bytes], None] | None = None) -> None:
         self._by_ino: dict[int, Inode] = {}
         self._ino_by_key: dict[tuple[int, int], int] = {}
         self._next = pyfuse3.ROOT_INODE + 1
+        self.on_new_fh = on_new_fh
 
     def __len__(self) -> int:
         return len(self._by_ino)
@@ -162,7 +173,8 @@ class InodeTable:
         """The inode for a file just seen on file system ``fs_id`` (attributes must
         include the fileid).
 
-        A known (fs_id, fileid) keeps its number; its filehandle and attributes update.
+        A known (fs_id, fileid) keeps its number; its filehandle (``set_fh``) and
+        attributes update.
 
         Raises:
             ValueError: the attributes lack a fileid.
@@ -180,9 +192,16 @@ class InodeTable:
             inode = Inode(ino=ino, fh=fh, fs_id=fs_id, fileid=attrs.fileid)
             self._by_ino[ino] = inode
         else:
-            inode.fh = fh
+            self.set_fh(inode, fh)
         inode.set_attrs(attrs)
         return inode
+
+    def set_fh(self, inode: Inode, fh: bytes) -> None:
+        """``inode`` is known by ``fh`` now (``on_new_fh`` is told of a change)."""
+        if inode.fh != fh:
+            old, inode.fh = inode.fh, fh
+            if self.on_new_fh is not None:
+                self.on_new_fh(old, fh)
 
     def find_fh(self, fh: bytes) -> Inode | None:
         """The inode whose filehandle is ``fh`` (a scan: for the rare expired handle)."""

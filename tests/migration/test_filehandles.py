@@ -72,3 +72,34 @@ async def test_migration_to_new_filehandles(volatile: Cluster, tsm: bool) -> Non
     assert found, stats["events"][-20:]
     if not tsm:
         assert m["reclaimed"] >= 2  # reclaimed with the new filehandles
+
+
+async def test_listing_after_expiry_keeps_open_files(volatile: Cluster) -> None:
+    """A READDIR that brings a known file's new filehandle before any I/O met the old
+    one expired: the open file must move to the new handle with its state, not be
+    left with a handle the mount no longer knows (ESTALE at the next WRITE)."""
+
+    def open_and_write(path: str) -> tuple[int, int]:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+        os.pwrite(fd, b"before", 0)
+        os.fsync(fd)
+        return fd, os.fstat(fd).st_ino
+
+    def write_again(fd: int) -> bytes:
+        os.pwrite(fd, b"after!", 6)
+        os.fsync(fd)  # the WRITE and COMMIT go with the file's filehandle
+        return os.pread(fd, 64, 0)
+
+    with trio.fail_after(60):
+        async with scenario(volatile) as sc:
+            path = os.path.join(sc.mountpoint, "kept.dat")
+            fd, ino = await trio.to_thread.run_sync(open_and_write, path)
+            try:
+                volatile.expire_filehandles("a")
+                # The listing meets the root's expired handle first, and learns every
+                # entry's new handle from READDIR.
+                assert "kept.dat" in await trio.to_thread.run_sync(os.listdir, sc.mountpoint)
+                assert await trio.to_thread.run_sync(write_again, fd) == b"beforeafter!"
+                assert (await trio.to_thread.run_sync(os.fstat, fd)).st_ino == ino
+            finally:
+                os.close(fd)

@@ -51,6 +51,21 @@ def test_seeing_the_root_again_gives_inode_1() -> None:
     assert root.fh == b"root-fh-2"
 
 
+def test_a_known_file_seen_with_a_new_filehandle_is_reported_once() -> None:
+    # The server gave the same (fs_id, fileid) a new handle (volatile handles expired,
+    # RFC 8881 section 4.2.3): whoever keeps state by filehandle must hear of it.
+    changes: list[tuple[bytes, bytes]] = []
+    table = InodeTable(on_new_fh=lambda old, new: changes.append((old, new)))
+    node = learn(table, b"fa", attrs(100))
+    assert learn(table, b"fa", attrs(100)) is node
+    assert changes == []  # the same handle again: nothing to move
+    assert learn(table, b"fa-2", attrs(100)) is node
+    assert node.fh == b"fa-2" and changes == [(b"fa", b"fa-2")]
+    table.set_fh(node, b"fa-2")
+    table.set_fh(node, b"fa-3")
+    assert changes == [(b"fa", b"fa-2"), (b"fa-2", b"fa-3")]
+
+
 def test_new_files_get_new_numbers_above_the_root() -> None:
     table, _ = table_with_root()
     a = learn(table, b"fa", attrs(100))
