@@ -713,8 +713,9 @@ class NFSClient:
     def rename_fh(self, old: bytes, new: bytes) -> None:
         """``old`` expired and the same object is ``new`` now: move everything kept
         under ``old`` (open and lock state, routing, the per-file lock, roots) to
-        ``new``, and send ``new`` wherever ``old`` is still used (RFC 8881 4.2.3)."""
-        if old == new:
+        ``new``, and send ``new`` wherever ``old`` is still used (RFC 8881 4.2.3).
+        Saying it again changes nothing."""
+        if old == new or self._fh_current.get(old) == new:
             return
         for k, v in list(self._fh_current.items()):
             if v == old:
