@@ -225,6 +225,7 @@ class WriteBehind:
         self.gather_limit = gather_limit
         self._gathered = bytearray()
         self._gather_offset = 0
+        self._pending_end = 0  # see pending_end
         self.writes = 0
         self.commits = 0
         self.resends = 0
@@ -233,6 +234,17 @@ class WriteBehind:
     def busy(self) -> bool:
         """Data written here is not yet known to have reached the server."""
         return self._inflight > 0 or bool(self._gathered)
+
+    @property
+    def pending_end(self) -> int:
+        """Where the furthest data written here that may not be on the server yet ends
+        (an offset in bytes), or 0 when nothing is on its way.
+
+        While it is above the server's size, the server's size is behind the file's:
+        whoever shows the file's size shows this instead (a size from a listing must
+        not cut the file short under its writer).
+        """
+        return self._pending_end if self.busy else 0
 
     @property
     def clean(self) -> bool:
@@ -276,6 +288,7 @@ class WriteBehind:
             NFSClientError: a previous write of this file failed (latched).
         """
         self._raise_latched()
+        self._pending_end = max(self.pending_end, offset + len(data))
         if self._uncommitted_bytes >= self.max_uncommitted:
             await self.commit()
         if self._gathered and (

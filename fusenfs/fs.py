@@ -331,6 +331,10 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         if a.rawdev is not None:
             entry.st_rdev = os.makedev(*a.rawdev)
         entry.st_size = a.size or 0
+        if inode.dirty:
+            # Writes still on their way: the server's size (of a listing, a lookup) is
+            # behind, and a smaller size would make the kernel cut the file short.
+            entry.st_size = max(entry.st_size, self._pending_end(inode))
         entry.st_blksize = 1024 * 1024
         entry.st_blocks = ((a.space_used or 0) + 511) // 512
         entry.st_atime_ns = a.atime_ns
@@ -432,6 +436,17 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             self.client.note_server_attrs(inode.fh, attrs)
             self._note_delegated(inode)
         return inode.attrs
+
+    def _pending_end(self, inode: Inode) -> int:
+        """Where the data written to ``inode`` and not yet on the server ends (bytes)."""
+        return max(
+            (
+                of.writer.pending_end
+                for of in self._files.values()
+                if of.inode is inode and of.writer is not None
+            ),
+            default=0,
+        )
 
     def _writes_pending(self, inode: Inode) -> bool:
         return any(

@@ -153,3 +153,30 @@ def test_read_after_write_through_another_descriptor(ws: Workspace) -> None:
         assert os.pread(reader, 65536, 0) == other[:10]
     finally:
         os.close(reader)
+
+
+def test_a_listing_does_not_shrink_a_file_being_written(ws: Workspace) -> None:
+    """While written data is still on its way to the server (write-behind), the
+    server's size is behind the file's.  A directory listing (READDIRPLUS attributes)
+    or a lookup must not hand the kernel that size: it would cut the file short, and a
+    read of what was just written would return nothing (the kernel NFS client keeps
+    the size while writes are pending too)."""
+    f = ws.dir / "growing"
+    fd = os.open(f, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        chunk = os.urandom(1024 * 1024)
+        seen: list[tuple[int, int, int]] = []
+        for i in range(32):
+            os.pwrite(fd, chunk, i * len(chunk))
+            if i % 4 == 3:
+                os.listdir(ws.dir)  # the entries come with the server's attributes
+                end = (i + 1) * len(chunk)
+                size = os.fstat(fd).st_size
+                got = len(os.pread(fd, 4096, i * len(chunk)))
+                if size != end or got != 4096:
+                    seen.append((end, size, got))
+        assert not seen, f"(size written, size seen, bytes read back): {seen}"
+        assert os.pread(fd, len(chunk), 31 * len(chunk)) == chunk
+    finally:
+        os.close(fd)
+    assert (ws.server / "growing").stat().st_size == 32 * len(chunk)

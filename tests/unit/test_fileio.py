@@ -334,6 +334,25 @@ async def test_write_returns_before_the_server_answers(
     assert bytes(fake.file) == b"x" * (128 * KiB)
 
 
+async def test_pending_end_covers_data_not_yet_on_the_server(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeWriter(latency=5.0)
+    wb = make_wb(fake, nursery_, block=64 * KiB)
+    with trio.fail_after(TIMEOUT):
+        assert wb.pending_end == 0
+        await wb.write(0, b"x" * (128 * KiB))
+        await wb.write(256 * KiB, b"y" * (64 * KiB))
+        await wb.write(64 * KiB, b"z" * (64 * KiB))  # an earlier range: the end stays
+        assert wb.pending_end == 320 * KiB and len(fake.file) < 320 * KiB
+        await wb.drain()
+        assert wb.pending_end == 0  # all on the server: its size holds now
+        await wb.write(0, b"small")  # gathered, not sent: pending all the same
+        assert wb.pending_end == 5
+        await wb.drain()
+        assert wb.pending_end == 0
+
+
 async def test_inflight_writes_are_bounded(
     nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
