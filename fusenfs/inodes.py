@@ -144,7 +144,7 @@ class InodeTable:
         on_new_fh: called as ``on_new_fh(old, new)`` whenever a known inode's
             filehandle changes (the server gave the same (fs_id, fileid) a new handle:
             volatile handles that expired, RFC 8881 section 4.2.3, or a migration with
-            new handles), before the inode holds the new one.  The NFS client moves
+            new handles), once the inode holds the new one.  The NFS client moves
             what it keeps under ``old`` (open and lock state) there; without that an
             open file is left with a handle nothing knows any more.
     """
