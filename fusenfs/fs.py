@@ -365,9 +365,8 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
 
     async def commit_inode(self, inode: Inode) -> None:
         """Write back and COMMIT every open file's dirty data of ``inode``."""
-        for of in list(self._files.values()):
-            if of.inode is inode and of.writer is not None:
-                await of.writer.commit()
+        for writer in self._writers(inode):
+            await writer.commit()
 
     async def _delegation_return(self, fh: bytes) -> None:
         """A delegation on ``fh`` goes back: what was written under it reaches the
@@ -423,9 +422,9 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
 
     async def _drain_writes(self, inode: Inode) -> None:
         """Wait for this inode's write-behind, so the server's size and mtime are current."""
-        for of in list(self._files.values()):
-            if of.inode is inode and of.writer is not None and of.writer.busy:
-                await of.writer.drain()
+        for writer in self._writers(inode):
+            if writer.busy:
+                await writer.drain()
 
     async def _fresh_attrs(self, inode: Inode, cred: Credential | None = None) -> StatAttrs:
         await self._drain_writes(inode)
@@ -437,22 +436,19 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             self._note_delegated(inode)
         return inode.attrs
 
+    def _writers(self, inode: Inode) -> list[WriteBehind]:
+        """The write-behind of each open file of ``inode`` opened for writing (a copy:
+        files may open and close while the caller waits)."""
+        return [
+            of.writer for of in self._files.values() if of.inode is inode and of.writer is not None
+        ]
+
     def _pending_end(self, inode: Inode) -> int:
         """Where the data written to ``inode`` and not yet on the server ends (bytes)."""
-        return max(
-            (
-                of.writer.pending_end
-                for of in self._files.values()
-                if of.inode is inode and of.writer is not None
-            ),
-            default=0,
-        )
+        return max((writer.pending_end for writer in self._writers(inode)), default=0)
 
     def _writes_pending(self, inode: Inode) -> bool:
-        return any(
-            of.inode is inode and of.writer is not None and of.writer.busy
-            for of in self._files.values()
-        )
+        return any(writer.busy for writer in self._writers(inode))
 
     def _new_fh(self) -> int:
         fh = self._next_fh
