@@ -6,8 +6,8 @@ descriptor.  Sending them one by one leaves the server idle between round trips,
 so, like a kernel NFS client:
 
 * ``ReadAhead`` notices sequential reads and keeps several ``maxread``-sized READs in
-  flight ahead of the reader (4 MiB each by default, ``fusenfs.runner.DEFAULT_RSIZE``,
-  so one READ serves four FUSE reads);
+  flight ahead of the reader (1 MiB each by default, ``fusenfs.runner.DEFAULT_RSIZE``:
+  one READ serves one FUSE read);
 * ``WriteBehind`` acknowledges a write once its data is queued, sends UNSTABLE WRITEs
   (split by ``maxwrite``) concurrently, keeps the data until a COMMIT with the same write
   verifier makes it durable, and re-sends it FILE_SYNC if the verifier changed (the

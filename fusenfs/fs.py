@@ -61,7 +61,7 @@ NAME_MAX = 255  # Linux's limit on one path component, bytes
 #: The extended attribute of the mount's root that carries ``fusenfs stats`` output.
 STATS_XATTR = b"user.fusenfs.stats"
 XATTR_SIZE_MAX = 65536  # Linux's limit on an extended attribute's value, bytes
-#: Sequential read-ahead of one file: READs of the session's maxread (4 MiB by default,
+#: Sequential read-ahead of one file: READs of the session's maxread (1 MiB by default,
 #: ``fusenfs.runner.DEFAULT_RSIZE``) kept in flight beyond the one being read, at most
 #: this many (a count) and at most this many bytes (a larger rsize gets fewer).
 READ_AHEAD_BLOCKS = 4

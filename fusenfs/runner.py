@@ -150,14 +150,15 @@ EXPORT_SCAN_DEPTH = 4
 
 #: READ size the mount asks for when ``rsize`` is not given, bytes: the session's
 #: ``ca_maxresponsesize`` is this plus 4 KiB for the headers, and the server may grant
-#: less (RFC 8881 section 18.36.3).  FUSE hands the client reads of 1 MiB at most; READs
-#: four times that serve four of them, and the Python cost of a READ (session, slot,
-#: XDR, trio) is paid a quarter as often.  Measured here (256 MiB, dd, 8 runs each,
-#: medians, Ganesha on tmpfs): 1 MiB READs 316 MB/s with 1.3 ms of mount user CPU per
-#: MB; 2 MiB 338 MB/s; 4 MiB 364-397 MB/s (two sets of runs) with 0.8 ms; 8 MiB no
-#: better than 4.
-#: WRITEs stay at 1 MiB: one FUSE write is one WRITE, with no copy to join them.
-DEFAULT_RSIZE = 4 * 1024 * 1024
+#: less (RFC 8881 section 18.36.3).  1 MiB, the Linux NFS client's largest rsize and the
+#: largest read FUSE hands the client: one READ per FUSE read.  Larger READs save the
+#: mount little and cost the server more: measured here (256 MiB, dd, cold cache, 8
+#: runs each, alternating), Ganesha spent a median 0.67 ms of CPU per MB (0.34-1.08)
+#: serving 4 MiB READs against 0.39 (0.37-0.56) for 1 MiB ones, the mount about the
+#: same (0.78 against 0.82 ms per MB), and 1 MiB READs were faster (medians 878
+#: against 721 MB/s).
+#: WRITEs are 1 MiB too: one FUSE write is one WRITE, with no copy to join them.
+DEFAULT_RSIZE = 1024 * 1024
 
 
 def session_options(opts: MountOptions, *, setup: bool = False) -> SessionOptions:

@@ -520,6 +520,11 @@ class RecordReader:
             return []
         return [self._finish_record()]
 
+    @property
+    def pooled_bytes(self) -> int:
+        """Bytes of the buffers kept for large records (in use or not, a count)."""
+        return sum(len(buf) for buf in self._pool)
+
     def release_buffers(self) -> None:
         """Drop the kept buffers (the connection is idle: give the memory back).  A
         record still referred to keeps its own buffer alive."""

@@ -462,6 +462,41 @@ async def test_tcp_round_trip_large_records_and_server_callback() -> None:
             nursery.cancel_scope.cancel()
 
 
+async def test_large_reply_buffers_are_kept_while_busy_and_given_back_when_idle() -> None:
+    """A large reply is received into a buffer the connection keeps for the next one
+    (a sequential reader's READs), and gives back only once it has been idle for
+    ``release_after`` seconds: not as soon as no call is outstanding, which between
+    two READs of one reader is most of the time."""
+
+    async def on_stream(stream: trio.SocketStream) -> None:
+        await ServerConnection(stream, on_call=echo_handler).run()
+
+    big = random.Random(2).randbytes(1 << 20)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            conn = RpcConnection(stream, release_after=0.2)
+            await nursery.start(conn.run)
+
+            kept = []
+            for _ in range(4):  # one after another: idle between them
+                reply = await conn.call(PROG, VERS, 1, big, CRED)
+                assert bytes(reply) == big
+                del reply  # the reply's buffer is free for the next one
+                kept.append(conn.statistics().buffers_kept)
+            assert kept[0] >= len(big), "the buffer of the last reply is kept"
+            assert kept == [kept[0]] * 4, "one buffer served all four replies"
+            await trio.sleep(0.5)  # idle longer than release_after
+            assert conn.statistics().buffers_kept == 0
+            # And a reply after the release is received as before.
+            assert bytes(await conn.call(PROG, VERS, 1, big, CRED)) == big
+            await conn.aclose()
+            nursery.cancel_scope.cancel()
+
+
 async def test_tcp_reset_fails_in_flight_calls() -> None:
     accepted = trio.Event()
 
