@@ -72,6 +72,16 @@ class StatAttrs:
             self.mtime_ns = nfstime_ns(a.time_modify)
         if a.time_metadata is not None:
             self.ctime_ns = nfstime_ns(a.time_metadata)
+        # Equal values share one int object (36 bytes each): a file written once and
+        # never read has the same atime, mtime and ctime (7 MB of 100,000 inodes), and
+        # servers that derive the change attribute from ctime (Ganesha's VFS) send it
+        # in nanoseconds too.
+        if self.atime_ns == self.mtime_ns:
+            self.atime_ns = self.mtime_ns
+        if self.ctime_ns == self.mtime_ns:
+            self.ctime_ns = self.mtime_ns
+        if self.change == self.ctime_ns:
+            self.change = self.ctime_ns
 
 
 def nfstime_ns(t: nfstime4) -> int:
@@ -137,6 +147,12 @@ class Inode:
         return self.ac_timeout
 
 
+def _key(fs_id: int, fileid: int) -> int:
+    """One int for (fs_id, fileid): the fileid attribute is a uint64 (RFC 8881 section 5.8.2),
+    so the file system goes above its 64 bits and no two pairs share a key."""
+    return fs_id << 64 | fileid
+
+
 class InodeTable:
     """Inodes by number and by (fs_id, fileid); numbers are never reused within a mount.
 
@@ -151,7 +167,9 @@ class InodeTable:
 
     def __init__(self, on_new_fh: Callable[[bytes, bytes], None] | None = None) -> None:
         self._by_ino: dict[int, Inode] = {}
-        self._ino_by_key: dict[tuple[int, int], int] = {}
+        # Keyed by ``_key(fs_id, fileid)``: one int, not a tuple of two (with 100,000
+        # inodes a tuple key cost about 2 MB more).
+        self._ino_by_key: dict[int, int] = {}
         self._next = pyfuse3.ROOT_INODE + 1
         self.on_new_fh = on_new_fh
 
@@ -166,7 +184,7 @@ class InodeTable:
         inode = Inode(ino=pyfuse3.ROOT_INODE, fh=fh, fs_id=fs_id, fileid=fileid, lookups=1)
         inode.set_attrs(attrs)
         self._by_ino[inode.ino] = inode
-        self._ino_by_key[(fs_id, fileid)] = inode.ino
+        self._ino_by_key[_key(fs_id, fileid)] = inode.ino
         return inode
 
     def learn(self, fh: bytes, attrs: NFSAttrs, fs_id: int) -> Inode:
@@ -181,7 +199,7 @@ class InodeTable:
         """
         if attrs.fileid is None:
             raise ValueError("the server returned no fileid; inode numbers need it")
-        key = (fs_id, attrs.fileid)
+        key = _key(fs_id, attrs.fileid)
         ino = self._ino_by_key.get(key)
         if ino is None:
             ino = self._next
@@ -212,7 +230,7 @@ class InodeTable:
 
     def find_key(self, fs_id: int, fileid: int | None) -> Inode | None:
         """The inode of (fs_id, fileid), if one is held."""
-        ino = self._ino_by_key.get((fs_id, fileid)) if fileid is not None else None
+        ino = self._ino_by_key.get(_key(fs_id, fileid)) if fileid is not None else None
         return None if ino is None else self._by_ino.get(ino)
 
     def children(self, parent: int, name: bytes) -> list[Inode]:

@@ -163,3 +163,35 @@ def test_set_attrs_merges_partial_attributes_and_stamps_the_time() -> None:
     a.set_attrs(NFSAttrs(size=9))  # e.g. a WRITE's post-op size only
     assert a.attrs.size == 9 and a.attrs.mode == 0o600 and a.fileid == 100
     assert a.attrs_at >= before
+
+
+def test_equal_times_and_change_share_one_int() -> None:
+    """A file's equal atime, mtime, ctime (and a change attribute that is its ctime in
+    nanoseconds) are kept as one int object: 36 bytes each, per cached inode."""
+    t = nfstime4(1_700_000_000, 123_456_789)
+    ns = 1_700_000_000_123_456_789
+    a = StatAttrs()
+    a.update(NFSAttrs(time_access=t, time_modify=t, time_metadata=t, change=ns))
+    assert a.atime_ns == a.mtime_ns == a.ctime_ns == a.change == ns
+    assert a.atime_ns is a.mtime_ns and a.ctime_ns is a.mtime_ns and a.change is a.ctime_ns
+    # Different values stay what they are.
+    later = nfstime4(1_700_000_001, 5)
+    a.update(NFSAttrs(time_access=later, change=ns + 7))
+    assert (a.atime_ns, a.mtime_ns, a.ctime_ns, a.change) == (
+        1_700_000_001_000_000_005,
+        ns,
+        ns,
+        ns + 7,
+    )
+
+
+def test_the_largest_fileid_stays_on_its_own_file_system() -> None:
+    """The table's key packs (fs_id, fileid) into one int: a uint64 fileid must not
+    reach into the next file system's keys."""
+    table, _ = table_with_root()
+    big = learn(table, b"fh-c", attrs(2**64 - 1, FS1))
+    zero = learn(table, b"fh-d", attrs(0, FS2))
+    assert big.ino != zero.ino
+    assert table.find_key(FS_IDS[FS1], 2**64 - 1) is big
+    assert table.find_key(FS_IDS[FS2], 0) is zero
+    assert table.find_key(FS_IDS[FS2], 2**64 - 1) is None
