@@ -268,37 +268,24 @@ class Decoder:
             raise self.error(what, f"{self.remaining()} trailing bytes")
 
     # -- scalars --------------------------------------------------------------------
-    def uint32(self, what: str = "uint32") -> int:
-        pos = self._pos
-        if pos + 4 > self._end:
-            raise XdrError(what, pos, f"needs 4 bytes, {self._end - pos} remain")
-        self._pos = pos + 4
-        value: int = _UINT32.unpack_from(self._data, pos)[0]
+    def _scalar(self, st: struct.Struct, what: str) -> int:
+        """One fixed-size integer of format ``st`` at the current position."""
+        pos = self._need(st.size, what)
+        self._pos = pos + st.size
+        value: int = st.unpack_from(self._data, pos)[0]
         return value
+
+    def uint32(self, what: str = "uint32") -> int:
+        return self._scalar(_UINT32, what)
 
     def int32(self, what: str = "int32") -> int:
-        pos = self._pos
-        if pos + 4 > self._end:
-            raise XdrError(what, pos, f"needs 4 bytes, {self._end - pos} remain")
-        self._pos = pos + 4
-        value: int = _INT32.unpack_from(self._data, pos)[0]
-        return value
+        return self._scalar(_INT32, what)
 
     def uint64(self, what: str = "uint64") -> int:
-        pos = self._pos
-        if pos + 8 > self._end:
-            raise XdrError(what, pos, f"needs 8 bytes, {self._end - pos} remain")
-        self._pos = pos + 8
-        value: int = _UINT64.unpack_from(self._data, pos)[0]
-        return value
+        return self._scalar(_UINT64, what)
 
     def int64(self, what: str = "int64") -> int:
-        pos = self._pos
-        if pos + 8 > self._end:
-            raise XdrError(what, pos, f"needs 8 bytes, {self._end - pos} remain")
-        self._pos = pos + 8
-        value: int = _INT64.unpack_from(self._data, pos)[0]
-        return value
+        return self._scalar(_INT64, what)
 
     def boolean(self, what: str = "bool") -> bool:
         pos = self._pos
