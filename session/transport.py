@@ -155,7 +155,7 @@ class TransportStatistics:
     bytes_sent: int
     bytes_received: int
     in_flight: int
-    buffers_kept: int = 0
+    buffers_kept: int
 
 
 @dataclass(slots=True)
