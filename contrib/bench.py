@@ -37,7 +37,11 @@ libnfs-read         ``nfs-cp nfs://.../export/FILE?version=4 LOCAL`` (NFSv4.0)
 null-read           the same dd out of the null FS
 fusenfs-reread      a new file read twice through the mount; the second ``dd bs=1M
                     of=/dev/null`` is timed; on the debug mount the READs on the wire
-                    during the second read are counted (goal: none)
+                    during the second read are counted (goal: none), beside what
+                    mincore(2) shows the kernel evicted from its page cache in between
+                    (a VM host's DAMON pageout does, see ``proactive_reclaim``): each
+                    evicted 1 MiB block needs a READ, any READ beyond those is the
+                    client's (goal: none)
 local-reread        the same two reads of a local file (tmpfs: the page cache speed)
 fusenfs-create      ``--files`` times create + write 100 B + close, then stat each twice
                     (the second, timed, stat is within the attribute timeout), then
@@ -89,9 +93,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import hashlib
 import json
 import math
+import mmap
 import os
 import re
 import resource
@@ -110,7 +116,7 @@ from pathlib import Path
 from typing import Final, Literal, NoReturn
 
 from contrib.ganesha import GaneshaError, GaneshaServer, port_accepts, unavailable_reason
-from fusenfs.runner import READAHEAD_KB, readahead_knob
+from fusenfs.runner import DEFAULT_RSIZE, READAHEAD_KB, readahead_knob
 
 MB: Final = 1_000_000
 MIB: Final = 1 << 20
@@ -679,6 +685,19 @@ def comparisons(files: int, inodes: int) -> list[Comparison]:
             unit="READs",
         ),
         Comparison(
+            "page cache the kernel evicted before the re-read",
+            "reread-evicted-mb",
+            unit="MB",
+        ),
+        Comparison(
+            "READs beyond what the evicted pages need",
+            "reread-reads-beyond-evicted",
+            "reread-evicted-blocks",
+            "READs the gaps need",
+            goal=Goal("value", "<=", 0),
+            unit="READs",
+        ),
+        Comparison(
             f"create+write 100 B+close ({files} files)",
             "fusenfs-create",
             "local-create",
@@ -816,6 +835,70 @@ def drop_caches() -> None:
     os.sync()
     with contextlib.suppress(OSError), open("/proc/sys/vm/drop_caches", "w") as f:
         f.write("3\n")
+
+
+def page_cache_gaps(path: Path, block: int) -> tuple[int, int]:
+    """What of ``path`` is not in the kernel's page cache, by mincore(2) on a read-only
+    mapping (which faults nothing in): (missing bytes, how many ``block``-aligned
+    ``block``-byte blocks hold a missing page).
+
+    ``block`` is the mount's READ size: each such block costs a re-read one READ.
+
+    Raises:
+        OSError: the file cannot be opened or mapped, or mincore fails.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    page = os.sysconf("SC_PAGE_SIZE")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return 0, 0
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"mmap of {path} failed")
+        try:
+            pages = (size + page - 1) // page
+            vec = (ctypes.c_ubyte * pages)()
+            if libc.mincore(addr, size, vec) != 0:
+                raise OSError(ctypes.get_errno(), f"mincore of {path} failed")
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    missing = [i for i in range(pages) if not vec[i] & 1]
+    return min(len(missing) * page, size), len({i * page // block for i in missing})
+
+
+def proactive_reclaim() -> str | None:
+    """The kernel's DAMON schemes that page out memory it sees as cold, described; None
+    when there are none.
+
+    Such a scheme (run by a VM's host to take memory back) evicts clean page-cache pages
+    a few seconds after they were read: a re-read then needs READs for them whatever the
+    client does.
+    """
+    found = []
+    for state in sorted(Path("/sys/kernel/mm/damon/admin/kdamonds").glob("*/state")):
+        with contextlib.suppress(OSError):
+            if state.read_text().strip() != "on":
+                continue
+            for action in sorted(state.parent.glob("contexts/*/schemes/*/action")):
+                if action.read_text().strip() == "pageout":
+                    age = (action.parent / "access_pattern/age/min").read_text().strip()
+                    found.append(f"kdamond {state.parent.name}: pageout at age >= {age}")
+    return "; ".join(found) or None
 
 
 def write_random(path: Path, size: int) -> None:
@@ -1177,6 +1260,7 @@ class Bench:
         self.null: MountProcess | None = None
         self.wire_log = WireLog(self.debug_log_path)
         self.elapsed = 0.0
+        self.reclaim = proactive_reclaim()
         self._counter = 0
         self._source_sha: str | None = None
         self._zero_sha: str | None = None
@@ -1426,6 +1510,10 @@ class Bench:
             got = sha256_file(debug.path / name)  # the debug mount's first read
             if got != self.source_sha():
                 raise BenchError("re-read: the debug mount read different data")
+            # What the kernel dropped since the first read (proactive reclaim) has to be
+            # read again; measured before the count starts (its open and close are not
+            # the re-read's).
+            evicted_bytes, evicted_blocks = page_cache_gaps(debug.path / name, DEFAULT_RSIZE)
             self.wire_log.settle()  # the first read's CLOSE (release is asynchronous)
             mark = self.wire_log.mark()
             run(["dd", f"if={debug.path / name}", "of=/dev/null", "bs=1M", "status=none"])
@@ -1433,7 +1521,16 @@ class Bench:
             count = self.wire_log.count_since(mark)
         finally:
             self.remove_from_export(name)
-        self.record("reread-wire-reads", "READs", count.op("READ"), "READs on the wire")
+        reads = count.op("READ")
+        self.record("reread-wire-reads", "READs", reads, "READs on the wire")
+        self.record("reread-evicted-mb", "MB", evicted_bytes / MB, "evicted after 1st read")
+        self.record("reread-evicted-blocks", "READs", evicted_blocks, "READs the gaps need")
+        self.record(
+            "reread-reads-beyond-evicted",
+            "READs",
+            max(0, reads - evicted_blocks),
+            "READs beyond the gaps",
+        )
         self.record("reread-wire-compounds", "COMPOUNDs", count.application_compounds)
         self.record_wire("reread", count, 1)
 
@@ -1761,6 +1858,7 @@ class Bench:
                 "repeat": self.repeat,
                 "steps": [s.name for s in self.steps],
                 "workdir": str(self.workdir),
+                "proactive_reclaim": self.reclaim,
                 "fio": {
                     "size_bytes": FIO_SIZE,
                     "block_bytes": FIO_BLOCK,
@@ -1804,6 +1902,8 @@ class Bench:
             "",
             render_table(self.rows()),
         ]
+        if self.reclaim:
+            lines += ["", f"the kernel reclaims cold memory on its own ({self.reclaim})"]
         if self.wire:
             lines += ["", "on the wire (debug mount):", render_wire(self.wire)]
         if self.failures:
@@ -1867,7 +1967,14 @@ STEPS: Final[tuple[Step, ...]] = (
         "fusenfs-reread",
         "fusenfs re-read from the page cache ({size_mib} MiB; wire count)",
         _needs("ganesha", "fusenfs", "debug", "source"),
-        ("fusenfs-reread", "reread-wire-reads", "reread-wire-compounds"),
+        (
+            "fusenfs-reread",
+            "reread-wire-reads",
+            "reread-wire-compounds",
+            "reread-evicted-mb",
+            "reread-evicted-blocks",
+            "reread-reads-beyond-evicted",
+        ),
         Bench.step_fusenfs_reread,
     ),
     Step(

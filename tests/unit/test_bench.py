@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,8 @@ from contrib.bench import (
     render_wire,
     select_steps,
 )
+
+MIB = bench.MIB
 
 # Lines as fusenfs --debug writes them (session/session.py; cli.setup_logging's format).
 SEQ_READ = (
@@ -409,3 +412,33 @@ def test_wire_count_add_classifies() -> None:
     assert (count.compounds, count.renewals, count.sessionless) == (4, 1, 2)
     assert count.application_compounds == 3
     assert count.op("WRITE") == 1 and count.bytes_sent == 372
+
+
+def test_page_cache_gaps_on_tmpfs_are_none(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("no /dev/shm")
+    path = shm / f"fusenfs-gaps-{tmp_path.name}"
+    try:
+        path.write_bytes(b"x" * (3 * MIB + 5))  # tmpfs pages are the file: never evicted
+        assert bench.page_cache_gaps(path, MIB) == (0, 0)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def test_page_cache_gaps_count_evicted_pages_and_their_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    with open(path, "wb") as f:
+        f.write(b"y" * (8 * MIB))
+        f.flush()
+        os.fsync(f.fileno())  # clean pages: DONTNEED evicts them
+        # Whole 2 MiB-aligned ranges: a large folio is evicted only whole.
+        os.posix_fadvise(f.fileno(), 2 * MIB, 2 * MIB, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(f.fileno(), 6 * MIB, 2 * MIB, os.POSIX_FADV_DONTNEED)
+    missing, blocks = bench.page_cache_gaps(path, MIB)
+    # Exactly these, unless the kernel reclaimed more meanwhile (a VM host's DAMON).
+    assert missing >= 4 * MIB and blocks >= 4
+    assert bench.page_cache_gaps(path, 4 * MIB)[1] == 2  # both 4 MiB halves have gaps
+    empty = tmp_path / "empty"
+    empty.touch()
+    assert bench.page_cache_gaps(empty, MIB) == (0, 0)
