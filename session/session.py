@@ -691,6 +691,9 @@ class ServerSession:
         Raises:
             TransportError: the connection or the bind failed or timed out.
         """
+        t = self._transport
+        if t is not None and not t.closed:
+            return t  # the usual case, without the lock's trip through the scheduler
         async with self._connect_lock:
             t = self._transport
             if t is not None and not t.closed:

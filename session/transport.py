@@ -8,14 +8,18 @@ invariant 1).  It runs two tasks in a nursery the caller can see:
   ``peek_xid_and_type``: a REPLY wakes the caller waiting on its xid; a CALL (the
   NFSv4.1 backchannel, RFC 8881 section 2.10.3.1) is answered by a handler in its own
   task;
-* a sender that writes whole framed records one at a time, so records from
-  concurrent callers never interleave.
+* a sender that writes queued records whole and in order, so records from concurrent
+  callers never interleave.
 
-Why a sender task instead of callers writing under a ``trio.Lock``: ``send_all`` may be
-cancelled after writing part of a record, which would corrupt the stream for every
-other caller.  Handing the framed record to the sender through an unbuffered memory
-channel is all-or-nothing under cancellation (trio guarantees a channel ``send``
-either delivers or raises ``Cancelled``), so a cancelled caller never breaks others.
+A caller never awaits while it writes: a record goes out without a checkpoint, so no
+cancellation can stop it half-written, which would corrupt the stream for every other
+caller.  On a socket, a caller that finds the sender idle (nothing queued, nothing
+being written) makes the ``writev`` itself; what the socket's buffer does not take,
+and every record sent while the sender is busy, goes into the sender's unbounded
+queue (``send_nowait``), and the sender writes it as the socket drains.  The reader
+and the sender make their socket calls directly too (``_Socket``): trio's socket
+methods pass through the scheduler after each call that succeeded, which was a
+third of the scheduler rounds of a call; here only a call that would block waits.
 
 :class:`Transport` is the client end (``Transport.connect``); :class:`ServerConnection`
 and :func:`serve_connection` are the server end used by the project's test server,
@@ -37,6 +41,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import os
 import random
 import socket
 import struct
@@ -167,6 +173,106 @@ class _Pending:
     error: TransportError | None = None
 
 
+class _Socket:
+    """The system calls of one connected, non-blocking trio socket, made directly.
+
+    trio's own socket methods pass through the scheduler after every call that
+    succeeded (a checkpoint); a connection making one call per record spent a
+    scheduler round on each.  Here a call that succeeds returns at once; one that
+    would block waits until the socket is ready; every ``BURST`` calls in a row that
+    did not wait, one checkpoint lets other tasks run.  One task receives and one
+    sends.
+
+    Errors are trio's: ``BrokenResourceError`` for a failed call (its message the
+    system's), ``ClosedResourceError`` when the socket is closed meanwhile.
+    """
+
+    BURST: Final = 16
+
+    __slots__ = ("_fd", "_sock", "_streak")
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._streak = 0
+
+    async def _ready(self, readable: bool) -> None:
+        self._streak = 0
+        if readable:
+            await trio.lowlevel.wait_readable(self._sock)
+        else:
+            await trio.lowlevel.wait_writable(self._sock)
+
+    async def _done(self) -> None:
+        self._streak += 1
+        if self._streak >= self.BURST:
+            self._streak = 0
+            await trio.lowlevel.checkpoint()
+
+    def _check_open(self) -> None:
+        if self._sock.fileno() == -1:
+            raise trio.ClosedResourceError("the socket was closed")
+
+    async def receive(self, size: int) -> bytes:
+        """Up to ``size`` bytes; b"" at the end of the stream."""
+        while True:
+            self._check_open()
+            try:
+                data = os.read(self._fd, size)
+            except BlockingIOError:
+                await self._ready(readable=True)
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            await self._done()
+            return data
+
+    async def receive_into(self, target: memoryview) -> int:
+        """Bytes read into ``target`` (a count; 0 at the end of the stream)."""
+        while True:
+            self._check_open()
+            try:
+                count = os.readv(self._fd, [target])
+            except BlockingIOError:
+                await self._ready(readable=True)
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            await self._done()
+            return count
+
+    def send_now(self, frame: Frame) -> tuple[int, Frame]:
+        """Write what the socket takes of ``frame`` without waiting: (bytes written,
+        the pieces left, ``[]`` when it took all)."""
+        self._check_open()
+        views = [memoryview(piece).cast("B") for piece in frame]
+        try:
+            sent = os.writev(self._fd, views)
+        except BlockingIOError:
+            return 0, frame
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        written = sent
+        while views and sent >= len(views[0]):
+            sent -= len(views.pop(0))
+        if sent:
+            views[0] = views[0][sent:]
+        return written, list(views)
+
+    async def send_frame(self, frame: Frame) -> int:
+        """Send every piece of ``frame`` in order; returns the bytes sent (all)."""
+        total = 0
+        while True:
+            sent, frame = self.send_now(frame)
+            total += sent
+            if not frame:
+                break
+            if not sent:
+                await self._ready(readable=False)
+        await self._done()
+        return total
+
+
 def _frame(header: bytes, *payload: bytes | memoryview) -> Frame:
     """Record-mark ``header`` and the ``payload`` pieces as one last fragment, without
     copying big pieces (small records are joined into one write)."""
@@ -266,7 +372,12 @@ class RpcConnection:
         self._records = RecordReader(max_record, max_record_source)
         self._receive_size = receive_size
         self._release_after = release_after
-        self._send_tx, self._send_rx = trio.open_memory_channel[Frame](0)
+        # Unbounded: a caller queues its frame without waiting for the sender (each
+        # waiting caller holds its frame either way); the sender writes them in order.
+        self._send_tx, self._send_rx = trio.open_memory_channel[Frame](math.inf)
+        self._send_busy = 0  # frames queued or being written by the sender (a count)
+        # On a socket, a call finding the sender idle writes its frame itself.
+        self._direct = _Socket(stream.socket) if isinstance(stream, trio.SocketStream) else None
         self._pending: dict[int, _Pending] = {}
         self._xid = random.getrandbits(32)
         self._nursery: trio.Nursery | None = None
@@ -463,9 +574,9 @@ class RpcConnection:
         self._pending[xid] = slot
         try:
             try:
-                await self._send_tx.send(frame)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the connection was lost: _lose() has failed this slot
+                self._send_now(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._lose(_describe(exc))  # fails this slot too (if not done already)
             else:
                 self._calls_sent += 1
             await slot.done.wait()
@@ -476,6 +587,22 @@ class RpcConnection:
             raise slot.error from None
         assert slot.body is not None
         return slot.body
+
+    def _send_now(self, frame: Frame) -> None:
+        """Send ``frame`` after every frame before it, without waiting: written here
+        while the sender is idle (as much as the socket takes), the rest queued for the
+        sender, which writes queued frames in order.
+
+        Raises:
+            trio.BrokenResourceError, trio.ClosedResourceError: the connection is lost.
+        """
+        if self._direct is not None and not self._send_busy:
+            sent, frame = self._direct.send_now(frame)
+            self._bytes_sent += sent
+            if not frame:
+                return
+        self._send_busy += 1
+        self._send_tx.send_nowait(frame)
 
     def _next_xid(self) -> int:
         while True:
@@ -519,16 +646,16 @@ class RpcConnection:
     async def _reader(self) -> None:
         records = self._records
         stream = self._stream
-        # A large record (a READ reply) is received straight into its own buffer.
-        sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+        # On a socket the reader makes the system calls itself: a large record (a READ
+        # reply) is received straight into its own buffer, and a read that returned
+        # data is not followed by a trip through the scheduler (_Socket).
+        sock = _Socket(stream.socket) if isinstance(stream, trio.SocketStream) else None
         try:
             while True:
                 target = records.receive_buffer() if sock is not None else None
                 if sock is not None and target is not None:
                     try:
-                        count = await sock.recv_into(target)
-                    except OSError as exc:  # as SocketStream.receive_some would say
-                        raise trio.BrokenResourceError(str(exc)) from exc
+                        count = await sock.receive_into(target)
                     finally:
                         target.release()  # the record may be handed on: no view left
                     if not count:
@@ -538,12 +665,12 @@ class RpcConnection:
                     self._dispatch_all(records.received(count))
                     continue
                 if self._pending or not self._records.pooled_bytes:
-                    data = await stream.receive_some(self._receive_size)
+                    data = await self._receive_some(sock)
                 else:
                     # Idle, holding buffers: give them back if it stays idle.
-                    # (``receive_some`` may be cancelled without losing data.)
+                    # (A receive may be cancelled without losing data.)
                     with trio.move_on_after(self._release_after) as idle:
-                        data = await stream.receive_some(self._receive_size)
+                        data = await self._receive_some(sock)
                     if idle.cancelled_caught:
                         if not self._pending:
                             self._records.release_buffers()
@@ -562,6 +689,11 @@ class RpcConnection:
             self._lose(f"malformed record: {exc}")
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._lose(_describe(exc))
+
+    async def _receive_some(self, sock: _Socket | None) -> bytes | bytearray:
+        if sock is None:
+            return await self._stream.receive_some(self._receive_size)
+        return await sock.receive(self._receive_size)
 
     def _dispatch_all(self, records: list[bytes | memoryview]) -> None:
         """Route ``records`` in order.  (A function of its own: no reference to the
@@ -600,9 +732,10 @@ class RpcConnection:
             reply = await self._answer(call)
         if reply is None:
             return
-        # If the connection is lost meanwhile, the peer will not see this reply anyway.
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._send_tx.send(_frame(reply))
+        try:
+            self._send_now(_frame(reply))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._lose(_describe(exc))  # the peer will not see this reply anyway
 
     async def _answer(self, call: RpcCall) -> bytes | None:
         handler = self.on_call
@@ -622,11 +755,26 @@ class RpcConnection:
             return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SYSTEM_ERR)
 
     async def _sender(self) -> None:
+        stream = self._stream
+        sock = self._direct
         try:
-            async for frame in self._send_rx:
-                for piece in frame:
-                    await self._stream.send_all(piece)
-                    self._bytes_sent += len(piece)
+            while True:
+                try:
+                    # A queued frame is taken without a trip through the scheduler.
+                    frame = self._send_rx.receive_nowait()
+                except trio.WouldBlock:
+                    frame = await self._send_rx.receive()
+                if sock is not None:
+                    # One writev for the frame's pieces, more only while the socket's
+                    # buffer is full.
+                    self._bytes_sent += await sock.send_frame(frame)
+                else:
+                    for piece in frame:
+                        await stream.send_all(piece)
+                        self._bytes_sent += len(piece)
+                self._send_busy -= 1
+        except trio.EndOfChannel:
+            pass
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._lose(_describe(exc))
 
@@ -743,9 +891,11 @@ class ServerConnection(RpcConnection):
         if self._closed:
             raise TransportError(self._close_message)
         try:
-            await self._send_tx.send(frame)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._send_now(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._lose(_describe(exc))
             raise TransportError(self._close_message) from None
+        await trio.lowlevel.checkpoint()
 
 
 async def serve_connection(

@@ -497,6 +497,49 @@ async def test_large_reply_buffers_are_kept_while_busy_and_given_back_when_idle(
             nursery.cancel_scope.cancel()
 
 
+async def test_calls_queued_behind_a_full_socket_go_out_whole_and_in_order() -> None:
+    """A call finding the sender idle writes its record itself; once the socket's
+    buffer is full the rest of that record, and every later one, wait in the sender's
+    queue.  The peer reads nothing until 24 MiB of calls are outstanding (more than
+    both ends' socket buffers), then every record arrives whole and in order."""
+    count, size = 24, 1 << 20
+    start_reading = trio.Event()
+    seen: list[bytes] = []
+
+    async def on_stream(stream: trio.SocketStream) -> None:
+        await start_reading.wait()
+        peer = ScriptedPeer(stream)
+        for _ in range(count):
+            call = await peer.receive_call()
+            seen.append(bytes(call.args[:1]))
+            assert bytes(call.args) == call.args[:1] * size
+            await peer.reply(call, call.args[:1])
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+            transport = await Transport.connect("127.0.0.1", port, nursery=nursery)
+            results: list[bytes] = []
+
+            async def one(i: int) -> None:
+                results.append(bytes(await transport.call(PROG, VERS, 1, bytes([i]) * size, CRED)))
+
+            async with trio.open_nursery() as calls:
+                for i in range(count):
+                    calls.start_soon(one, i)
+                    await trio.sleep(0)  # each call starts before the next: a known order
+                while transport.statistics().in_flight < count:
+                    await trio.sleep(0.01)
+                start_reading.set()
+            assert seen == [bytes([i]) for i in range(count)]
+            assert sorted(results) == seen
+            assert transport.statistics().bytes_sent > count * size
+            await transport.aclose()
+            nursery.cancel_scope.cancel()
+
+
 async def test_tcp_reset_fails_in_flight_calls() -> None:
     accepted = trio.Event()
 
