@@ -48,7 +48,7 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, Self
+from typing import Final, Self, TypeVar
 
 import trio
 
@@ -173,6 +173,9 @@ class _Pending:
     error: TransportError | None = None
 
 
+_R = TypeVar("_R")
+
+
 class _Socket:
     """The system calls of one connected, non-blocking trio socket, made directly.
 
@@ -213,33 +216,28 @@ class _Socket:
         if self._sock.fileno() == -1:
             raise trio.ClosedResourceError("the socket was closed")
 
-    async def receive(self, size: int) -> bytes:
-        """Up to ``size`` bytes; b"" at the end of the stream."""
+    async def _read(self, call: Callable[[], _R]) -> _R:
+        """``call()`` (a read system call), again once the socket is readable for as
+        long as it would block."""
         while True:
             self._check_open()
             try:
-                data = os.read(self._fd, size)
+                result = call()
             except BlockingIOError:
                 await self._ready(readable=True)
                 continue
             except OSError as exc:
                 raise trio.BrokenResourceError(str(exc)) from exc
             await self._done()
-            return data
+            return result
+
+    async def receive(self, size: int) -> bytes:
+        """Up to ``size`` bytes; b"" at the end of the stream."""
+        return await self._read(lambda: os.read(self._fd, size))
 
     async def receive_into(self, target: memoryview) -> int:
         """Bytes read into ``target`` (a count; 0 at the end of the stream)."""
-        while True:
-            self._check_open()
-            try:
-                count = os.readv(self._fd, [target])
-            except BlockingIOError:
-                await self._ready(readable=True)
-                continue
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-            await self._done()
-            return count
+        return await self._read(lambda: os.readv(self._fd, [target]))
 
     def send_now(self, frame: Frame) -> tuple[int, Frame]:
         """Write what the socket takes of ``frame`` without waiting: (bytes written,
