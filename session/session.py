@@ -673,12 +673,30 @@ class ServerSession:
     async def _cred_ready(self, cred: Credential) -> None:
         """Have ``cred`` ready to seal before a slot is taken: an RPCSEC_GSS context
         is created (or renewed) here, so a user without Kerberos credentials fails
-        with EACCES without costing a slot's sequence (RFC 2203 section 5.2)."""
+        with EACCES without costing a slot's sequence (RFC 2203 section 5.2).  A
+        connection lost meanwhile is made again, backing off from 0.1 s to 5 s.
+
+        Raises:
+            trio.TooSlowError: not ready within ``options.budget`` seconds.
+            GssError: the context could not be created (no credentials, refused).
+        """
         if not isinstance(cred, GssCredential):
             return
+        delay = 0.1
         with trio.fail_after(self.options.budget):
-            transport = await self._transport_for_call()
-            await cred.ready(transport, NFS4_PROGRAM, NFS_V4)
+            while True:
+                try:
+                    transport = await self._transport_for_call()
+                    await cred.ready(transport, NFS4_PROGRAM, NFS_V4)
+                    return
+                except ReplyTooLarge:
+                    raise
+                except TransportError as e:
+                    # Lost while (re)connecting or creating the context: as ``_send``
+                    # does for a call, connect again after a pause, within the budget.
+                    log.debug("%s:%d context not ready: %s", self.host, self.port, e)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     # ---------------------------------------------------------------- the transport
     async def _connect(self) -> Transport:
