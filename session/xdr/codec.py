@@ -234,12 +234,12 @@ class Decoder:
 
     __slots__ = ("_data", "_end", "_pos")
 
-    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+    def __init__(self, data: bytes | bytearray | memoryview, start: int = 0) -> None:
         # A memoryview (a reply body inside its record) is decoded in place; small
         # fields are copied out (``fixed_opaque``), bulk data can stay a view.
         buf: bytes | memoryview = data if isinstance(data, bytes | memoryview) else bytes(data)
         self._data = buf
-        self._pos = 0
+        self._pos = start  # an index into ``data``; offsets in errors count from 0
         self._end = len(buf)
 
     # -- bounds ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ unpack)``.  To support a new attribute, add a field to ``NFSAttrs`` and a line t
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -423,7 +424,22 @@ def decode_fattr4(f: fattr4) -> NFSAttrs:
 
 
 def _decode_known(f: fattr4) -> tuple[NFSAttrs, int | None, int]:
-    """``(attrs, first undecoded bit or None, offset in attr_vals where decoding ended)``."""
+    """``(attrs, first undecoded bit or None, offset in attr_vals where decoding ended)``.
+
+    Through the bitmap's ``_Plan`` when it has one; anything the plan cannot take
+    (short values, a bool that is not 0 or 1, bytes left over) is decoded again
+    attribute by attribute, which says exactly what was wrong.
+    """
+    plan = _plan_for(f.attrmask)
+    if plan is not None:
+        try:
+            return plan.decode(f.attr_vals)
+        except (struct.error, XdrError, _NotPlain):
+            pass
+    return _decode_each(f)
+
+
+def _decode_each(f: fattr4) -> tuple[NFSAttrs, int | None, int]:
     attrs = NFSAttrs()
     dec = Decoder(f.attr_vals)
     for bit in bitmap4_bits(f.attrmask):
@@ -438,6 +454,139 @@ def _decode_known(f: fattr4) -> tuple[NFSAttrs, int | None, int]:
         setattr(attrs, name, value)
     dec.done_or_raise("fattr4")
     return attrs, None, dec.offset
+
+
+class _NotPlain(Exception):
+    """A fixed-size value the plan will not build (a bool other than 0 or 1)."""
+
+
+def _as_bool(value: int) -> bool:
+    if value > 1:
+        raise _NotPlain
+    return value == 1
+
+
+def _as_enum(cls: Any) -> Callable[[int], Any]:
+    table = cls._value2member_map_
+
+    def build(value: int) -> Any:
+        member = table.get(value)
+        return member if member is not None else cls(value)
+
+    return build
+
+
+#: Values of a fixed XDR size (RFC 4506 sections 4.1-4.5): the attribute's decoder ->
+#: (its struct format, what builds the value from the unpacked numbers; None: the one
+#: number itself).  Runs of these are decoded by one ``struct.unpack_from``.
+_FIXED: Final[dict[_AttrUnpack, tuple[str, Callable[..., Any] | None]]] = {
+    _u_u32: ("I", None),
+    _u_u64: ("Q", None),
+    _u_bool: ("I", _as_bool),
+    _u_ftype: ("i", _as_enum(nfs_ftype4)),
+    _u_nfsstat: ("i", _as_enum(nfsstat4)),
+    fsid4.unpack: ("QQ", fsid4),
+    nfstime4.unpack: ("qI", nfstime4),
+    specdata4.unpack: ("II", specdata4),
+}
+
+#: Bitmaps longer than this (words) are decoded without a plan (and not remembered).
+_PLAN_WORDS: Final = 4
+#: Plans remembered at most (a server sends a handful of different bitmaps).
+_PLANS_KEPT: Final = 128
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Consecutive fixed-size values: one struct, then (field, builder, count) each."""
+
+    st: struct.Struct
+    fields: tuple[tuple[str, Callable[..., Any] | None, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to decode the attr_vals of one bitmap4 (RFC 8881 section 3.3.7): values
+    in increasing bit order, fixed-size runs at once, the others one by one, up to
+    ``stopped_at`` (the first set bit without a codec, or None)."""
+
+    steps: tuple[_Run | tuple[str, _AttrUnpack], ...]
+    stopped_at: int | None
+
+    def decode(self, data: bytes | memoryview) -> tuple[NFSAttrs, int | None, int]:
+        """As ``_decode_known``; raises ``struct.error``, ``XdrError`` or ``_NotPlain``
+        on anything but well-formed values (the caller then decodes one by one)."""
+        attrs = NFSAttrs()
+        pos = 0
+        for step in self.steps:
+            if isinstance(step, _Run):
+                values = step.st.unpack_from(data, pos)
+                pos += step.st.size
+                i = 0
+                for name, build, count in step.fields:
+                    if build is None:
+                        setattr(attrs, name, values[i])
+                    elif count == 1:
+                        setattr(attrs, name, build(values[i]))
+                    else:
+                        setattr(attrs, name, build(*values[i : i + count]))
+                    i += count
+            else:
+                name, unpack = step
+                dec = Decoder(data, pos)
+                setattr(attrs, name, unpack(dec))
+                pos = dec.offset
+        if self.stopped_at is None and pos != len(data):
+            raise _NotPlain
+        return attrs, self.stopped_at, pos
+
+
+_PLANS: dict[tuple[int, ...], _Plan] = {}
+
+
+def _plan_for(attrmask: Sequence[int]) -> _Plan | None:
+    """The plan of ``attrmask`` (made once, then remembered), or None for a bitmap
+    longer than ``_PLAN_WORDS`` words."""
+    if len(attrmask) > _PLAN_WORDS:
+        return None
+    key = tuple(attrmask)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _make_plan(key)
+        if len(_PLANS) >= _PLANS_KEPT:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def _make_plan(attrmask: Sequence[int]) -> _Plan:
+    steps: list[_Run | tuple[str, _AttrUnpack]] = []
+    formats: list[str] = []
+    fields: list[tuple[str, Callable[..., Any] | None, int]] = []
+
+    def close_run() -> None:
+        if fields:
+            steps.append(_Run(struct.Struct(">" + "".join(formats)), tuple(fields)))
+            formats.clear()
+            fields.clear()
+
+    stopped_at = None
+    for bit in bitmap4_bits(attrmask):
+        codec = _CODEC_BY_BIT.get(bit)
+        if codec is None:
+            stopped_at = bit
+            break
+        name, _, unpack = codec
+        fixed = _FIXED.get(unpack)
+        if fixed is None:
+            close_run()
+            steps.append((name, unpack))
+            continue
+        fmt, build = fixed
+        formats.append(fmt)
+        fields.append((name, build, len(fmt)))
+    close_run()
+    return _Plan(tuple(steps), stopped_at)
 
 
 def encode_fattr4(attrs: NFSAttrs, only: Container[int] | None = None) -> fattr4:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import struct
 import time
 import tracemalloc
@@ -10,6 +11,7 @@ import tracemalloc
 import pytest
 
 from session.errors import XdrError
+from session.xdr import fattr as fattr_module
 from session.xdr.codec import Decoder, decode, encode
 from session.xdr.const import FATTR4, fs4_status_type, layouttype4, nfs_ftype4, nfsstat4, time_how4
 from session.xdr.fattr import (
@@ -347,3 +349,57 @@ def test_owner_invalid_utf8_kept() -> None:
     attrs = decode_fattr4(f)
     assert attrs.owner is not None
     assert encode_fattr4(attrs) == f
+
+
+def test_planned_decoding_matches_decoding_one_by_one() -> None:
+    """The per-bitmap plan (fixed-size runs in one struct call) gives exactly what
+    decoding attribute by attribute gives, for every attribute and random subsets."""
+    rng = random.Random(5)
+    names = sorted(ATTR_CODECS)
+    subsets = [names] + [rng.sample(names, rng.randint(1, len(names))) for _ in range(200)]
+    for subset in subsets:
+        wanted = NFSAttrs(**{ATTR_CODECS[a][0]: getattr(FULL, ATTR_CODECS[a][0]) for a in subset})
+        f = decode(fattr4, encode(encode_fattr4(wanted)))
+        assert fattr_module._plan_for(f.attrmask) is not None
+        assert fattr_module._decode_known(f) == fattr_module._decode_each(f)
+        assert decode_fattr4(f) == wanted
+
+
+def test_a_value_the_plan_refuses_is_reported_by_attribute() -> None:
+    """A bool of 2 inside a fixed-size run: the run is decoded again one by one, and
+    the error names the attribute and its offset."""
+    f = fattr4(
+        bitmap4_from([FATTR4.SIZE, FATTR4.LINK_SUPPORT, FATTR4.FILEID]),
+        struct.pack(">QIQ", 1, 2, 3),
+    )
+    with pytest.raises(XdrError) as err:
+        decode_fattr4(f)
+    assert err.value.type_name == "fattr4.link_support" and err.value.offset == 8
+    assert "0 or 1" in err.value.detail
+
+
+def test_plans_are_bounded() -> None:
+    assert fattr_module._plan_for([0x10] * 5) is None  # too long a bitmap: no plan
+    for bit in range(300):
+        fattr_module._plan_for(bitmap4_from([bit % 90, 90 + bit % 30]))
+    assert len(fattr_module._PLANS) <= fattr_module._PLANS_KEPT
+
+
+def test_planned_decoding_of_extreme_fixed_values() -> None:
+    """Signedness and widths of the struct formats: the largest unsigned values, and
+    the most negative seconds an nfstime4 (int64) can hold."""
+    top = NFSAttrs(
+        type=nfs_ftype4.NF4DIR,
+        change=2**64 - 1,
+        size=2**64 - 1,
+        fsid=fsid4(2**64 - 1, 2**63),
+        fileid=2**64 - 1,
+        mode=0xFFFFFFFF,
+        numlinks=0xFFFFFFFF,
+        rawdev=specdata4(0xFFFFFFFF, 0x80000000),
+        time_access=nfstime4(-(2**63), 0xFFFFFFFF),
+        time_modify=nfstime4(2**63 - 1, 999_999_999),
+    )
+    f = encode_fattr4(top)
+    assert fattr_module._decode_known(f)[0] == top
+    assert fattr_module._decode_each(f)[0] == top
