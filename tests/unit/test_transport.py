@@ -540,6 +540,77 @@ async def test_calls_queued_behind_a_full_socket_go_out_whole_and_in_order() -> 
             nursery.cancel_scope.cancel()
 
 
+async def test_close_while_the_sender_waits_for_room_in_the_socket() -> None:
+    """The peer never reads: the sender waits for room in the socket's buffer for
+    ever.  ``aclose`` still returns at once and every call fails with the reason."""
+    stop = trio.Event()
+
+    async def on_stream(stream: trio.SocketStream) -> None:
+        await stop.wait()
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+            transport = await Transport.connect("127.0.0.1", port, nursery=nursery)
+            errors: list[TransportError] = []
+
+            async def one(i: int) -> None:
+                try:
+                    await transport.call(PROG, VERS, 1, bytes([i]) * (1 << 20), CRED)
+                except TransportError as exc:
+                    errors.append(exc)
+
+            async with trio.open_nursery() as calls:
+                for i in range(24):
+                    calls.start_soon(one, i)
+                # Wait until the socket's buffers are full and the sender is stuck.
+                last = -1
+                while transport.statistics().bytes_sent != last:
+                    last = transport.statistics().bytes_sent
+                    await trio.sleep(0.2)
+                assert last < 24 << 20
+                with trio.fail_after(1):
+                    await transport.aclose()
+            assert len(errors) == 24
+            assert all("closed" in str(exc) for exc in errors)
+            stop.set()
+            nursery.cancel_scope.cancel()
+
+
+async def test_large_reply_arriving_in_slow_pieces_is_received_whole() -> None:
+    """A 1 MiB reply written in 64 KiB pieces, 20 ms apart, is received whole (into
+    the connection's own buffer, a piece at a time); a reply cut off in its middle by
+    the peer's close fails the call as a lost connection."""
+    big = random.Random(3).randbytes(1 << 20)
+
+    async def on_stream(stream: trio.SocketStream) -> None:
+        peer = ScriptedPeer(stream)
+        for cut in (False, True):
+            call = await peer.receive_call()
+            record = b"".join(
+                frame_record(encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS, big))
+            )
+            if cut:
+                record = record[: len(record) // 2]
+            for start in range(0, len(record), 65536):
+                await stream.send_all(record[start : start + 65536])
+                await trio.sleep(0.02)
+        await stream.aclose()
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+            transport = await Transport.connect("127.0.0.1", port, nursery=nursery)
+            assert bytes(await transport.call(PROG, VERS, 1, b"", CRED)) == big
+            with pytest.raises(TransportError, match="lost: closed by peer"):
+                await transport.call(PROG, VERS, 1, b"", CRED)
+            nursery.cancel_scope.cancel()
+
+
 async def test_tcp_reset_fails_in_flight_calls() -> None:
     accepted = trio.Event()
 
