@@ -33,12 +33,12 @@ apt-get update -q
 apt-get install -y -q "${packages[@]}"
 
 # pyfuse3 with the patches in contrib/pyfuse3/ (lock handlers, interrupts, setattr "now"
-# flags): the release's sdist from the package index, patched, built (Cython from PyPI,
+# flags, zero-copy writes): the release's sdist from the package index, patched, built (Cython from PyPI,
 # in pip's isolated build environment) and installed as $pyfuse3_version+$pyfuse3_label.
 # Skipped when the installed pyfuse3 is that build and behaves patched.  Bump the label
 # whenever a patch changes.
 pyfuse3_version=3.5.0
-pyfuse3_label=fusenfs1
+pyfuse3_label=fusenfs2
 pyfuse3_installed() {
     "$python3" -c 'import importlib.metadata as m; print(m.version("pyfuse3"))' 2>/dev/null ||
         true
@@ -47,6 +47,7 @@ pyfuse3_patched() {
     "$python3" -c 'import sys, pyfuse3
 sys.exit(not (hasattr(pyfuse3, "FileLock")
               and hasattr(pyfuse3.Operations, "enable_interrupts")
+              and hasattr(pyfuse3.Operations, "enable_zero_copy_writes")
               and hasattr(pyfuse3.SetattrFields(), "update_atime_now")))' 2>/dev/null
 }
 if pyfuse3_patched && [ "$(pyfuse3_installed)" = "$pyfuse3_version+$pyfuse3_label" ]; then

@@ -53,6 +53,7 @@ CHILD_TIMEOUT = 30.0
 KILL_DEADLINE = 2.0
 
 FILE_SIZE = 4096
+MIB = 1 << 20
 ROOT_INODE = 1
 FILE_INODE = 2
 SLOW_INODE = 3
@@ -120,6 +121,7 @@ def serve(variant: str, mountpoint: str, record_path: str) -> None:
             self.times = {ino: [now, now] for ino in (ROOT_INODE, FILE_INODE, SLOW_INODE)}
             self.next_fh = 1
             self.fh_inode: dict[int, int] = {}
+            self.kept: list[tuple[int, bytes | memoryview]] = []
 
         def attrs(self, inode: int) -> EntryAttributes:
             entry = EntryAttributes()
@@ -189,17 +191,33 @@ def serve(variant: str, mountpoint: str, record_path: str) -> None:
                 raise
             raise AssertionError("unreachable")
 
+        async def write(self, fh: int, off: int, buf: bytes | memoryview) -> int:
+            self.kept.append((off, buf))
+            record(
+                "write",
+                off=off,
+                size=len(buf),
+                type=type(buf).__name__,
+                readonly=memoryview(buf).readonly,
+            )
+            return len(buf)
+
         async def flush(self, fh: int) -> None:
-            record("flush", fh=fh)
+            # Every buffer a write handed over still holds what was written into it
+            # (block i of the file: the byte i + 1), however many requests came since.
+            intact = all(bytes(buf) == bytes([off // MIB + 1]) * len(buf) for off, buf in self.kept)
+            record("flush", fh=fh, kept=len(self.kept), intact=intact)
 
         async def release(self, fh: int) -> None:
             record("release", fh=fh)
             del self.fh_inode[fh]
 
     class LockFs(PlainFs):
-        """PlainFs with lock handlers (a lock table per inode) and interrupts."""
+        """PlainFs with lock handlers (a lock table per inode), interrupts and
+        zero-copy writes."""
 
         enable_interrupts = True
+        enable_zero_copy_writes = True
 
         def __init__(self) -> None:
             super().__init__()
@@ -723,6 +741,41 @@ def test_touch_reports_now_and_touch_d_does_not() -> None:
         assert explicit["update_atime"] is True and explicit["update_mtime"] is True
         assert explicit["mtime_ns"] == 1577934245 * 10**9
         assert os.stat(fs.file).st_mtime_ns == 1577934245 * 10**9
+
+
+# ------------------------------------------------------------------ (5) zero-copy writes
+
+
+def write_blocks(fs: Served) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Write 8 MiB in 1 MiB blocks (block i: the byte i + 1), then 40 bytes at block 8,
+    and close; returns the write records and the flush record."""
+    fd = fs.open(fs.file)
+    for i in range(8):
+        os.pwrite(fd, bytes([i + 1]) * MIB, i * MIB)
+    os.pwrite(fd, bytes([9]) * 40, 8 * MIB)
+    fs.close(fd)
+    return fs.records("write"), fs.wait_for("flush")
+
+
+def test_large_writes_arrive_as_views_that_outlive_their_request() -> None:
+    """With ``enable_zero_copy_writes``, a 1 MiB write reaches the handler as a
+    read-only view of the request buffer, which later requests do not overwrite; a
+    small write is copied into bytes as before."""
+    with served("full") as fs:
+        writes, flush = write_blocks(fs)
+    large = [w for w in writes if w["off"] < 8 * MIB]
+    assert sum(w["size"] for w in large) == 8 * MIB
+    assert {(w["type"], w["readonly"]) for w in large} == {("memoryview", True)}
+    assert [(w["type"], w["size"]) for w in writes if w["off"] >= 8 * MIB] == [("bytes", 40)]
+    assert flush["kept"] == len(writes) and flush["intact"] is True
+
+
+def test_without_zero_copy_writes_every_write_is_bytes() -> None:
+    with served("plain") as fs:
+        writes, flush = write_blocks(fs)
+    assert sum(w["size"] for w in writes) == 8 * MIB + 40
+    assert {w["type"] for w in writes} == {"bytes"}
+    assert flush["intact"] is True
 
 
 def main(argv: list[str]) -> None:

@@ -74,6 +74,10 @@ def test_interrupts_are_opt_in() -> None:
     assert Interruptible().enable_interrupts is True
 
 
+def test_zero_copy_writes_are_opt_in() -> None:
+    assert Operations.enable_zero_copy_writes is False
+
+
 def test_setattr_fields_have_the_now_flags() -> None:
     fields = SetattrFields()
     assert fields.update_atime_now is False
