@@ -33,7 +33,7 @@ from session.xdr.const import stable_how4
 log = logging.getLogger("fusenfs.io")
 
 ReadFn = Callable[[int, int], Awaitable[tuple[Buffer, bool]]]
-WriteFn = Callable[[int, bytes, stable_how4], Awaitable[tuple[int, stable_how4, bytes]]]
+WriteFn = Callable[[int, Buffer, stable_how4], Awaitable[tuple[int, stable_how4, bytes]]]
 CommitFn = Callable[[], Awaitable[bytes]]
 
 
@@ -219,7 +219,7 @@ class WriteBehind:
         self._inflight = 0
         self._idle = trio.Event()
         self._idle.set()
-        self._uncommitted: list[tuple[int, bytes, bytes]] = []  # (offset, data, verf)
+        self._uncommitted: list[tuple[int, Buffer, bytes]] = []  # (offset, data, verf)
         self._uncommitted_bytes = 0
         self._error: NFSClientError | None = None
         self.gather_limit = gather_limit
@@ -281,7 +281,7 @@ class WriteBehind:
             err, self._error = self._error, None
             raise err
 
-    async def write(self, offset: int, data: bytes) -> int:
+    async def write(self, offset: int, data: Buffer) -> int:
         """Queue ``data`` at ``offset``; returns ``len(data)`` once the WRITEs are in flight.
 
         Raises:
@@ -304,7 +304,7 @@ class WriteBehind:
         await self._queue(offset, data)
         return len(data)
 
-    async def _queue(self, offset: int, data: bytes) -> None:
+    async def _queue(self, offset: int, data: Buffer) -> None:
         """Start the WRITEs of ``data`` at ``offset`` (split by ``block``)."""
         view = memoryview(data)
         for start in range(0, len(data), self.block):
@@ -315,7 +315,7 @@ class WriteBehind:
             self._idle = trio.Event() if self._idle.is_set() else self._idle
             self._nursery.start_soon(self._send, offset + start, chunk)
 
-    async def _write_fully(self, offset: int, data: bytes, stable: stable_how4) -> None:
+    async def _write_fully(self, offset: int, data: Buffer, stable: stable_how4) -> None:
         """WRITE ``data`` at ``offset``, continuing after short writes (section 18.32.3).
 
         Pieces the server left UNSTABLE are held, with their verifier, for COMMIT.
@@ -331,7 +331,7 @@ class WriteBehind:
             sent += count
             self.writes += 1
 
-    async def _send(self, offset: int, data: bytes) -> None:
+    async def _send(self, offset: int, data: Buffer) -> None:
         try:
             await self._write_fully(offset, data, stable_how4.UNSTABLE4)
         except NFSClientError as e:

@@ -239,6 +239,10 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
     #: EINTR at once; a request already sent keeps its slot until answered (pyfuse3
     #: patch 0002; session.session.ServerSession.compound).
     enable_interrupts = True
+    #: A large write arrives as a view of the request buffer libfuse read it into, not
+    #: a copy (pyfuse3 patch 0004): the WRITE sends it to the socket from there, and
+    #: the write-behind keeps that view until COMMIT.
+    enable_zero_copy_writes = True
     #: Application locks become NFS locks (fusenfs.locking; pyfuse3 patch 0001).
     getlk = fuse_errors(LockHandlers.getlk)
     setlk = fuse_errors(LockHandlers.setlk)
@@ -876,7 +880,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             return await client.read(fh_bytes, of.state, offset, count, cred)
 
         async def write_fn(
-            offset: int, data: bytes, stable: stable_how4
+            offset: int, data: Buffer, stable: stable_how4
         ) -> tuple[int, stable_how4, bytes]:
             r = await client.write(fh_bytes, of.state, offset, data, stable, cred)
             return r.count, r.committed, r.writeverf
@@ -997,7 +1001,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         return await self._readers[of.inode.ino].read(off, size, of.read_fn)
 
     @fuse_errors
-    async def write(self, fh: int, off: int, buf: bytes) -> int:
+    async def write(self, fh: int, off: int, buf: Buffer) -> int:
         of = self._file(fh)
         self._check_lost_lock(of.inode)
         if of.writer is None:

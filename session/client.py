@@ -2064,7 +2064,7 @@ class NFSClient:
         fh: bytes,
         stateid: StateRef,
         offset: int,
-        data: bytes,
+        data: bytes | memoryview,
         stable: stable_how4 = stable_how4.UNSTABLE4,
         cred: Credential | None = None,
     ) -> WriteResult:

@@ -131,7 +131,8 @@ class Encoder(xdrlib3.Packer):
         A payload of ``BULK_MIN`` bytes or more is not copied: it is kept as it is (a
         view) and ``pieces`` hands it out between the bytes encoded before and after
         it, for the transport to send in turn, so it must not change until it is sent
-        (WRITE data is bytes).  A smaller one is written into the buffer (without the
+        (WRITE data is bytes, or a read-only view of a FUSE request buffer that nothing
+        writes to again).  A smaller one is written into the buffer (without the
         concatenation ``pack_opaque`` makes for the padding).
         """
         size = memoryview(value).nbytes

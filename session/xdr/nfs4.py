@@ -2636,7 +2636,7 @@ class WRITE4args:
     stateid: stateid4
     offset: int
     stable: stable_how4
-    data: bytes
+    data: bytes | memoryview
 
     def pack(self, enc: Encoder) -> None:
         self.stateid.pack(enc)

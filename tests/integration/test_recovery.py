@@ -28,7 +28,7 @@ from session.rpc import Credential, arg_bytes
 from session.session import ServerSession, SessionOptions, host_co_ownerid
 from session.status import NFS4Error
 from session.xdr import nfs4
-from session.xdr.codec import Decoder, Gathered
+from session.xdr.codec import Buffer, Decoder, Gathered
 from session.xdr.const import (
     OPEN4_SHARE_ACCESS_BOTH,
     nfs_lock_type4,
@@ -218,7 +218,7 @@ async def test_restart_changes_the_write_verifier_and_write_behind_resends(
                 )
 
                 async def write(
-                    offset: int, chunk: bytes, stable: stable_how4
+                    offset: int, chunk: Buffer, stable: stable_how4
                 ) -> tuple[int, stable_how4, bytes]:
                     res = await client.write(opened.fh, opened.state, offset, chunk, stable)
                     return res.count, res.committed, res.writeverf

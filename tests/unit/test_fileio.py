@@ -17,6 +17,7 @@ import trio.testing
 from fusenfs.fileio import ReadAhead, WriteBehind
 from session.errors import NFSClientError
 from session.status import NFS4Error, nfs4_error
+from session.xdr.codec import Buffer
 from session.xdr.const import nfsstat4, stable_how4
 
 KiB = 1024
@@ -249,16 +250,18 @@ class FakeWriter:
         self.restart_at_commit = False
         self.fail_commits = 0
         self.fail_file_sync = 0
+        self.kinds: set[str] = set()  # the types of the data WRITEs were given
 
     @staticmethod
-    def _put(buf: bytearray, offset: int, data: bytes) -> None:
+    def _put(buf: bytearray, offset: int, data: Buffer) -> None:
         if len(buf) < offset + len(data):
             buf.extend(bytes(offset + len(data) - len(buf)))
         buf[offset : offset + len(data)] = data
 
     async def write(
-        self, offset: int, data: bytes, stable: stable_how4
+        self, offset: int, data: Buffer, stable: stable_how4
     ) -> tuple[int, stable_how4, bytes]:
+        self.kinds.add(type(data).__name__)
         self.inflight += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
         try:
@@ -445,6 +448,26 @@ async def test_verifier_change_resends_exactly_the_uncommitted_data(
     assert wb.resends == 3
     assert bytes(fake.stable_store) == first + second
     assert bytes(fake.file) == first + second
+
+
+async def test_views_of_fuse_request_buffers_are_sent_and_resent_without_a_copy(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Large writes come from pyfuse3 as read-only views of its request buffers
+    (``enable_zero_copy_writes``): each becomes one WRITE of that very view, and the
+    views kept for COMMIT are what is sent again when the verifier changed."""
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=1024 * KiB)
+    blocks = [os.urandom(512 * KiB) for _ in range(4)]
+    with trio.fail_after(TIMEOUT):
+        for i, block in enumerate(blocks):
+            await wb.write(i * 512 * KiB, memoryview(block).toreadonly())
+        fake.restart_at_commit = True
+        await wb.commit()
+    assert fake.kinds == {"memoryview"}
+    resent = [(off, n) for off, n, stable in fake.writes if stable == stable_how4.FILE_SYNC4]
+    assert sorted(resent) == [(i * 512 * KiB, 512 * KiB) for i in range(4)]
+    assert bytes(fake.stable_store) == b"".join(blocks)
 
 
 async def test_resend_after_verifier_change_continues_short_writes(
