@@ -6,12 +6,13 @@ a few use a real listener on 127.0.0.1 (and only there).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import socket
 import struct
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import trio
@@ -95,6 +96,21 @@ async def pair() -> AsyncIterator[tuple[RpcConnection, ScriptedPeer]]:
 
 def word(n: int) -> bytes:
     return struct.pack(">I", n)
+
+
+@contextlib.asynccontextmanager
+async def tcp_server(
+    on_stream: Callable[[trio.SocketStream], Awaitable[None]],
+) -> AsyncIterator[tuple[trio.Nursery, int]]:
+    """A listener on 127.0.0.1 (a free port) that serves each connection with
+    ``on_stream``; yields the nursery it runs in (for the client's tasks too) and the
+    port.  Everything in the nursery is cancelled at the end."""
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+        yield nursery, port
+        nursery.cancel_scope.cancel()
 
 
 async def test_many_concurrent_calls_answered_out_of_order(
@@ -413,10 +429,7 @@ async def test_tcp_round_trip_large_records_and_server_callback() -> None:
         return encode_accepted_reply(call.xid, NULL_AUTH, accept_stat.SUCCESS, b"pong")
 
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-            port = listeners[0].socket.getsockname()[1]
-            nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+        async with tcp_server(on_stream) as (nursery, port):
             transport = await Transport.connect(
                 "127.0.0.1", port, nursery=nursery, on_call=client_cb
             )
@@ -459,7 +472,6 @@ async def test_tcp_round_trip_large_records_and_server_callback() -> None:
 
             await transport.aclose()
             await server_conn.wait_closed()  # the server saw EOF and closed its end
-            nursery.cancel_scope.cancel()
 
 
 async def test_large_reply_buffers_are_kept_while_busy_and_given_back_when_idle() -> None:
@@ -473,10 +485,7 @@ async def test_large_reply_buffers_are_kept_while_busy_and_given_back_when_idle(
 
     big = random.Random(2).randbytes(1 << 20)
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-            port = listeners[0].socket.getsockname()[1]
-            nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+        async with tcp_server(on_stream) as (nursery, port):
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             conn = RpcConnection(stream, release_after=0.2)
             await nursery.start(conn.run)
@@ -494,7 +503,6 @@ async def test_large_reply_buffers_are_kept_while_busy_and_given_back_when_idle(
             # And a reply after the release is received as before.
             assert bytes(await conn.call(PROG, VERS, 1, big, CRED)) == big
             await conn.aclose()
-            nursery.cancel_scope.cancel()
 
 
 async def test_calls_queued_behind_a_full_socket_go_out_whole_and_in_order() -> None:
@@ -516,10 +524,7 @@ async def test_calls_queued_behind_a_full_socket_go_out_whole_and_in_order() -> 
             await peer.reply(call, call.args[:1])
 
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-            port = listeners[0].socket.getsockname()[1]
-            nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+        async with tcp_server(on_stream) as (nursery, port):
             transport = await Transport.connect("127.0.0.1", port, nursery=nursery)
             results: list[bytes] = []
 
@@ -537,7 +542,6 @@ async def test_calls_queued_behind_a_full_socket_go_out_whole_and_in_order() -> 
             assert sorted(results) == seen
             assert transport.statistics().bytes_sent > count * size
             await transport.aclose()
-            nursery.cancel_scope.cancel()
 
 
 async def test_close_while_the_sender_waits_for_room_in_the_socket() -> None:
@@ -549,10 +553,7 @@ async def test_close_while_the_sender_waits_for_room_in_the_socket() -> None:
         await stop.wait()
 
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-            port = listeners[0].socket.getsockname()[1]
-            nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+        async with tcp_server(on_stream) as (nursery, port):
             transport = await Transport.connect("127.0.0.1", port, nursery=nursery)
             errors: list[TransportError] = []
 
@@ -576,7 +577,6 @@ async def test_close_while_the_sender_waits_for_room_in_the_socket() -> None:
             assert len(errors) == 24
             assert all("closed" in str(exc) for exc in errors)
             stop.set()
-            nursery.cancel_scope.cancel()
 
 
 async def test_large_reply_arriving_in_slow_pieces_is_received_whole() -> None:
@@ -600,15 +600,11 @@ async def test_large_reply_arriving_in_slow_pieces_is_received_whole() -> None:
         await stream.aclose()
 
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-            port = listeners[0].socket.getsockname()[1]
-            nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+        async with tcp_server(on_stream) as (nursery, port):
             transport = await Transport.connect("127.0.0.1", port, nursery=nursery)
             assert bytes(await transport.call(PROG, VERS, 1, b"", CRED)) == big
             with pytest.raises(TransportError, match="lost: closed by peer"):
                 await transport.call(PROG, VERS, 1, b"", CRED)
-            nursery.cancel_scope.cancel()
 
 
 async def test_tcp_reset_fails_in_flight_calls() -> None:
@@ -623,15 +619,11 @@ async def test_tcp_reset_fails_in_flight_calls() -> None:
         accepted.set()
 
     with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-            port = listeners[0].socket.getsockname()[1]
-            nursery.start_soon(trio.serve_listeners, on_stream, listeners)
+        async with tcp_server(on_stream) as (nursery, port):
             transport = await Transport.connect("127.0.0.1", port, nursery=nursery)
             with pytest.raises(TransportError, match=f"connection to 127.0.0.1:{port} lost"):
                 await transport.call(PROG, VERS, 1, b"", CRED)
             await transport.wait_closed()
-            nursery.cancel_scope.cancel()
 
 
 async def test_serve_connection_with_nursery_start() -> None:
