@@ -284,6 +284,9 @@ class WriteBehind:
     async def write(self, offset: int, data: Buffer) -> int:
         """Queue ``data`` at ``offset``; returns ``len(data)`` once the WRITEs are in flight.
 
+        ``data`` is bytes or a read-only view (a FUSE request buffer): it is sent and
+        held for COMMIT as it is, so nothing may change it afterwards.
+
         Raises:
             NFSClientError: a previous write of this file failed (latched).
         """
