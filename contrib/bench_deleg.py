@@ -39,9 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from contrib.bench import REPO, BenchError, MountProcess, progress, stop_process
+from fusenfs.statsock import read_statistics
 
 #: Seconds for the test server to print its "control" line.
 SERVER_TIMEOUT = 30.0
+STATS_TIMEOUT = 30.0  # seconds for the mount to answer on its statistics socket
 
 
 def free_port() -> int:
@@ -79,15 +81,14 @@ def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
 
 def operations(mountpoint: Path) -> dict[str, int]:
     """COMPOUNDs the mount sent so far, by main operation, lease renewals left out."""
-    raw = os.getxattr(mountpoint, "user.fusenfs.stats")
-    data: dict[str, Any] = json.loads(raw)
+    data = read_statistics(os.fspath(mountpoint), STATS_TIMEOUT)
     ops = {name: int(op["ops"]) for name, op in data.get("operations", {}).items()}
     ops.pop("SEQUENCE", None)
     return ops
 
 
 def delegations_held(mountpoint: Path) -> int:
-    data = json.loads(os.getxattr(mountpoint, "user.fusenfs.stats"))
+    data = read_statistics(os.fspath(mountpoint), STATS_TIMEOUT)
     return int(data.get("delegations", {}).get("held", 0))
 
 

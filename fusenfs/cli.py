@@ -723,8 +723,6 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The extended attribute a mount publishes its statistics in (on its root).
-STATS_XATTR = "user.fusenfs.stats"
 #: Seconds ``fusenfs stats`` (listing every mount) waits for one mount to answer.
 STATS_LIST_TIMEOUT = 2.0
 
@@ -755,35 +753,23 @@ def fusenfs_mounts() -> list[dict[str, str]]:
 
 
 def read_stats(mountpoint: str, timeout: float | None = None) -> dict[str, Any]:
-    """The statistics a mount publishes in its root's ``user.fusenfs.stats``.
+    """The statistics the mount at ``mountpoint`` publishes on its statistics socket
+    (``fusenfs.statsock``).
 
-    ``timeout``: seconds to wait for the mount process to answer (a thread, so that a
-    stuck mount does not stop a listing); None waits as ``getxattr`` does.
+    ``timeout``: seconds to wait for the mount process to answer; None waits.
 
     Raises:
-        CliError: not a fusenfs mount, or no answer in ``timeout`` seconds.
+        CliError: not a fusenfs mount (no socket, nobody listening), or no answer in
+            ``timeout`` seconds.
     """
-    result: list[bytes] = []
-    failure: list[OSError] = []
+    from fusenfs.statsock import StatisticsUnavailable, mount_key, read_statistics
 
-    def get() -> None:
-        try:
-            result.append(os.getxattr(mountpoint, STATS_XATTR))
-        except OSError as e:
-            failure.append(e)
-
-    if timeout is None:
-        get()
-    else:
-        worker = threading.Thread(target=get, daemon=True)
-        worker.start()
-        worker.join(timeout)
-    if failure:
-        raise CliError(f"{mountpoint}: not a fusenfs mount ({failure[0].strerror})")
-    if not result:
-        raise CliError(f"{mountpoint}: the mount process did not answer in {timeout:g} s")
-    data: dict[str, Any] = json.loads(result[0])
-    return data
+    if not is_mounted(mount_key(mountpoint)):
+        raise CliError(f"{mountpoint}: not a fusenfs mount (nothing is mounted there)")
+    try:
+        return read_statistics(mountpoint, timeout)
+    except StatisticsUnavailable as e:
+        raise CliError(f"{mountpoint}: {e}") from None
 
 
 def _age(seconds: float) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import functools
 import grp
-import json
 import logging
 import os
 import pwd
@@ -58,9 +57,6 @@ R = TypeVar("R")
 
 NOBODY = 65534
 NAME_MAX = 255  # Linux's limit on one path component, bytes
-#: The extended attribute of the mount's root that carries ``fusenfs stats`` output.
-STATS_XATTR = b"user.fusenfs.stats"
-XATTR_SIZE_MAX = 65536  # Linux's limit on an extended attribute's value, bytes
 #: Sequential read-ahead of one file: READs of the session's maxread (1 MiB by default,
 #: ``fusenfs.runner.DEFAULT_RSIZE``) kept in flight beyond the one being read, at most
 #: this many (a count) and at most this many bytes (a larger rsize gets fewer).
@@ -1187,21 +1183,15 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             data.update(self.recovery_stats())
         return data
 
-    @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        """``user.fusenfs.stats`` on the root: the statistics as JSON (``fusenfs stats``)."""
-        if inode == pyfuse3.ROOT_INODE and name == STATS_XATTR:
-            data = self.statistics()
-            raw = json.dumps(data, default=str, separators=(",", ":")).encode()
-            while len(raw) > XATTR_SIZE_MAX and data.get("events"):
-                data["events"] = data["events"][len(data["events"]) // 2 :]
-                raw = json.dumps(data, default=str, separators=(",", ":")).encode()
-            return raw
-        raise pyfuse3.FUSEError(errno.ENODATA)
+        """No extended attributes (NFSv4.1 has none): ENOSYS, after which the kernel
+        answers every getxattr on the mount itself (EOPNOTSUPP) and stops asking for
+        ``security.capability`` before each write(2) (``fusenfs.statsock``)."""
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
-    @fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        return [STATS_XATTR] if inode == pyfuse3.ROOT_INODE else []
+        """No extended attributes: ENOSYS, as ``getxattr``."""
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     # ------------------------------------------------------------------ exit
     async def flush_for_exit(

@@ -15,9 +15,9 @@ does export).  A failure that may pass (no connection, no answer) is retried for
 made hard or soft as the options say, and the kernel mount flags (``noexec``,
 ``nosuid``...) are the options' ``kernel_flags``.  What libfuse and fusermount3 print
 when they cannot mount (no access to /dev/fuse, allow_other without user_allow_other)
-becomes the one-line error.  The mount's statistics (``user.fusenfs.stats``) carry,
-besides the recovery history, what /proc/self/mountstats gives for a kernel mount
-(``statistics_hook``).
+becomes the one-line error.  The mount's statistics (its statistics socket,
+``fusenfs.statsock``, read by ``fusenfs stats``) carry, besides the recovery history,
+what /proc/self/mountstats gives for a kernel mount (``statistics_hook``).
 
 Stopping is bounded by the mount's retry budget, ``timeo * (retrans + 1)`` seconds,
 whatever the server does (DESIGN.md invariant 11).  On SIGTERM or SIGINT:
@@ -63,7 +63,6 @@ import ctypes
 import ctypes.util
 import dataclasses
 import gc
-import hashlib
 import json
 import logging
 import os
@@ -84,6 +83,7 @@ from fusenfs.cli import is_mounted, mount_device, mount_id
 from fusenfs.fs import CacheTimes, NFSOperations
 from fusenfs.locking import LOCAL_LOCK_KINDS, operations_class
 from fusenfs.options import MountOptionError, MountOptions
+from fusenfs.statsock import runtime_dirs, runtime_name, serve_statistics
 from recovery.manager import StateManager
 from session.client import FSINFO_ATTRS, NFSClient, secinfo_name
 from session.errors import (
@@ -462,16 +462,12 @@ async def set_readahead(mountpoint: str, kib: int) -> None:
 
 
 def record_dirs() -> list[Path]:
-    """Where mount records live, in order of preference."""
-    dirs = [Path("/run/fusenfs")]
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        dirs.append(Path(runtime) / "fusenfs")
-    return dirs
+    """Where mount records live, in order of preference (``fusenfs.statsock``)."""
+    return runtime_dirs()
 
 
 def _record_name(mountpoint: str) -> str:
-    return hashlib.sha256(mountpoint.encode()).hexdigest()[:24] + ".json"
+    return runtime_name(mountpoint, ".json")
 
 
 def process_start_time(pid: int) -> int | None:
@@ -1093,7 +1089,7 @@ def _merge_op_stats(parts: list[dict[str, OpStats]]) -> dict[str, dict[str, floa
 def statistics_hook(
     req: MountRequest, manager: StateManager, client: NFSClient, started: float
 ) -> Callable[[], dict[str, Any]]:
-    """What ``user.fusenfs.stats`` adds to the mount's counters: the recovery history
+    """What the statistics socket adds to the mount's counters: the recovery history
     (the state manager's), the mount (source, options in effect, age), and per session
     and in all what /proc/self/mountstats gives for a kernel mount: the session's
     counters and the per-operation counts, bytes, RTT and execute times."""
@@ -1193,6 +1189,13 @@ async def _mount_and_serve(
         opts.describe(client.maxread, client.maxwrite),
     )
     record = write_mount_record(req)
+    statistics_scope = trio.CancelScope()
+
+    async def publish_statistics() -> None:
+        with statistics_scope:
+            await serve_statistics(req.mountpoint, ops.statistics)
+
+    nursery.start_soon(publish_statistics)
     ready(None)
     try:
         # pyfuse3.main() returns by itself when the kernel unmounted us (fusermount3 -u);
@@ -1217,6 +1220,7 @@ async def _mount_and_serve(
             if still:
                 log.warning("%s still mounted: libfuse unmounts it", req.mountpoint)
             pyfuse3.close(unmount=still)
+            statistics_scope.cancel()
             remove_mount_record(record)
             await _return_delegations(client, opts.timeo)
             await _destroy_user_contexts(client, opts.timeo)

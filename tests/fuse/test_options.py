@@ -30,6 +30,7 @@ import mmap
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -42,6 +43,7 @@ import pytest
 
 from contrib.ganesha import GaneshaServer, pick_free_port
 from fusenfs.cli import is_mounted
+from fusenfs.statsock import read_statistics, socket_paths
 
 from .helpers import (
     MOUNT_TIMEOUT,
@@ -794,3 +796,33 @@ def test_stats_per_operation_match_the_debug_log(
     listed = json.loads(run(fusenfs_argv("stats", "--json"), timeout=30).stdout)
     mine = [e for e in listed if e["mountpoint"] == os.fspath(m.path)]
     assert len(mine) == 1 and mine[0]["pid"] == m.daemon_pid, listed
+
+
+def test_no_extended_attributes_and_the_statistics_on_a_private_socket(
+    mount: MountFactory, fresh_dir: str
+) -> None:
+    """NFSv4.1 has no extended attributes: the mount answers getxattr and listxattr
+    with ENOSYS, so the kernel answers them itself from then on (EOPNOTSUPP) and
+    stops asking the mount for ``security.capability`` before each write.  The
+    statistics are on a socket beside the mount record, the mounting user's alone,
+    gone with the mount."""
+    m = mount()
+    f = m.path / fresh_dir / "f"
+    f.parent.mkdir()
+    f.write_bytes(b"x" * 4096)
+    for target, name in ((f, "security.capability"), (f, "user.a"), (m.path, "user.b")):
+        with pytest.raises(OSError) as info:
+            os.getxattr(target, name)
+        assert info.value.errno == errno.EOPNOTSUPP, (target, name, info.value)
+    with pytest.raises(OSError) as info:
+        os.listxattr(f)
+    assert info.value.errno == errno.EOPNOTSUPP
+    with open(f, "r+b") as out:
+        out.write(b"y" * 4096)  # writes go on as before
+
+    (sock,) = [p for p in socket_paths(os.fspath(m.path)) if p.exists()]
+    mode = os.stat(sock).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    assert read_statistics(os.fspath(m.path), 10)["mount"]["pid"] == m.daemon_pid
+    assert m.unmount() == []
+    assert not sock.exists()

@@ -33,6 +33,7 @@ from contrib.testserver import Cluster, ClusterConfig, FsSpec, InstanceConfig
 from contrib.testserver.server import EndpointConfig
 from fusenfs.cli import is_mounted
 from fusenfs.runner import read_mount_record
+from fusenfs.statsock import read_statistics
 from recovery.manager import StateManager
 from session.client import NFSClient
 from session.session import ServerSession, SessionOptions
@@ -115,9 +116,7 @@ class Scenario:
         return app
 
     async def stats(self) -> dict[str, Any]:
-        raw = await trio.to_thread.run_sync(os.getxattr, self.mountpoint, "user.fusenfs.stats")
-        data: dict[str, Any] = json.loads(raw)
-        return data
+        return await trio.to_thread.run_sync(read_statistics, self.mountpoint, 30.0)
 
     def log_tail(self, lines: int = 60) -> str:
         try:
