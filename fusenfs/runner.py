@@ -1193,7 +1193,7 @@ async def _mount_and_serve(
 
     async def publish_statistics() -> None:
         with statistics_scope:
-            await serve_statistics(req.mountpoint, ops.statistics)
+            await serve_statistics(req.mountpoint, ops.statistics, public=opts.allow_other)
 
     nursery.start_soon(publish_statistics)
     ready(None)

@@ -14,7 +14,7 @@ call.  A file system that answers getxattr with ENOSYS is never asked again, whi
 right for NFSv4.1 (no extended attributes) and leaves the statistics to this socket.
 
 The socket is the mounting user's alone (mode 0600), as the mount itself is without
-``allow_other``.
+``allow_other``; with it, everyone's (0666), as the mount is.
 """
 
 from __future__ import annotations
@@ -72,10 +72,12 @@ async def serve_statistics(
     mountpoint: str,
     statistics: Callable[[], dict[str, Any]],
     *,
+    public: bool = False,
     task_status: trio.TaskStatus[Path | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Answer each connection to the mount's statistics socket with ``statistics()``
-    as JSON, until cancelled; then remove the socket.
+    as JSON, until cancelled; then remove the socket.  ``public``: anyone may connect
+    (a mount with ``allow_other``), else only the mount process's user (and root).
 
     ``task_status.started`` gets the socket's path, or None when no runtime directory
     would take it (then this returns at once; ``fusenfs stats`` will say it found no
@@ -90,7 +92,7 @@ async def serve_statistics(
             with contextlib.suppress(FileNotFoundError):
                 candidate.unlink()  # a socket left by a process that is gone
             await sock.bind(os.fspath(candidate))
-            os.chmod(candidate, 0o600)
+            os.chmod(candidate, 0o666 if public else 0o600)
             sock.listen(16)
         except OSError:
             sock.close()

@@ -3,6 +3,7 @@ directory, served by trio and read as ``fusenfs stats`` reads it."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -90,6 +91,16 @@ async def test_a_server_that_ends_leaves_a_later_servers_socket_alone() -> None:
             await trio.sleep(0.05)
             got = await trio.to_thread.run_sync(read_statistics, MOUNTPOINT, 5.0)
             assert got == {"who": "new"}
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_public_mounts_socket_is_everyones() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            path = await nursery.start(
+                functools.partial(serve_statistics, MOUNTPOINT, dict, public=True)
+            )
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o666
             nursery.cancel_scope.cancel()
 
 
