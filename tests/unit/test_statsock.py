@@ -3,12 +3,14 @@ directory, served by trio and read as ``fusenfs stats`` reads it."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import socket
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,22 +112,28 @@ def test_no_socket_names_where_it_looked(runtime_dir: Path) -> None:
         read_statistics(MOUNTPOINT, 1.0)
 
 
-def test_a_mount_that_does_not_answer_is_a_timeout() -> None:
+@contextlib.contextmanager
+def plain_listener() -> Iterator[socket.socket]:
+    """A listening socket where the mount's statistics socket would be, that nobody
+    serves (connections wait in its backlog until the test accepts them)."""
     (path,) = socket_paths(MOUNTPOINT)
     path.parent.mkdir(parents=True)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stuck:
-        stuck.bind(os.fspath(path))
-        stuck.listen(1)  # connections wait in the backlog, nobody answers
-        with pytest.raises(StatisticsUnavailable, match=r"did not answer in 0\.2 s"):
-            read_statistics(MOUNTPOINT, 0.2)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(os.fspath(path))
+        sock.listen(1)
+        yield sock
+
+
+def test_a_mount_that_does_not_answer_is_a_timeout() -> None:
+    with (
+        plain_listener(),
+        pytest.raises(StatisticsUnavailable, match=r"did not answer in 0\.2 s"),
+    ):
+        read_statistics(MOUNTPOINT, 0.2)
 
 
 def test_an_answer_that_is_not_a_json_object_is_refused() -> None:
-    (path,) = socket_paths(MOUNTPOINT)
-    path.parent.mkdir(parents=True)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-        server.bind(os.fspath(path))
-        server.listen(1)
+    with plain_listener() as server:
 
         def answer() -> None:
             conn, _ = server.accept()
