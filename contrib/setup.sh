@@ -33,8 +33,9 @@ apt-get update -q
 apt-get install -y -q "${packages[@]}"
 
 # pyfuse3 with the patches in contrib/pyfuse3/ (lock handlers, interrupts, setattr "now"
-# flags, zero-copy writes): the release's sdist from the package index, patched, built (Cython from PyPI,
-# in pip's isolated build environment) and installed as $pyfuse3_version+$pyfuse3_label.
+# flags, zero-copy writes): the release's sdist from the package index, patched, built
+# (Cython from PyPI, in pip's isolated build environment) and installed as
+# $pyfuse3_version+$pyfuse3_label.
 # Skipped when the installed pyfuse3 is that build and behaves patched.  Bump the label
 # whenever a patch changes.
 pyfuse3_version=3.5.0

@@ -68,6 +68,25 @@ def socket_paths(mountpoint: str) -> list[Path]:
     return [d / runtime_name(mountpoint, ".sock") for d in runtime_dirs()]
 
 
+async def _listen(mountpoint: str, public: bool) -> tuple[trio.SocketListener, Path] | None:
+    """A listening socket at the first of ``socket_paths`` that takes one (with its
+    path), or None."""
+    for path in socket_paths(mountpoint):
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # a socket left by a process that is gone
+            await sock.bind(os.fspath(path))
+            os.chmod(path, 0o666 if public else 0o600)
+            sock.listen(16)
+        except OSError:
+            sock.close()
+            continue
+        return trio.SocketListener(sock), path
+    return None
+
+
 async def serve_statistics(
     mountpoint: str,
     statistics: Callable[[], dict[str, Any]],
@@ -83,30 +102,16 @@ async def serve_statistics(
     would take it (then this returns at once; ``fusenfs stats`` will say it found no
     socket).
     """
-    listener: trio.SocketListener | None = None
-    path: Path | None = None
-    for candidate in socket_paths(mountpoint):
-        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            candidate.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                candidate.unlink()  # a socket left by a process that is gone
-            await sock.bind(os.fspath(candidate))
-            os.chmod(candidate, 0o666 if public else 0o600)
-            sock.listen(16)
-        except OSError:
-            sock.close()
-            continue
-        listener, path = trio.SocketListener(sock), candidate
-        break
-    task_status.started(path)
-    if listener is None or path is None:
+    bound = await _listen(mountpoint, public)
+    task_status.started(None if bound is None else bound[1])
+    if bound is None:
         log.info(
             "no statistics socket for %s in %s: fusenfs stats cannot read this mount",
             mountpoint,
             " or ".join(os.fspath(d) for d in runtime_dirs()),
         )
         return
+    listener, path = bound
     ours = os.stat(path).st_ino
 
     async def answer(stream: trio.SocketStream) -> None:
