@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import trio
 
 from session.errors import NFSClientError
+from session.session import UNINTERRUPTED
 from session.xdr.codec import Buffer
 from session.xdr.const import stable_how4
 
@@ -117,6 +118,8 @@ class ReadAhead:
         return _joined(parts), False
 
     async def _fetch(self, index: int, blk: _Block, read_fn: ReadFn) -> None:
+        # A prefetch task: only the mount's shutdown cancels it.
+        UNINTERRUPTED.set(True)
         try:
             blk.data, blk.eof = await self._read_range(index * self.block, self.block, read_fn)
         except NFSClientError as e:
@@ -335,6 +338,8 @@ class WriteBehind:
             self.writes += 1
 
     async def _send(self, offset: int, data: Buffer) -> None:
+        # A write-behind task: only the mount's shutdown cancels it.
+        UNINTERRUPTED.set(True)
         try:
             await self._write_fully(offset, data, stable_how4.UNSTABLE4)
         except NFSClientError as e:

@@ -16,6 +16,7 @@ import trio.testing
 
 from fusenfs.fileio import ReadAhead, WriteBehind
 from session.errors import NFSClientError
+from session.session import UNINTERRUPTED
 from session.status import NFS4Error, nfs4_error
 from session.xdr.codec import Buffer
 from session.xdr.const import nfsstat4, stable_how4
@@ -162,6 +163,33 @@ async def test_random_access_reads_directly(
             assert await ra.read(offset, 4096) == data[offset : offset + 4096]
             assert fake.calls == [(offset, 4096)]  # no prefetch for a random read
         assert ra.prefetched == 0
+
+
+async def test_prefetch_reads_are_marked_uninterrupted_and_random_reads_are_not(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Blocks are fetched in tasks of the mount's nursery, which no FUSE interrupt
+    cancels: their READs run ``UNINTERRUPTED`` (the session carries them without a
+    keeper task).  A random read runs in the FUSE request's own task, which an
+    interrupt may cancel: it is not marked."""
+    block = 128 * KiB
+    data = os.urandom(32 * block)
+    fake = FakeReader(data)
+    marks: list[tuple[int, bool]] = []
+
+    async def read(offset: int, count: int) -> tuple[bytes, bool]:
+        marks.append((offset, UNINTERRUPTED.get()))
+        return await fake.read(offset, count)
+
+    ra = ReadAhead(read, block=block, ahead=2, nursery=nursery_)
+    random_offset = 20 * block + 7
+    with trio.fail_after(TIMEOUT):
+        assert await ra.read(0, block) == data[:block]
+        assert await ra.read(block, block) == data[block : 2 * block]
+        assert await ra.read(random_offset, 4096) == data[random_offset : random_offset + 4096]
+        await trio.testing.wait_all_tasks_blocked()
+    assert sorted(marks) == [(0, True), (block, True), (2 * block, True), (random_offset, False)]
+    assert UNINTERRUPTED.get() is False  # the prefetch tasks' setting stays theirs
 
 
 async def test_random_read_is_completed_from_short_replies(
@@ -448,6 +476,36 @@ async def test_verifier_change_resends_exactly_the_uncommitted_data(
     assert wb.resends == 3
     assert bytes(fake.stable_store) == first + second
     assert bytes(fake.file) == first + second
+
+
+async def test_writes_behind_are_marked_uninterrupted_and_commit_resends_are_not(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The WRITEs sent behind the application run in the mount's nursery, which no FUSE
+    interrupt cancels: they are ``UNINTERRUPTED``.  A re-send after a changed verifier
+    is made by COMMIT in the caller's task (fsync, close), which an interrupt may
+    cancel: it is not marked."""
+    fake = FakeWriter()
+    marks: list[tuple[stable_how4, bool]] = []
+
+    async def write(
+        offset: int, data: Buffer, stable: stable_how4
+    ) -> tuple[int, stable_how4, bytes]:
+        marks.append((stable, UNINTERRUPTED.get()))
+        return await fake.write(offset, data, stable)
+
+    wb = WriteBehind(write, fake.commit, block=16 * KiB, nursery=nursery_)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, os.urandom(32 * KiB))
+        fake.restart_at_commit = True
+        await wb.commit()
+    assert marks == [
+        (stable_how4.UNSTABLE4, True),
+        (stable_how4.UNSTABLE4, True),
+        (stable_how4.FILE_SYNC4, False),
+        (stable_how4.FILE_SYNC4, False),
+    ]
+    assert UNINTERRUPTED.get() is False
 
 
 async def test_views_of_fuse_request_buffers_are_sent_and_resent_without_a_copy(

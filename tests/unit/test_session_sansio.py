@@ -37,6 +37,7 @@ from session.rpc import (
 )
 from session.session import (
     NFS4_CALLBACK_PROGRAM,
+    UNINTERRUPTED,
     CompoundResult,
     ServerSession,
     SessionOptions,
@@ -646,6 +647,82 @@ async def test_cancelled_request_keeps_its_slot_until_answered(
             assert server.executed["REMOVE"] == 1
             assert [type(r.resarray[1]).__name__ for r in undone] == ["REMOVE4res"]
             assert not session.slots.slots[0].uncertain
+
+
+def keeper_tasks(session: ServerSession) -> int:
+    """How many keeper tasks (``ServerSession._carry``) are carrying requests now."""
+    assert session._nursery is not None
+    return sum(task.name.endswith("._carry") for task in session._nursery.child_tasks)
+
+
+async def test_uninterrupted_caller_carries_its_own_request(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A task that no interrupt cancels (``UNINTERRUPTED``: read-ahead, write-behind)
+    sends its COMPOUND itself; any other caller's request travels in a keeper task.
+    Setting the variable in one task leaves the others' requests in keepers."""
+    server = FakeServer()
+    keepers: list[int] = []
+
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(monkeypatch, server) as session:
+
+            async def count_keepers(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
+                if any(isinstance(op, nfs4.GETATTR4args) for op in args.argarray):
+                    keepers.append(keeper_tasks(session))
+                return None
+
+            async def uninterrupted() -> None:
+                UNINTERRUPTED.set(True)
+                await session.compound(GETATTR_OPS)
+
+            server.action = count_keepers
+            await session.compound(GETATTR_OPS)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(uninterrupted)
+            await session.compound(GETATTR_OPS)
+    assert keepers == [1, 0, 1]
+
+
+async def test_cancelled_uninterrupted_request_frees_its_slot_with_its_fate_unknown(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An UNINTERRUPTED request cancelled after all (the mount shutting down) has no
+    keeper to wait for its reply: the slot is freed at once, its fate unknown as after
+    a timeout, and no orphan is counted.  The next request on the slot finds the
+    server's seqid with one step back (RFC 8881 section 2.10.6.1)."""
+    server = FakeServer(max_slots=1)
+
+    async def drop_first_getattr(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
+        if any(isinstance(op, nfs4.GETATTR4args) for op in args.argarray):
+            srv.action = None
+            return "drop"
+        return None
+
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(
+            monkeypatch, server, options=SessionOptions(timeo=10, retrans=2)
+        ) as session:
+            base = session.slots.slots[0].seqid
+            server.action = drop_first_getattr
+
+            async def uninterrupted() -> None:
+                UNINTERRUPTED.set(True)
+                with trio.move_on_after(1.0) as scope:
+                    await session.compound(GETATTR_OPS)
+                assert scope.cancelled_caught
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(uninterrupted)
+            slot = session.slots.slots[0]
+            assert not slot.in_use
+            assert slot.uncertain
+            assert session.stats.orphaned == 0
+            res = await session.compound([nfs4.PUTFH4args(FH)])
+            assert len(res.resarray) == 1
+            seqids = [s.sa_sequenceid for s in server.sequences()[-3:]]
+            assert seqids == [base + 1, base + 2, base + 1]
+            assert not slot.uncertain
 
 
 async def test_interrupted_open_executed_later_is_closed(
