@@ -19,7 +19,6 @@ connecting a new one touches no session or file state (DESIGN.md invariant 1).
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import errno
 import hashlib
@@ -27,7 +26,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
@@ -246,6 +245,36 @@ class _OpCounter:
 _OP_COUNTER: contextvars.ContextVar[_OpCounter | None] = contextvars.ContextVar(
     "_OP_COUNTER", default=None
 )
+
+
+class _Counting:
+    """Counts one COMPOUND in ``counter`` while in its ``with`` block: the time it took
+    (milliseconds) and whether it failed with an ``NFS4Error``; meanwhile ``_OP_COUNTER``
+    names the counter, for the bytes and round trips of each transmission.  (A class:
+    a generator-based context manager cost more than the rest of the bookkeeping.)"""
+
+    __slots__ = ("_counter", "_started", "_token")
+
+    def __init__(self, counter: _OpCounter) -> None:
+        self._counter = counter
+
+    def __enter__(self) -> None:
+        self._token = _OP_COUNTER.set(self._counter)
+        self._started = trio.current_time()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        _OP_COUNTER.reset(self._token)
+        counter = self._counter
+        took = (trio.current_time() - self._started) * 1000
+        counter.ops += 1
+        counter.exec_ms_total += took
+        counter.exec_ms_max = max(counter.exec_ms_max, took)
+        if isinstance(exc, NFS4Error):
+            counter.errors += 1
+
+
 #: True in a task that no interrupt cancels (only the session's or mount's shutdown):
 #: read-ahead and write-behind.  Its requests are carried in the task itself, not
 #: handed to a keeper task (``ServerSession.compound``).  Set it at the top of such a
@@ -917,8 +946,10 @@ class ServerSession:
             transport: Transport | None = None
             now = trio.current_time()
             try_deadline = now + opts.timeo if opts.hard else min(now + opts.timeo, major_at)
+            reply: bytes | memoryview | None = None
             try:
-                with trio.fail_at(try_deadline):
+                # (A bare CancelScope: trio.fail_at's generator costs as much again.)
+                with trio.CancelScope(deadline=try_deadline):
                     transport = await self._transport_for_call()
                     if counter is not None:
                         counter.transmissions += 1
@@ -927,18 +958,20 @@ class ServerSession:
                     reply = await transport.call(
                         NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, cred
                     )
-                if counter is not None:
-                    rtt = (trio.current_time() - sent_at) * 1000
-                    counter.bytes_received += len(reply)
-                    counter.rtt_ms_total += rtt
-                    counter.rtt_ms_max = max(counter.rtt_ms_max, rtt)
-                self._heard_from_server()
-                return reply
             except ReplyTooLarge:
                 raise
             except TransportError as e:
                 last_error = str(e)
-            except trio.TooSlowError:
+            else:
+                if reply is not None:
+                    if counter is not None:
+                        rtt = (trio.current_time() - sent_at) * 1000
+                        counter.bytes_received += len(reply)
+                        counter.rtt_ms_total += rtt
+                        counter.rtt_ms_max = max(counter.rtt_ms_max, rtt)
+                    self._heard_from_server()
+                    return reply
+                # The deadline passed: a minor timeout.
                 last_error = f"no reply in {opts.timeo:g} s"
                 self.stats.minor_timeouts += 1
                 if counter is not None:
@@ -972,26 +1005,17 @@ class ServerSession:
         Raises:
             NFS4Error: the COMPOUND failed; ``.results`` holds the partial results.
         """
-        async with self._counted(ops):
+        with self._counted(ops):
             return await self._sessionless(ops)
 
-    @contextlib.asynccontextmanager
-    async def _counted(self, ops: Sequence[nfs4.ArgOp]) -> AsyncIterator[None]:
-        """Count one COMPOUND under its main operation (``op_statistics``)."""
-        counter = self._op_stats.setdefault(main_op(ops), _OpCounter())
-        token = _OP_COUNTER.set(counter)
-        started = trio.current_time()
-        try:
-            yield
-        except NFS4Error:
-            counter.errors += 1
-            raise
-        finally:
-            _OP_COUNTER.reset(token)
-            took = (trio.current_time() - started) * 1000
-            counter.ops += 1
-            counter.exec_ms_total += took
-            counter.exec_ms_max = max(counter.exec_ms_max, took)
+    def _counted(self, ops: Sequence[nfs4.ArgOp]) -> _Counting:
+        """Count one COMPOUND under its main operation (``op_statistics``): a context
+        manager around the whole COMPOUND, re-sends and retries included."""
+        name = main_op(ops)
+        counter = self._op_stats.get(name)
+        if counter is None:
+            counter = self._op_stats[name] = _OpCounter()
+        return _Counting(counter)
 
     def op_statistics(self) -> dict[str, OpStats]:
         """Per-operation counts, bytes and times since the session object was made
@@ -1077,7 +1101,7 @@ class ServerSession:
                 ``.results`` holds the results up to and including it.
             CallTimeout / TransportError: the server stayed unreachable.
         """
-        async with self._counted(ops):
+        with self._counted(ops):
             if cred is None or (
                 self.mach_enforced and any(int(op.OPNUM) in self.mach_enforced for op in ops)
             ):
