@@ -36,6 +36,14 @@ class TransportError(NFSClientError):
     errno = _errno.EIO
 
 
+class ReplyOverdue(TransportError):
+    """No reply came before the call's deadline (``RpcConnection.call(deadline=)``).
+    The connection is still up; the caller decides (the session drops it and sends the
+    request again: a minor timeout)."""
+
+    errno = _errno.ETIMEDOUT
+
+
 class ReplyTooLarge(TransportError):
     """A record from the server was larger than the negotiated maximum (or, before a
     session exists, than the fixed pre-session cap).  Re-sending the request would get

@@ -40,6 +40,8 @@ exceptions (``ProgMismatch``, ``AuthError``, ...).  No timeouts inside: callers 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import math
 import os
@@ -52,7 +54,7 @@ from typing import Final, Self, TypeVar
 
 import trio
 
-from session.errors import TransportError, XdrError
+from session.errors import ReplyOverdue, TransportError, XdrError
 from session.rpc import (
     LAST_FRAGMENT,
     MAX_FRAGMENT,
@@ -383,6 +385,14 @@ class RpcConnection:
         self._closed = False
         self._close_message = ""
         self._closed_event = trio.Event()
+        #: Deadlines of calls that have one, a heap of (deadline, order, xid, call):
+        #: ``_watchdog`` fails a call still waiting at its deadline.  Entries of calls
+        #: that ended are dropped when they reach the top.
+        self._deadlines: list[tuple[float, int, int, _Pending]] = []
+        self._deadline_order = itertools.count()
+        #: The watchdog's sleep, whose deadline is the earliest it knows of (None while
+        #: it is not sleeping).
+        self._watch: trio.CancelScope | None = None
         self._calls_sent = 0
         self._replies_received = 0
         self._replies_dropped = 0
@@ -459,6 +469,7 @@ class RpcConnection:
                 else:
                     nursery.start_soon(self._reader)
                     nursery.start_soon(self._sender)
+                    nursery.start_soon(self._watchdog)
                 task_status.started(self)
         finally:
             self._nursery = None
@@ -497,7 +508,13 @@ class RpcConnection:
 
     # -- calls --------------------------------------------------------------------------
     async def call(
-        self, prog: int, vers: int, proc: int, args: CallArgs, cred: Credential
+        self,
+        prog: int,
+        vers: int,
+        proc: int,
+        args: CallArgs,
+        cred: Credential,
+        deadline: float | None = None,
     ) -> bytes | memoryview:
         """Send one call and wait for its reply (RFC 5531 section 9).
 
@@ -520,6 +537,10 @@ class RpcConnection:
             args: the procedure's XDR-encoded arguments (sent without copying by
                 AUTH_NONE / AUTH_SYS).
             cred: supplies the call's credential and verifier.
+            deadline: ``trio.current_time()`` by which the reply must have come, or
+                ``ReplyOverdue`` is raised (the connection stays up).  Cheaper than a
+                cancel scope around the call, but it bounds only the wait for the
+                reply: not ``cred.ready`` (an RPCSEC_GSS context being created).
 
         Returns:
             the accepted SUCCESS reply's results (XDR-encoded: a view of the record),
@@ -530,6 +551,7 @@ class RpcConnection:
                 read, some reply while this call waited) was larger than
                 ``max_record``; the connection is lost.  Re-sending will not help.
             TransportError: the connection is closed, or was lost before the reply.
+            ReplyOverdue: (a TransportError) no reply by ``deadline``.
             ProgUnavail, ProgMismatch, ProcUnavail, GarbageArgs, SystemErr, RpcMismatch,
                 AuthError (session.rpc): the peer did not accept the call.
             RpcError: (a credential's subclass, e.g. ``session.gss.GssIntegrityError``)
@@ -548,7 +570,7 @@ class RpcConnection:
             xid = self._next_xid()
             sealed = cred.seal(xid, prog, vers, proc, args)
             try:
-                body = await self._round_trip(xid, _frame(sealed.header, *sealed.body))
+                body = await self._round_trip(xid, _frame(sealed.header, *sealed.body), deadline)
                 try:
                     reply = decode_reply(body)
                 except AuthError as exc:
@@ -566,10 +588,15 @@ class RpcConnection:
             finally:
                 sealed.release()
 
-    async def _round_trip(self, xid: int, frame: Frame) -> bytes | memoryview:
-        """Hand ``frame`` to the sender and wait for the record answering ``xid``."""
+    async def _round_trip(
+        self, xid: int, frame: Frame, deadline: float | None = None
+    ) -> bytes | memoryview:
+        """Hand ``frame`` to the sender and wait for the record answering ``xid``, until
+        ``deadline`` (``_watchdog``) if there is one."""
         slot = _Pending(trio.Event())
         self._pending[xid] = slot
+        if deadline is not None:
+            self._add_deadline(deadline, xid, slot)
         try:
             try:
                 self._send_now(frame)
@@ -581,10 +608,38 @@ class RpcConnection:
         finally:
             if self._pending.get(xid) is slot:
                 del self._pending[xid]
+                slot.done.set()  # cancelled: ended too (its deadline entry can go)
         if slot.error is not None:
             raise slot.error from None
         assert slot.body is not None
         return slot.body
+
+    def _add_deadline(self, deadline: float, xid: int, slot: _Pending) -> None:
+        heap = self._deadlines
+        while heap and heap[0][3].done.is_set():
+            heapq.heappop(heap)  # calls that ended: most of them, in order
+        heapq.heappush(heap, (deadline, next(self._deadline_order), xid, slot))
+        watch = self._watch
+        if watch is not None and deadline < watch.deadline:
+            watch.deadline = deadline  # wake the watchdog earlier
+
+    async def _watchdog(self) -> None:
+        """Fail each call still waiting at its deadline with ``ReplyOverdue``; a reply
+        that comes later finds no call and is dropped."""
+        heap = self._deadlines
+        while True:
+            now = trio.current_time()
+            while heap and (heap[0][3].done.is_set() or heap[0][0] <= now):
+                _, _, xid, slot = heapq.heappop(heap)
+                if not slot.done.is_set() and self._pending.get(xid) is slot:
+                    del self._pending[xid]
+                    slot.error = ReplyOverdue(
+                        f"{self.peer}: no reply to xid=0x{xid:08x} by its deadline"
+                    )
+                    slot.done.set()
+            with trio.move_on_at(heap[0][0] if heap else math.inf) as self._watch:
+                await trio.sleep_forever()
+            self._watch = None
 
     def _send_now(self, frame: Frame) -> None:
         """Send ``frame`` after every frame before it, without waiting: written here

@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from session.errors import ReplyTooLarge, RpcError, TransportError
+from session.errors import ReplyOverdue, ReplyTooLarge, RpcError, TransportError
 from session.rpc import (
     LAST_FRAGMENT,
     NULL_AUTH,
@@ -264,6 +264,93 @@ async def test_cancelled_call_does_not_affect_others(
     stats = conn.statistics()
     assert (stats.replies_dropped, stats.replies_received, stats.in_flight) == (1, 1, 0)
     assert not conn.closed
+
+
+class AnsweredCall:
+    """A task function: one call on ``conn`` with a deadline 60 s away; keeps the reply."""
+
+    def __init__(self, conn: RpcConnection, args: bytes) -> None:
+        self.conn, self.args = conn, args
+        self.result = b""
+
+    async def __call__(self) -> None:
+        deadline = trio.current_time() + 60
+        self.result = bytes(await self.conn.call(PROG, VERS, 1, self.args, CRED, deadline))
+
+
+async def test_call_unanswered_by_its_deadline_is_overdue_and_the_connection_stays(
+    pair: tuple[RpcConnection, ScriptedPeer], autojump_clock: trio.testing.MockClock
+) -> None:
+    """A call given a deadline fails with ReplyOverdue at that time (the watchdog), not
+    before; the connection stays up, a late reply is dropped, the next call works."""
+    conn, peer = pair
+    waited: list[float] = []
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+
+            async def caller() -> None:
+                start = trio.current_time()
+                with pytest.raises(ReplyOverdue, match="by its deadline"):
+                    await conn.call(PROG, VERS, 1, word(1), CRED, deadline=start + 5)
+                waited.append(trio.current_time() - start)
+
+            nursery.start_soon(caller)
+            call = await peer.receive_call()
+            await trio.sleep(6)
+            assert waited == [pytest.approx(5)]
+            assert conn.statistics().in_flight == 0
+            await peer.reply(call, b"late")  # nobody waits for it now
+            answered = AnsweredCall(conn, word(7))
+            nursery.start_soon(answered)
+            await peer.reply(await peer.receive_call(), word(77))
+    assert answered.result == word(77)
+    stats = conn.statistics()
+    assert (stats.replies_dropped, stats.replies_received) == (1, 1)
+    assert not conn.closed
+
+
+async def test_an_earlier_deadline_wakes_the_watchdog_earlier(
+    pair: tuple[RpcConnection, ScriptedPeer], autojump_clock: trio.testing.MockClock
+) -> None:
+    """A call with a nearer deadline than every call before it fails at its own
+    deadline, not at the earlier calls' later one."""
+    conn, peer = pair
+    failed: dict[str, float] = {}
+    with trio.fail_after(TIMEOUT * 10):
+        async with trio.open_nursery() as nursery:
+
+            async def caller(name: str, after: float) -> None:
+                start = trio.current_time()
+                with pytest.raises(ReplyOverdue):
+                    await conn.call(PROG, VERS, 1, b"", CRED, deadline=start + after)
+                failed[name] = trio.current_time() - start
+
+            nursery.start_soon(caller, "far", 50.0)
+            await peer.receive_call()
+            nursery.start_soon(caller, "near", 5.0)
+            await peer.receive_call()
+    assert failed == {"near": pytest.approx(5), "far": pytest.approx(50)}
+
+
+async def test_deadlines_of_ended_calls_do_not_pile_up(
+    pair: tuple[RpcConnection, ScriptedPeer], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Calls answered (or cancelled) long before their deadline leave nothing behind:
+    the watchdog's heap holds the calls still waiting, not every call made within a
+    deadline's span."""
+    conn, peer = pair
+    with trio.fail_after(TIMEOUT):
+        for n in range(200):
+            async with trio.open_nursery() as nursery:
+                task = AnsweredCall(conn, word(n))
+                nursery.start_soon(task)
+                call = await peer.receive_call()
+                if n % 10 == 0:
+                    nursery.cancel_scope.cancel()
+                else:
+                    await peer.reply(call, word(n))
+            assert task.result in (b"", word(n))
+    assert len(conn._deadlines) <= 1  # (the heap itself: nothing else shows its size)
 
 
 async def test_prog_mismatch_surfaces_and_connection_survives(
