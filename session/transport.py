@@ -185,8 +185,9 @@ class _Socket:
     succeeded (a checkpoint); a connection making one call per record spent a
     scheduler round on each.  Here a call that succeeds returns at once; one that
     would block waits until the socket is ready; every ``BURST`` calls in a row that
-    did not wait, one checkpoint lets other tasks run.  One task receives and one
-    sends.
+    did not wait, one checkpoint lets other tasks run.  A receive that got less than
+    it asked for emptied the socket: the next one waits for data first instead of
+    failing with EAGAIN.  One task receives and one sends.
 
     Errors are trio's: ``BrokenResourceError`` for a failed call (its message the
     system's), ``ClosedResourceError`` when the socket is closed meanwhile.
@@ -194,12 +195,13 @@ class _Socket:
 
     BURST: Final = 16
 
-    __slots__ = ("_fd", "_sock", "_streak")
+    __slots__ = ("_drained", "_fd", "_sock", "_streak")
 
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self._sock = sock
         self._fd = sock.fileno()
         self._streak = 0
+        self._drained = False  # the last receive left nothing to read
 
     async def _ready(self, readable: bool) -> None:
         self._streak = 0
@@ -218,9 +220,11 @@ class _Socket:
         if self._sock.fileno() == -1:
             raise trio.ClosedResourceError("the socket was closed")
 
-    async def _read(self, call: Callable[[], _R]) -> _R:
-        """``call()`` (a read system call), again once the socket is readable for as
-        long as it would block."""
+    async def _receive(self, size: int, call: Callable[[], _R], got: Callable[[_R], int]) -> _R:
+        """``call()`` (a receive of up to ``size`` bytes), again once the socket is
+        readable for as long as it would block; ``got`` tells how many bytes it gave."""
+        if self._drained:
+            await self._ready(readable=True)
         while True:
             self._check_open()
             try:
@@ -230,16 +234,18 @@ class _Socket:
                 continue
             except OSError as exc:
                 raise trio.BrokenResourceError(str(exc)) from exc
-            await self._done()
+            self._drained = got(result) < size
+            if not self._drained:
+                await self._done()
             return result
 
     async def receive(self, size: int) -> bytes:
         """Up to ``size`` bytes; b"" at the end of the stream."""
-        return await self._read(lambda: os.read(self._fd, size))
+        return await self._receive(size, lambda: os.read(self._fd, size), len)
 
     async def receive_into(self, target: memoryview) -> int:
         """Bytes read into ``target`` (a count; 0 at the end of the stream)."""
-        return await self._read(lambda: os.readv(self._fd, [target]))
+        return await self._receive(len(target), lambda: os.readv(self._fd, [target]), int)
 
     def send_now(self, frame: Frame) -> tuple[int, Frame]:
         """Write what the socket takes of ``frame`` without waiting: (bytes written,
