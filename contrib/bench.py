@@ -31,10 +31,16 @@ fusenfs-write       ``dd if=SOURCE of=MNT/NEW bs=1M conv=fsync`` (``--size-mib``
 libnfs-write        ``nfs-cp SOURCE nfs://.../EXPORT_PATH/NEW?version=3`` (libnfs's NFSv4
                     write does not work against Ganesha)
 null-write          the same dd into the null FS
+session-write       the source copied to a new export file by fusenfs's session layer
+                    alone (``contrib.session_copy``: NFSClient, no FUSE, 4 WRITEs in
+                    flight): what the FUSE hop costs; timed and CPU-metered by the copy
+                    itself, from the first WRITE to COMMIT's reply
 fusenfs-read        after dropping the page cache, ``dd bs=1M`` of a file written directly
                     into the export (a name the kernel never saw) into a local file
 libnfs-read         ``nfs-cp nfs://.../export/FILE?version=4 LOCAL`` (NFSv4.0)
 null-read           the same dd out of the null FS
+session-read        an export file copied to a local file by the session layer alone
+                    (4 READs in flight), as session-write
 fusenfs-reread      a new file read twice through the mount; the second ``dd bs=1M
                     of=/dev/null`` is timed; on the debug mount the READs on the wire
                     during the second read are counted (goal: none), beside what
@@ -220,6 +226,16 @@ class CpuMeter:
         children, watched, server = (b - a for a, b in zip(self._start, self._now(), strict=True))
         self.client_seconds = children + watched
         self.server_seconds = server
+
+
+@dataclass(frozen=True)
+class SessionCopy:
+    """What ``contrib.session_copy`` printed: bytes copied, the copy's wall seconds
+    (first READ or WRITE to the last reply) and its process's CPU seconds in that span."""
+
+    bytes: int
+    seconds: float
+    cpu_seconds: float
 
 
 @dataclass
@@ -666,6 +682,34 @@ def comparisons(files: int, inodes: int) -> list[Comparison]:
             "fusenfs-read-server-cpu",
             "libnfs-read-server-cpu",
             "serving nfs-cp",
+            unit="ms/MB",
+        ),
+        Comparison(
+            "write without FUSE (session layer alone)",
+            "session-write",
+            "libnfs-write",
+            libnfs_w,
+            unit="MB/s",
+        ),
+        Comparison(
+            "read without FUSE (session layer alone)",
+            "session-read",
+            "libnfs-read",
+            libnfs_r,
+            unit="MB/s",
+        ),
+        Comparison(
+            "client CPU per MB written, no FUSE",
+            "session-write-client-cpu",
+            "libnfs-write-client-cpu",
+            "nfs-cp",
+            unit="ms/MB",
+        ),
+        Comparison(
+            "client CPU per MB read, no FUSE",
+            "session-read-client-cpu",
+            "libnfs-read-client-cpu",
+            "nfs-cp",
             unit="ms/MB",
         ),
         Comparison(
@@ -1440,6 +1484,54 @@ class Bench:
         self.throughput("libnfs-write", seconds, "libnfs NFSv3 write (nfs-cp)")
         self.cpu_per_mb("libnfs-write", cpu, "libnfs NFSv3 write (nfs-cp)")
 
+    def session_copy(self, direction: str, local: str, name: str) -> SessionCopy:
+        """Run ``contrib.session_copy`` against Ganesha: ``direction`` "read" copies the
+        export's file ``name`` to the file ``local``, "write" the other way."""
+        server = self.ganesha()
+        where = [server.address, str(server.port), server.pseudo]
+        argv = [sys.executable, "-m", "contrib.session_copy", direction]
+        argv += [local, *where, name] if direction == "write" else [*where, name, local]
+        _, out = run_output(argv)
+        try:
+            got = json.loads(out)
+            return SessionCopy(int(got["bytes"]), float(got["seconds"]), float(got["cpu_seconds"]))
+        except (ValueError, KeyError, TypeError) as err:
+            raise BenchError(f"contrib.session_copy printed {out[:200]!r}") from err
+
+    def record_session_copy(self, name: str, got: SessionCopy, cpu: CpuMeter) -> None:
+        """Record ``name`` (MB/s), its client CPU (the copy's own) and Ganesha's."""
+        if got.bytes != self.size:
+            raise BenchError(f"{name}: copied {got.bytes} bytes, expected {self.size}")
+        label = "fusenfs session layer, no FUSE"
+        self.throughput(name, got.seconds, label)
+        mb = self.size / MB
+        self.record(f"{name}-client-cpu", "ms/MB", got.cpu_seconds * 1000 / mb, label)
+        if cpu.server is not None:
+            self.record(f"{name}-server-cpu", "ms/MB", cpu.server_seconds * 1000 / mb, label)
+
+    def step_session_write(self) -> None:
+        name = self.fresh("session-write")
+        try:
+            with self.cpu_meter() as cpu:
+                got = self.session_copy("write", str(self.source), name)
+            self.check_copy(self.export / name, self.source_sha(), "session layer write")
+        finally:
+            self.remove_from_export(name)
+        self.record_session_copy("session-write", got, cpu)
+
+    def step_session_read(self) -> None:
+        name = self.export_copy()
+        out = self.out_file()
+        try:
+            self.drop_caches()
+            with self.cpu_meter() as cpu:
+                got = self.session_copy("read", str(out), name)
+            self.check_copy(out, self.source_sha(), "session layer read")
+        finally:
+            out.unlink(missing_ok=True)
+            self.remove_from_export(name)
+        self.record_session_copy("session-read", got, cpu)
+
     def step_null_write(self) -> None:
         target = self.nullfs().path / NULL_FILE
         argv = ["dd", f"if={self.source}", f"of={target}", "bs=1M", "conv=fsync"]
@@ -1943,6 +2035,13 @@ STEPS: Final[tuple[Step, ...]] = (
         Bench.step_null_write,
     ),
     Step(
+        "session-write",
+        "session layer write, no FUSE ({size_mib} MiB, contrib.session_copy)",
+        _needs("ganesha", "source"),
+        ("session-write", "session-write-client-cpu", "session-write-server-cpu"),
+        Bench.step_session_write,
+    ),
+    Step(
         "fusenfs-read",
         "fusenfs sequential read, cold cache ({size_mib} MiB, dd)",
         _needs("ganesha", "fusenfs", "source"),
@@ -1962,6 +2061,13 @@ STEPS: Final[tuple[Step, ...]] = (
         _needs("nullfs"),
         ("null-read",),
         Bench.step_null_read,
+    ),
+    Step(
+        "session-read",
+        "session layer read, no FUSE ({size_mib} MiB, contrib.session_copy)",
+        _needs("ganesha", "source"),
+        ("session-read", "session-read-client-cpu", "session-read-server-cpu"),
+        Bench.step_session_read,
     ),
     Step(
         "fusenfs-reread",

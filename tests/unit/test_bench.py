@@ -300,6 +300,7 @@ def test_summary_json_and_report(tmp_path: Path) -> None:
         "fusenfs-write",
         "libnfs-write",
         "null-write",
+        "session-write",
         "fusenfs-create",
         "local-create",
     ]
@@ -313,7 +314,12 @@ def test_summary_json_and_report(tmp_path: Path) -> None:
 
 def test_select_steps() -> None:
     assert [s.name for s in select_steps(None)] == [s.name for s in bench.STEPS]
-    assert [s.name for s in select_steps("read")] == ["fusenfs-read", "libnfs-read", "null-read"]
+    assert [s.name for s in select_steps("read")] == [
+        "fusenfs-read",
+        "libnfs-read",
+        "null-read",
+        "session-read",
+    ]
     assert [s.name for s in select_steps("local-inodes, fusenfs-write")] == [
         "fusenfs-write",
         "local-inodes",
