@@ -33,8 +33,9 @@ bytes exceeds the negotiated maximum M"), which is not worth re-sending: the sam
 request gets the same reply.  ``max_record`` is a property of the running connection,
 so a session can lower it from CREATE_SESSION's sizes (``session_max_record``) and
 use ``PRE_SESSION_MAX_RECORD`` before that.  RPC-level rejections raise the ``session.rpc``
-exceptions (``ProgMismatch``, ``AuthError``, ...).  No timeouts inside: callers use
-``trio.fail_after``.  Logger ``session.transport``: connects and disconnects at INFO.
+exceptions (``ProgMismatch``, ``AuthError``, ...).  A call waits as long as its caller
+lets it (a cancel scope), or until its own ``deadline`` (``ReplyOverdue``).  Logger
+``session.transport``: connects and disconnects at INFO.
 """
 
 from __future__ import annotations

@@ -109,6 +109,19 @@ class Seen:
 Action = Callable[["FakeServer", nfs4.COMPOUND4args], Awaitable[str | None]]
 
 
+def drop_first(op_type: type[nfs4.ArgOp]) -> Action:
+    """An action that drops (answers not) the first COMPOUND holding an ``op_type``, then
+    removes itself: the server answers everything after it."""
+
+    async def action(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
+        if any(isinstance(op, op_type) for op in args.argarray):
+            srv.action = None
+            return "drop"
+        return None
+
+    return action
+
+
 @dataclass
 class FakeServer:
     """A minimal NFSv4.1 server: one client owner at a time, slots with a reply cache.
@@ -613,12 +626,6 @@ async def test_cancelled_request_keeps_its_slot_until_answered(
     with the next seqid (RFC 8881 section 2.10.6.2)."""
     server = FakeServer(max_slots=1)
 
-    async def drop_first_remove(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
-        if any(isinstance(op, nfs4.REMOVE4args) for op in args.argarray):
-            srv.action = None
-            return "drop"
-        return None
-
     undone: list[CompoundResult] = []
 
     async def undo(result: CompoundResult) -> None:
@@ -629,7 +636,7 @@ async def test_cancelled_request_keeps_its_slot_until_answered(
             monkeypatch, server, options=SessionOptions(timeo=10, retrans=2)
         ) as session:
             base = session.slots.slots[0].seqid
-            server.action = drop_first_remove
+            server.action = drop_first(nfs4.REMOVE4args)
             start = trio.current_time()
             with trio.move_on_after(1.0) as scope:
                 await session.compound(
@@ -693,18 +700,12 @@ async def test_cancelled_uninterrupted_request_frees_its_slot_with_its_fate_unkn
     server's seqid with one step back (RFC 8881 section 2.10.6.1)."""
     server = FakeServer(max_slots=1)
 
-    async def drop_first_getattr(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
-        if any(isinstance(op, nfs4.GETATTR4args) for op in args.argarray):
-            srv.action = None
-            return "drop"
-        return None
-
     with trio.fail_after(TIMEOUT):
         async with fake_session(
             monkeypatch, server, options=SessionOptions(timeo=10, retrans=2)
         ) as session:
             base = session.slots.slots[0].seqid
-            server.action = drop_first_getattr
+            server.action = drop_first(nfs4.GETATTR4args)
 
             async def uninterrupted() -> None:
                 UNINTERRUPTED.set(True)
@@ -733,18 +734,12 @@ async def test_interrupted_open_executed_later_is_closed(
     the client CLOSEs it and no open state is left on the server (issue 7, item 3)."""
     server = FakeServer()
 
-    async def drop_first_open(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
-        if any(isinstance(op, nfs4.OPEN4args) for op in args.argarray):
-            srv.action = None
-            return "drop"
-        return None
-
     with trio.fail_after(TIMEOUT):
         async with fake_session(
             monkeypatch, server, options=SessionOptions(timeo=10, retrans=2)
         ) as session:
             client = NFSClient(session, "/export", owner_prefix=b"t")
-            server.action = drop_first_open
+            server.action = drop_first(nfs4.OPEN4args)
             with trio.move_on_after(1.0) as scope:
                 await client.open_fh(FH, OPEN4_SHARE_ACCESS_READ)
             assert scope.cancelled_caught
