@@ -140,7 +140,7 @@ class LockHandlers:
         offset, length = flock_range(lock)
         name = posix_owner(owner)
         if lock.l_type == fcntl.F_UNLCK:
-            await self._unlock(of, name, offset, length, ops._cred(ctx))
+            await self._unlock(of, name, offset, length, ctx)
             return
         await self._lock(of, name, offset, length, lock.l_type == fcntl.F_WRLCK, sleep, ctx)
 
@@ -153,7 +153,7 @@ class LockHandlers:
         name = flock_owner(owner)
         kind = op & ~fcntl.LOCK_NB
         if kind == fcntl.LOCK_UN:
-            await self._unlock(of, name, 0, NFS4_UINT64_MAX, ops._cred(ctx))
+            await self._unlock(of, name, 0, NFS4_UINT64_MAX, ctx)
             return
         if kind not in (fcntl.LOCK_SH, fcntl.LOCK_EX):
             raise pyfuse3.FUSEError(errno.EINVAL)
@@ -190,12 +190,15 @@ class LockHandlers:
         await self._revalidate(of.inode, cred)
 
     async def _unlock(
-        self, of: OpenFile, name: bytes, offset: int, length: int, cred: Credential
+        self, of: OpenFile, name: bytes, offset: int, length: int, ctx: pyfuse3.RequestContext
     ) -> None:
         ops = self._ops()
         client = ops.client
         if not client.state.locks_of(of.inode.fh, client.lock_owner(name)):
-            return  # the common case at close: nothing held, nothing to send
+            # The common case at close: nothing held, nothing to send, and no need to
+            # know the caller's groups.
+            return
+        cred = ops._cred(ctx)
         # Data written under the lock reaches the server before the lock goes, so the
         # next holder reads it (RFC 8881 section 10.3.2).
         await ops.commit_inode(of.inode)

@@ -24,6 +24,7 @@ from .helpers import MountFactory, Workspace, run
 pytestmark = pytest.mark.fuse
 
 OTHER_UID = 4242  # any uid that owns nothing on the export
+GROUP_GID = 4343  # a group only the test gives OTHER_UID, as a supplementary one
 
 
 def as_other(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -127,6 +128,27 @@ def test_non_owner_write_to_a_setuid_file_clears_the_bits(
     assert mode & 0o777 == 0o777
     server_mode = stat.S_IMODE((ganesha.export_path / fresh_dir / "setuid").stat().st_mode)
     assert not server_mode & stat.S_ISUID
+
+
+def test_supplementary_groups_reach_the_server(mount: MountFactory, fresh_dir: str) -> None:
+    """AUTH_SYS carries the caller's supplementary groups (RFC 5531 appendix A), read
+    per request from the process: a group that is neither the caller's own nor its
+    primary one still grants the group's permission bits, and without it the server
+    refuses."""
+    m = mount("allow_other", public=True)
+    d = m.path / fresh_dir
+    d.mkdir(mode=0o755)
+    f = d / "group-only"
+    f.write_bytes(b"for the group")
+    os.chown(f, 0, GROUP_GID)
+    os.chmod(f, 0o640)
+    base = ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}"]
+    member = run([*base, f"--groups={GROUP_GID}", "cat", str(f)], check=False)
+    assert member.returncode == 0, member.stderr
+    assert member.stdout == "for the group"
+    outsider = as_other("cat", str(f))
+    assert outsider.returncode != 0
+    assert "Permission denied" in outsider.stderr
 
 
 def test_read_after_write_through_another_descriptor(ws: Workspace) -> None:
