@@ -126,6 +126,9 @@ from fusenfs.runner import DEFAULT_RSIZE, READAHEAD_KB, readahead_knob
 
 MB: Final = 1_000_000
 MIB: Final = 1 << 20
+#: Bytes ``Bench.warm`` touches beyond twice the transfer (Ganesha's and the mount's
+#: buffers, the source's copy in a peer).
+WARM_SLACK: Final = 256 * MIB
 KIB: Final = 1 << 10
 REPO: Final = Path(__file__).resolve().parents[1]
 RPCBIND_PORT: Final = 111
@@ -881,6 +884,26 @@ def drop_caches() -> None:
         f.write("3\n")
 
 
+def warm_memory(size: int, chunk: int = 4 * MIB) -> None:
+    """Write to ``size`` bytes of new anonymous memory, then free it, so that the
+    memory a timed transfer takes next is memory the machine has touched just now.
+
+    On the VM this was measured on, memory that has not been used for a while is slow
+    the first time it is written: a dd into a new tmpfs file wrote about 1 GiB at
+    2 GB/s and the rest at 260-300 MB/s (the host backs the pages again), and pages
+    freed a second before were fast again, but after 20 s they were slow once more.
+    Every transfer allocates pages (the file Ganesha writes, the local copy of a read,
+    the mount's page cache), so without this the peer that happened to get cold pages
+    lost: the same session-layer write ran at 1,000 MB/s in one run and 260 MB/s
+    (Ganesha at 5 instead of 0.8 ms CPU per MB) two runs later, as files Ganesha still
+    held open used up the warm memory.  ``size`` is in bytes.
+    """
+    block = b"\x01" * chunk
+    with mmap.mmap(-1, size) as memory:
+        for _ in range(size // chunk):
+            memory.write(block)
+
+
 def page_cache_gaps(path: Path, block: int) -> tuple[int, int]:
     """What of ``path`` is not in the kernel's page cache, by mincore(2) on a read-only
     mapping (which faults nothing in): (missing bytes, how many ``block``-aligned
@@ -1346,6 +1369,11 @@ class Bench:
             with contextlib.suppress(OSError):
                 wait_idle(mount.pid)
 
+    def warm(self) -> None:
+        """Just before a timed transfer: ``warm_memory`` for what it will allocate (the
+        file written, or the local copy and the page cache of the file read)."""
+        warm_memory(2 * self.size + WARM_SLACK)
+
     def cpu_meter(self, mount: MountProcess | None = None) -> CpuMeter:
         """A ``CpuMeter`` watching Ganesha (if running) and ``mount``'s process."""
         server = self.server.pid if self.server is not None else None
@@ -1464,6 +1492,7 @@ class Bench:
         name = self.fresh("fusenfs-write")
         argv = ["dd", f"if={self.source}", f"of={mnt.path / name}", "bs=1M", "conv=fsync"]
         try:
+            self.warm()
             with self.cpu_meter(mnt) as cpu:
                 seconds = run([*argv, "status=none"])
             self.check_copy(self.export / name, self.source_sha(), "fusenfs write")
@@ -1476,6 +1505,7 @@ class Bench:
         server = self.ganesha()
         name = self.fresh("libnfs-write")
         try:
+            self.warm()
             with self.cpu_meter() as cpu:
                 seconds = run(["nfs-cp", str(self.source), server.url(name, version=3)])
             self.check_copy(self.export / name, self.source_sha(), "libnfs write")
@@ -1512,6 +1542,7 @@ class Bench:
     def step_session_write(self) -> None:
         name = self.fresh("session-write")
         try:
+            self.warm()
             with self.cpu_meter() as cpu:
                 got = self.session_copy("write", str(self.source), name)
             self.check_copy(self.export / name, self.source_sha(), "session layer write")
@@ -1524,6 +1555,7 @@ class Bench:
         out = self.out_file()
         try:
             self.drop_caches()
+            self.warm()
             with self.cpu_meter() as cpu:
                 got = self.session_copy("read", str(out), name)
             self.check_copy(out, self.source_sha(), "session layer read")
@@ -1535,6 +1567,7 @@ class Bench:
     def step_null_write(self) -> None:
         target = self.nullfs().path / NULL_FILE
         argv = ["dd", f"if={self.source}", f"of={target}", "bs=1M", "conv=fsync"]
+        self.warm()
         seconds = run([*argv, "status=none"])
         size = target.stat().st_size
         if size != self.size:
@@ -1547,6 +1580,7 @@ class Bench:
         out = self.out_file()
         try:
             self.drop_caches()
+            self.warm()
             with self.cpu_meter(mnt) as cpu:
                 seconds = run(["dd", f"if={mnt.path / name}", f"of={out}", "bs=1M", "status=none"])
             self.check_copy(out, self.source_sha(), "fusenfs read")
@@ -1562,6 +1596,7 @@ class Bench:
         out = self.out_file()
         try:
             self.drop_caches()
+            self.warm()
             with self.cpu_meter() as cpu:
                 seconds = run(["nfs-cp", server.url(name, version=4), str(out)])
             self.check_copy(out, self.source_sha(), "libnfs read")
@@ -1577,6 +1612,7 @@ class Bench:
         out = self.out_file()
         try:
             self.drop_caches()
+            self.warm()
             seconds = run(["dd", f"if={source}", f"of={out}", "bs=1M", "status=none"])
             self.check_copy(out, self.zero_sha(), "null FS read")
         finally:

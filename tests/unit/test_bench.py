@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import mmap
 import os
+import resource
 from pathlib import Path
 
 import pytest
@@ -448,3 +450,18 @@ def test_page_cache_gaps_count_evicted_pages_and_their_blocks(tmp_path: Path) ->
     empty = tmp_path / "empty"
     empty.touch()
     assert bench.page_cache_gaps(empty, MIB) == (0, 0)
+
+
+def test_warm_memory_touches_and_frees_any_size() -> None:
+    def rss() -> int:
+        return bench.parse_vmrss(Path("/proc/self/status").read_text())
+
+    size = 64 * bench.MIB + 12_345  # not a multiple of the chunk
+    before, faults = rss(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    bench.warm_memory(size)
+    touched = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    huge = thp.exists() and "[always]" in thp.read_text()
+    page = 2 * bench.MIB if huge else mmap.PAGESIZE
+    assert touched >= 0.9 * 64 * bench.MIB / page  # every page was written to
+    assert rss() - before < 16 * bench.MIB  # and went back when it returned
