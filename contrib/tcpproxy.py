@@ -13,11 +13,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import queue
 import signal
 import struct
+import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import trio
+
+#: The repository's top directory (the proxy runs as ``python -m contrib.tcpproxy`` there).
+REPO = Path(__file__).resolve().parent.parent
 
 #: SO_LINGER on with a zero timeout: close() sends RST instead of FIN.
 _RESET = struct.pack("ii", 1, 0)
@@ -91,6 +98,80 @@ async def main_async(listen: tuple[str, int], target: tuple[str, int]) -> None:
                 else:
                     nursery.cancel_scope.cancel()
                     return
+
+
+class ProxyProcess:
+    """This proxy in a child process, for tests: started in front of ``target``
+    (``"HOST:PORT"`` on loopback), with every wait bounded.
+
+    Attributes:
+        proc: the child process (stop it with ``close``).
+        port: where it listens, on 127.0.0.1.
+        cuts: cuts asked for so far (a count).
+        output: the lines it printed so far.
+
+    Raises:
+        RuntimeError: it did not report its port within ``timeout`` seconds.
+    """
+
+    def __init__(self, target: str, timeout: float = 30.0) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "contrib.tcpproxy", "--target", target],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        first = self._next_line(timeout)
+        if first is None or not first.startswith("listening "):
+            self.close()
+            raise RuntimeError(f"tcpproxy did not start: {first!r} {self.output}")
+        self.port = int(first.rsplit(":", 1)[1])
+        self.cuts = 0
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+
+    def _next_line(self, timeout: float) -> str | None:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        self.output.append(line)
+        return line
+
+    def cut(self, timeout: float = 10.0) -> None:
+        """Reset every connection; returns once the proxy says it did.
+
+        Raises:
+            RuntimeError: no "cut N" from the proxy within ``timeout`` seconds.
+        """
+        self.proc.send_signal(signal.SIGUSR1)
+        self.cuts += 1
+        line = self._next_line(timeout)
+        if line != f"cut {self.cuts}":
+            raise RuntimeError(f"tcpproxy answered {line!r} to cut {self.cuts}")
+
+    def close(self) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after 10 s)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def __enter__(self) -> ProxyProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,11 +11,7 @@ each lands in the middle of the transfer whatever the machine's speed.
 from __future__ import annotations
 
 import os
-import queue
-import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from contrib.ganesha import GaneshaServer
+from contrib.tcpproxy import ProxyProcess
 
 from .helpers import (
-    REPO,
     MiB,
     MountFactory,
     drop_caches,
@@ -42,63 +38,11 @@ CUT_AT = (0.15, 0.35, 0.55, 0.75)
 TRANSFER_TIMEOUT = 180.0
 
 
-class TcpProxy:
-    """``python -m contrib.tcpproxy`` in front of Ganesha, with bounded waits."""
-
-    def __init__(self, target: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "contrib.tcpproxy", "--target", target],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=REPO,
-        )
-        self._lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-        first = self._next_line(15.0)
-        if first is None or not first.startswith("listening "):
-            self.close()
-            pytest.fail(f"tcpproxy did not start: {first!r} {self.output}")
-        self.port = int(first.rsplit(":", 1)[1])
-        self.cuts = 0
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-
-    def _next_line(self, timeout: float) -> str | None:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        self.output.append(line)
-        return line
-
-    def cut(self) -> None:
-        """Reset every connection; returns once the proxy says it did."""
-        self.proc.send_signal(signal.SIGUSR1)
-        self.cuts += 1
-        line = self._next_line(10.0)
-        assert line == f"cut {self.cuts}", f"tcpproxy answered {line!r} to cut {self.cuts}"
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
 @pytest.fixture
-def proxy(ganesha: GaneshaServer) -> Iterator[TcpProxy]:
+def proxy(ganesha: GaneshaServer) -> Iterator[ProxyProcess]:
     """The proxy; tests name it before ``mount`` so that it outlives the mount."""
-    p = TcpProxy(f"{ganesha.address}:{ganesha.port}")
-    yield p
-    p.close()
+    with ProxyProcess(f"{ganesha.address}:{ganesha.port}") as p:
+        yield p
 
 
 def io_counter(pid: int, name: str) -> int | None:
@@ -115,7 +59,7 @@ def io_counter(pid: int, name: str) -> int | None:
 
 
 def run_with_cuts(
-    argv: list[str | os.PathLike[str]], proxy: TcpProxy, counter: str, total: int
+    argv: list[str | os.PathLike[str]], proxy: ProxyProcess, counter: str, total: int
 ) -> tuple[subprocess.CompletedProcess[str], list[float]]:
     """Run ``argv``, cutting the proxy's connections as ``counter`` passes ``CUT_AT``.
 
@@ -153,7 +97,7 @@ def run_with_cuts(
 
 
 def test_copy_in_survives_connection_cuts(
-    proxy: TcpProxy,
+    proxy: ProxyProcess,
     mount: MountFactory,
     fresh_dir: str,
     ganesha: GaneshaServer,
@@ -176,7 +120,7 @@ def test_copy_in_survives_connection_cuts(
 
 
 def test_long_read_survives_connection_cuts(
-    proxy: TcpProxy,
+    proxy: ProxyProcess,
     mount: MountFactory,
     fresh_dir: str,
     ganesha: GaneshaServer,

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import struct
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -27,6 +24,7 @@ import pytest
 import trio
 
 from contrib.ganesha import GaneshaServer
+from contrib.tcpproxy import ProxyProcess
 from session.client import NFSClient, dir_type
 from session.rpc import (
     Credential,
@@ -195,37 +193,6 @@ def short_lease_ganesha(ganesha: GaneshaServer) -> Iterator[GaneshaServer]:
         server.cleanup()
 
 
-@contextlib.contextmanager
-def tcpproxy(target: GaneshaServer) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """``python -m contrib.tcpproxy`` in front of ``target``: (process, listening port)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "contrib.tcpproxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--target",
-            f"{target.address}:{target.port}",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("listening 127.0.0.1:"), line
-        yield proc, int(line.rsplit(":", 1)[1])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 # ============================================================== set-up and teardown
 async def test_exchange_id_session_and_reclaim_complete(ganesha: GaneshaServer) -> None:
     with trio.fail_after(60):
@@ -349,25 +316,30 @@ async def test_idle_session_renews_its_lease(short_lease_ganesha: GaneshaServer)
 
 
 # ============================================================== lost connections
+#: Bytes per WRITE or READ in the cut tests.
+BLOCK = 512 * KiB
+
+
 async def _write_and_read_through_cuts(
     session: RecordingSession, client: NFSClient, dir_fh: bytes, cut: Callable[[], None]
 ) -> bytes:
     """50 concurrent WRITEs, ``cut()`` while they are in flight; then 50 READs, cut again.
 
     Returns the file's content as read back; asserts that both cuts hit requests in
-    flight.
+    flight.  The blocks are large (``BLOCK``) so that the server still has most of
+    the 25 MiB to answer when the cut, which takes a millisecond or so, lands.
     """
     opened = await client.open(dir_fh, b"data", OPEN4_SHARE_ACCESS_BOTH, create=True)
-    blocks = [os.urandom(64 * KiB) for _ in range(50)]
+    blocks = [os.urandom(BLOCK) for _ in range(50)]
     written: dict[int, int] = {}
     read: dict[int, bytes] = {}
 
     async def write(i: int) -> None:
-        res = await client.write(opened.fh, opened.state.stateid, i * 64 * KiB, blocks[i])
+        res = await client.write(opened.fh, opened.state.stateid, i * BLOCK, blocks[i])
         written[i] = res.count
 
     async def read_block(i: int) -> None:
-        data, _ = await client.read(opened.fh, opened.state.stateid, i * 64 * KiB, 64 * KiB)
+        data, _ = await client.read(opened.fh, opened.state.stateid, i * BLOCK, BLOCK)
         read[i] = bytes(data)
 
     for job in (write, read_block):
@@ -384,7 +356,7 @@ async def _write_and_read_through_cuts(
             assert len(written if job is write else read) < 50
             cut()
         assert session.stats.reconnects > reconnects
-    assert written == {i: 64 * KiB for i in range(50)}
+    assert written == {i: BLOCK for i in range(50)}
     await client.commit(opened.fh)
     assert b"".join(read[i] for i in range(50)) == b"".join(blocks)
     await client.release(opened.state, OPEN4_SHARE_ACCESS_BOTH)
@@ -410,14 +382,12 @@ async def test_drop_transport_during_50_writes_and_reads(
 async def test_tcpproxy_cut_during_50_writes_and_reads(
     ganesha: GaneshaServer, fresh_dir: str
 ) -> None:
-    with tcpproxy(ganesha) as (proc, port), trio.fail_after(120):
-        async with mounted(ganesha, port=port) as (session, client):
+    with ProxyProcess(f"{ganesha.address}:{ganesha.port}") as proxy, trio.fail_after(120):
+        async with mounted(ganesha, port=proxy.port) as (session, client):
             dir_fh = await make_dir(client, fresh_dir)
-
-            def cut() -> None:
-                proc.send_signal(signal.SIGUSR1)
-
-            expected = await _write_and_read_through_cuts(session, client, dir_fh, cut)
+            # The cut returns once the proxy has reset the connections (it blocks the
+            # event loop that long): the requests in flight cannot finish before it.
+            expected = await _write_and_read_through_cuts(session, client, dir_fh, proxy.cut)
             # Checked on the server's side, not through the client.
             assert (ganesha.export_path / fresh_dir / "data").read_bytes() == expected
             assert session.stats.reconnects >= 2
