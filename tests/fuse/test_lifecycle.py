@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from contrib.ganesha import GaneshaServer
+from contrib.tcpproxy import ProxyProcess
 from fusenfs.cli import is_mounted
 
 from .helpers import (
@@ -46,7 +47,6 @@ from .helpers import (
     wait_gone,
     wait_until,
 )
-from .test_faults import TcpProxy
 
 pytestmark = [pytest.mark.fuse, pytest.mark.ganesha]
 
@@ -59,7 +59,7 @@ RELEASE_BOUND = TIMEO * RETRANS + 5.0
 UMOUNT_BOUND = TIMEO * (RETRANS + 1) + 5.0 + 5.0
 
 
-class PausableProxy(TcpProxy):
+class PausableProxy(ProxyProcess):
     """The fault proxy, which can also be paused (SIGSTOP) and resumed (SIGCONT)."""
 
     def pause(self) -> None:
