@@ -114,7 +114,7 @@ class ProxyProcess:
         RuntimeError: it did not report its port within ``timeout`` seconds.
     """
 
-    def __init__(self, target: str, timeout: float = 30.0) -> None:
+    def __init__(self, target: str, timeout: float = 15.0) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "contrib.tcpproxy", "--target", target],
             stdout=subprocess.PIPE,
