@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pyfuse3
 
@@ -13,25 +15,22 @@ from fusenfs.fs import supplementary_groups
 SLEEPER = "import time; print('ready', flush=True); time.sleep(30)"
 
 
-def sleeper(groups: str) -> subprocess.Popen[str]:
-    """A process with these supplementary groups, started and ready (kill it)."""
-    child = subprocess.Popen(
-        ["setpriv", f"--groups={groups}", sys.executable, "-c", SLEEPER],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    assert child.stdout.readline() == "ready\n"  # groups set, python started
-    return child
+@contextlib.contextmanager
+def sleeper(groups: str) -> Iterator[subprocess.Popen[str]]:
+    """A process with these supplementary groups, started and ready; killed after."""
+    argv = ["setpriv", f"--groups={groups}", sys.executable, "-c", SLEEPER]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"  # groups set, python started
+            yield child
+        finally:
+            child.kill()  # Popen's exit then closes the pipe and waits
 
 
 def test_groups_of_a_running_process_in_the_kernels_order() -> None:
-    child = sleeper("4001,77,4002")
-    try:
+    with sleeper("4001,77,4002") as child:
         assert supplementary_groups(child.pid) == [77, 4001, 4002]  # the kernel sorts them
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_same_groups_as_pyfuse3_reads() -> None:
@@ -40,12 +39,8 @@ def test_same_groups_as_pyfuse3_reads() -> None:
 
 def test_many_groups_beyond_the_first_read() -> None:
     many = ",".join(str(10_000 + i) for i in range(2_000))  # a "Groups:" line of 12 KB
-    child = sleeper(many)
-    try:
+    with sleeper(many) as child:
         assert supplementary_groups(child.pid) == [10_000 + i for i in range(2_000)]
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_no_process_no_groups() -> None:
