@@ -228,7 +228,7 @@ class WriteBehind:
         self.gather_limit = gather_limit
         self._gathered = bytearray()
         self._gather_offset = 0
-        self._pending_end = 0  # see pending_end
+        self._written_end = 0  # see written_end
         self.writes = 0
         self.commits = 0
         self.resends = 0
@@ -239,15 +239,21 @@ class WriteBehind:
         return self._inflight > 0 or bool(self._gathered)
 
     @property
-    def pending_end(self) -> int:
-        """Where the furthest data written here that may not be on the server yet ends
-        (an offset in bytes), or 0 when nothing is on its way.
+    def written_end(self) -> int:
+        """Where the furthest data written here ends (an offset in bytes; 0 before the
+        first write), lowered by ``truncated``.
 
-        While it is above the server's size, the server's size is behind the file's:
-        whoever shows the file's size shows this instead (a size from a listing must
-        not cut the file short under its writer).
+        The file is at least this long.  A size the server sent with a listing or a
+        lookup may be older than the WRITEs (the server answered it before them, or
+        while they were still on their way), so whoever shows the file's size from
+        such a reply shows at least this (a smaller size would make the kernel cut the
+        file short under its writer).
         """
-        return self._pending_end if self.busy else 0
+        return self._written_end
+
+    def truncated(self, size: int) -> None:
+        """The file was cut to ``size`` bytes (SETATTR, O_TRUNC) through this mount."""
+        self._written_end = min(self._written_end, size)
 
     @property
     def clean(self) -> bool:
@@ -294,7 +300,7 @@ class WriteBehind:
             NFSClientError: a previous write of this file failed (latched).
         """
         self._raise_latched()
-        self._pending_end = max(self.pending_end, offset + len(data))
+        self._written_end = max(self._written_end, offset + len(data))
         if self._uncommitted_bytes >= self.max_uncommitted:
             await self.commit()
         if self._gathered and (

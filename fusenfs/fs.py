@@ -370,9 +370,10 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             entry.st_rdev = os.makedev(*a.rawdev)
         entry.st_size = a.size or 0
         if inode.dirty:
-            # Writes still on their way: the server's size (of a listing, a lookup) is
-            # behind, and a smaller size would make the kernel cut the file short.
-            entry.st_size = max(entry.st_size, self._pending_end(inode))
+            # Written since the attributes were last fetched after the writes: the
+            # server's size (of a listing, a lookup) may be older than the WRITEs, and a
+            # smaller size would make the kernel cut the file short.
+            entry.st_size = max(entry.st_size, self._written_end(inode))
         entry.st_blksize = 1024 * 1024
         entry.st_blocks = ((a.space_used or 0) + 511) // 512
         entry.st_atime_ns = a.atime_ns
@@ -481,9 +482,14 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             of.writer for of in self._files.values() if of.inode is inode and of.writer is not None
         ]
 
-    def _pending_end(self, inode: Inode) -> int:
-        """Where the data written to ``inode`` and not yet on the server ends (bytes)."""
-        return max((writer.pending_end for writer in self._writers(inode)), default=0)
+    def _written_end(self, inode: Inode) -> int:
+        """Where the data written to ``inode`` through its open files ends (bytes)."""
+        return max((writer.written_end for writer in self._writers(inode)), default=0)
+
+    def _truncated(self, inode: Inode, size: int) -> None:
+        """``inode`` was cut to ``size`` bytes: its writers' data ends there at most."""
+        for writer in self._writers(inode):
+            writer.truncated(size)
 
     def _writes_pending(self, inode: Inode) -> bool:
         return any(writer.busy for writer in self._writers(inode))
@@ -603,6 +609,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         stateid: nfs4.stateid4 | None = None
         if fields.update_size:
             want.size = attr.st_size
+            self._truncated(node, attr.st_size)
             of = self._files.get(fh) if fh is not None else None
             if of is not None and of.access & OPEN4_SHARE_ACCESS_WRITE:
                 stateid = of.state.stateid
@@ -972,6 +979,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
                 self.client.note_server_attrs(node.fh, fetched)
                 self._note_delegated(node)
         if flags & os.O_TRUNC and access & OPEN4_SHARE_ACCESS_WRITE and node.attrs.size:
+            self._truncated(node, 0)
             node.set_attrs(
                 await self.client.setattr(node.fh, NFSAttrs(size=0), state.stateid, cred)
             )
@@ -1009,6 +1017,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         self._post_op(parent, opened.dir_attrs)
         node = self._learn(opened.fh, opened.attrs, parent, name)
         if flags & os.O_TRUNC and opened.attrs.size:
+            self._truncated(node, 0)
             node.set_attrs(
                 await self.client.setattr(node.fh, NFSAttrs(size=0), opened.state.stateid, cred)
             )

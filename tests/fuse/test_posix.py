@@ -202,3 +202,25 @@ def test_a_listing_does_not_shrink_a_file_being_written(ws: Workspace) -> None:
     finally:
         os.close(fd)
     assert (ws.server / "growing").stat().st_size == 32 * len(chunk)
+
+
+def test_a_truncation_under_an_open_writer_is_not_undone_by_a_listing(ws: Workspace) -> None:
+    """The size a writer's data reached holds against older sizes from the server,
+    but not against a truncation made since: ftruncate() and O_TRUNC through the mount
+    lower it, and a listing afterwards shows the new size."""
+    f = ws.dir / "cut"
+    fd = os.open(f, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.pwrite(fd, os.urandom(4 * 1024 * 1024), 0)
+        os.ftruncate(fd, 1000)
+        os.listdir(ws.dir)
+        assert os.fstat(fd).st_size == 1000
+        os.pwrite(fd, b"x" * 3000, 0)
+        other = os.open(f, os.O_WRONLY | os.O_TRUNC)  # a second open cuts it to 0
+        os.close(other)
+        os.listdir(ws.dir)
+        assert os.fstat(fd).st_size == 0
+        assert os.stat(f).st_size == 0
+    finally:
+        os.close(fd)
+    assert (ws.server / "cut").stat().st_size == 0

@@ -365,23 +365,29 @@ async def test_write_returns_before_the_server_answers(
     assert bytes(fake.file) == b"x" * (128 * KiB)
 
 
-async def test_pending_end_covers_data_not_yet_on_the_server(
+async def test_written_end_outlasts_the_writes_until_a_truncation(
     nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     fake = FakeWriter(latency=5.0)
     wb = make_wb(fake, nursery_, block=64 * KiB)
     with trio.fail_after(TIMEOUT):
-        assert wb.pending_end == 0
+        assert wb.written_end == 0
         await wb.write(0, b"x" * (128 * KiB))
         await wb.write(256 * KiB, b"y" * (64 * KiB))
         await wb.write(64 * KiB, b"z" * (64 * KiB))  # an earlier range: the end stays
-        assert wb.pending_end == 320 * KiB and len(fake.file) < 320 * KiB
+        assert wb.written_end == 320 * KiB and len(fake.file) < 320 * KiB
         await wb.drain()
-        assert wb.pending_end == 0  # all on the server: its size holds now
-        await wb.write(0, b"small")  # gathered, not sent: pending all the same
-        assert wb.pending_end == 5
+        # On the server now, but a size it sent before the WRITEs may still arrive.
+        assert wb.written_end == 320 * KiB
+        wb.truncated(100)
+        assert wb.written_end == 100
+        await wb.write(0, b"small")  # gathered, not sent; inside the file
+        assert wb.written_end == 100
+        wb.truncated(1000)  # a truncation upwards: nothing written beyond 100
+        assert wb.written_end == 100
+        await wb.write(200, b"more")
+        assert wb.written_end == 204
         await wb.drain()
-        assert wb.pending_end == 0
 
 
 async def test_inflight_writes_are_bounded(
