@@ -55,7 +55,7 @@ from session.rpc import (
 )
 from session.slots import Slot, SlotOutcome, SlotTable
 from session.status import NFS4Error, nfs4_error
-from session.transport import Transport
+from session.transport import KeptReply, Transport
 from session.xdr import cb, nfs4
 from session.xdr.codec import Decoder, Encoder, Gathered
 from session.xdr.const import (
@@ -291,9 +291,10 @@ class _Counting:
 
 
 #: True in a task that no interrupt cancels (only the session's or mount's shutdown):
-#: read-ahead and write-behind.  Its requests are carried in the task itself, not
-#: handed to a keeper task (``ServerSession.compound``).  Set it at the top of such a
-#: task, with ``UNINTERRUPTED.set(True)``: each trio task has its own copy.
+#: read-ahead and write-behind.  If such a task is cancelled after all, its request is
+#: not handed to a keeper task (``ServerSession.compound``): the slot is freed, the
+#: request's fate unknown.  Set it at the top of such a task, with
+#: ``UNINTERRUPTED.set(True)``: each trio task has its own copy.
 UNINTERRUPTED: contextvars.ContextVar[bool] = contextvars.ContextVar("UNINTERRUPTED", default=False)
 #: Operations that only set up a COMPOUND; a COMPOUND is counted under its first other.
 _SETUP_OPS = frozenset(
@@ -364,18 +365,20 @@ def op_names(ops: Sequence[object]) -> str:
 
 @dataclass(slots=True)
 class _Exchange:
-    """One request on one slot, carried by the keeper task that owns the slot.
+    """One request on one slot, carried by whoever owns the slot until it is answered:
+    its caller, or a keeper task.
 
     Attributes:
         table, slot: the slot (and the table it came from) the request uses.
         body: the encoded COMPOUND (bytes, or pieces when it holds a WRITE's data),
             re-sent unchanged after a reconnect.
-        started: ``time.monotonic()`` when handed to the keeper (seconds).
+        started: ``time.monotonic()`` when the request was encoded (seconds).
         res: the decoded reply, once there is one.
-        failure: what the keeper raised instead (usually an ``NFSClientError``).
+        failure: what the carrier raised instead (usually an ``NFSClientError``).
         misordered_retry: SEQ_MISORDERED was explained (the slot stepped back once).
-        orphaned: the caller was cancelled before the keeper finished.
+        orphaned: the caller was cancelled before the request was done.
         orphan_hook: then called with a successful result.
+        kept: the reply a cancelled caller left its keeper to wait for.
     """
 
     table: SlotTable
@@ -390,6 +393,16 @@ class _Exchange:
     misordered_retry: bool = False
     orphaned: bool = False
     orphan_hook: OrphanHook | None = None
+    kept: KeptReply | None = None
+
+    def keep(self, kept: KeptReply) -> None:
+        """``Transport.call(keep=)``: the caller was cancelled with the record sent."""
+        self.kept = kept
+
+    def take_kept(self) -> KeptReply | None:
+        """The reply a cancelled caller left to wait for (once), or None."""
+        kept, self.kept = self.kept, None
+        return kept
 
 
 @dataclass
@@ -942,7 +955,13 @@ class ServerSession:
                 reason,
             )
 
-    async def _send(self, body: bytes | Gathered, cred: Credential) -> bytes | memoryview:
+    async def _send(
+        self,
+        body: bytes | Gathered,
+        cred: Credential,
+        exchange: _Exchange | None = None,
+        handoff: bool = False,
+    ) -> bytes | memoryview:
         """Send one record, re-sending the same bytes after a lost connection.
 
         The caller keeps its slot and seqid, so the server's reply cache makes the
@@ -953,6 +972,12 @@ class ServerSession:
         reply (a major timeout) a soft session fails the call; a hard one logs "not
         responding" once and keeps trying.  Every wait is a checkpoint: a cancelled
         caller returns at once.
+
+        With ``handoff`` (``exchange`` is carried by its interruptible caller, see
+        ``_carry``), a caller cancelled while its record is on a live connection
+        leaves the wait for the reply in ``exchange.kept`` (``Transport.call(keep=)``);
+        the keeper task that takes the request over continues here from that wait, so
+        a record is never sent twice on one connection (RFC 8881 section 2.9.2).
 
         Raises:
             CallTimeout: soft, and the server did not answer within the budget (ETIMEDOUT).
@@ -965,6 +990,7 @@ class ServerSession:
         major_at = start + budget
         delay = 0.1
         counter = _OP_COUNTER.get()
+        keep = exchange.keep if exchange is not None and handoff else None
         while True:
             transport: Transport | None = None
             now = trio.current_time()
@@ -972,15 +998,35 @@ class ServerSession:
             reply: bytes | memoryview | None = None
             timed_out = False
             try:
+                kept = exchange.take_kept() if exchange is not None else None
                 ready = None if isinstance(cred, GssCredential) else self._ready_transport()
-                if ready is not None:
+                if kept is not None:
+                    # Taking over from a cancelled caller: the record is on the wire.
+                    if isinstance(kept.transport, Transport):
+                        transport = kept.transport
+                    sent_at = trio.current_time()
+                    reply = await kept.wait()
+                elif keep is not None and ready is None:
+                    # As below once connected: the transport's deadline, not a cancel
+                    # scope, bounds the wait for the reply, so that only the caller's
+                    # cancellation hands that wait over.
+                    with trio.CancelScope(deadline=try_deadline):
+                        transport = await self._transport_for_call()
+                    if transport is None:
+                        timed_out = True
+                    else:
+                        sent_at = _transmission(counter, body)
+                        reply = await transport.call(
+                            NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, cred, try_deadline, keep
+                        )
+                elif ready is not None:
                     # Connected, and nothing to wait for before sending: the transport
                     # times the reply itself (a cancel scope costs more than the rest
                     # of this function).
                     transport = ready
                     sent_at = _transmission(counter, body)
                     reply = await transport.call(
-                        NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, cred, try_deadline
+                        NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, cred, try_deadline, keep
                     )
                 else:
                     with trio.CancelScope(deadline=try_deadline):
@@ -1117,11 +1163,14 @@ class ServerSession:
         ``on_orphan`` gets its results (the caller uses it to undo state nobody will
         use: CLOSE an OPEN, LOCKU a LOCK).
 
-        A task that no interrupt reaches (``UNINTERRUPTED``: read-ahead, write-behind)
-        carries its request itself: no keeper task, which saves a task and two
-        scheduler rounds per COMPOUND (about a fifth of a small COMPOUND's CPU time).
-        If such a task is cancelled after all (at shutdown), the slot is freed with
-        the request's fate unknown, as after a timeout (``SlotOutcome.UNKNOWN``).
+        The caller's task carries the request (sends it, waits for the reply, frees
+        the slot); a keeper task starts only for a caller cancelled before its request
+        was done, and waits for the reply to the record already sent (a task and two
+        scheduler rounds per COMPOUND saved: about a tenth of a small COMPOUND's CPU
+        time).  RPCSEC_GSS requests always travel in a keeper task.  A task that no
+        interrupt reaches (``UNINTERRUPTED``: read-ahead, write-behind) gets no keeper:
+        cancelled after all (at shutdown), it frees the slot with the request's fate
+        unknown, as after a timeout (``SlotOutcome.UNKNOWN``).
 
         Args:
             ops: the operations after SEQUENCE.
@@ -1180,9 +1229,13 @@ class ServerSession:
     ) -> nfs4.COMPOUND4res:
         """One request on one slot, until SEQUENCE itself succeeds or fails for good.
 
-        The request travels in a keeper task (``_carry``) that owns the slot from the
-        moment it is sent, so that a cancelled caller leaves the slot with its request;
-        an ``UNINTERRUPTED`` caller carries it itself.
+        The caller carries the request itself (``_carry``); if it is cancelled first, a
+        keeper task takes the request and its slot over, so that the caller returns at
+        once and the slot stays with its request.  An ``UNINTERRUPTED`` caller has no
+        keeper: cancelled (at shutdown), it frees the slot with the request's fate
+        unknown.  An RPCSEC_GSS request travels in a keeper task from the start
+        (``_hand_to_keeper``): its context may have to be created or renewed on the
+        way.
         """
         if self._nursery is None:
             raise TransportError("session not started")
@@ -1224,8 +1277,10 @@ class ServerSession:
             )
             if UNINTERRUPTED.get():
                 await self._carry(exchange)
-            else:
+            elif isinstance(cred, GssCredential):
                 await self._hand_to_keeper(exchange, on_orphan)
+            else:
+                await self._carry_interruptible(exchange, on_orphan)
             if exchange.failure is not None:
                 raise exchange.failure
             res = exchange.res
@@ -1276,18 +1331,49 @@ class ServerSession:
                 exchange.orphaned = True
                 self.stats.orphaned += 1
 
-    async def _carry(self, exchange: _Exchange) -> None:
+    async def _carry_interruptible(self, exchange: _Exchange, on_orphan: OrphanHook | None) -> None:
+        """``_carry`` in the caller's task; if the caller is cancelled before the request
+        is done, a keeper task carries it on and the request becomes an orphan
+        (``on_orphan``)."""
+        try:
+            await self._carry(exchange, handoff=True)
+        except trio.Cancelled:
+            if not exchange.done.is_set():
+                exchange.orphan_hook = on_orphan
+                exchange.orphaned = True
+                self.stats.orphaned += 1
+            raise
+
+    async def _carry(self, exchange: _Exchange, handoff: bool = False) -> None:
         """Send ``exchange``'s request, read SEQUENCE's result, free the slot: in the
-        keeper task, or in an ``UNINTERRUPTED`` caller's own.
+        caller's task or in a keeper task.
 
         The slot is released with what is known of the request's fate (SEQUENCED when
         the server processed SEQUENCE; NOT_SEQUENCED when it refused it; UNKNOWN when no
         reply came), which decides the slot's next sequence id (section 2.10.6.1).
+
+        With ``handoff`` (an interruptible caller's own task), a cancellation before the
+        request is done starts a keeper task that carries it on from where it was
+        (waiting for the reply already sent, ``_send``), keeping the slot; without
+        (a keeper, an ``UNINTERRUPTED`` caller) it frees the slot, the fate unknown.
         """
         outcome = SlotOutcome.UNKNOWN
         table, slot = exchange.table, exchange.slot
+        handed_off = False
         try:
-            reply = await self._send(exchange.body, exchange.cred)
+            try:
+                reply = await self._send(exchange.body, exchange.cred, exchange, handoff)
+            except trio.Cancelled:
+                if handoff and self._nursery is not None:
+                    try:
+                        self._nursery.start_soon(self._carry, exchange)
+                        handed_off = True
+                    except RuntimeError:
+                        # The session is closing: nobody carries it on (fate unknown).
+                        kept = exchange.take_kept()
+                        if kept is not None:
+                            kept.abandon()
+                raise
             res = _decode_compound(reply)
             head = res.resarray[0] if res.resarray else None
             if isinstance(head, nfs4.SEQUENCE4res) and head.resok is not None:
@@ -1315,9 +1401,10 @@ class ServerSession:
         except Exception as e:  # NFSClientError, or a bug: the caller raises it
             exchange.failure = e
         finally:
-            # Released once: after a rebuild another request may hold this slot.
-            self._release_slot(slot, outcome, table)
-            exchange.done.set()
+            if not handed_off:
+                # Released once: after a rebuild another request may hold this slot.
+                self._release_slot(slot, outcome, table)
+                exchange.done.set()
         if exchange.orphaned and exchange.orphan_hook is not None:
             done = exchange.res
             if done is not None and done.status == nfsstat4.NFS4_OK:

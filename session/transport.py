@@ -71,6 +71,7 @@ from session.rpc import (
     RecordReader,
     RecordTooLarge,
     RpcCall,
+    SealedCall,
     UnsupportedRpcVersion,
     accept_stat,
     decode_call,
@@ -91,6 +92,7 @@ __all__ = [
     "RECEIVE_SIZE",
     "RELEASE_AFTER",
     "CallHandler",
+    "KeptReply",
     "RecordTooLarge",
     "RpcConnection",
     "ServerConnection",
@@ -174,6 +176,58 @@ class _Pending:
     done: trio.Event
     body: bytes | memoryview | None = None
     error: TransportError | None = None
+
+
+class KeptReply:
+    """The reply still to come to a call whose caller was cancelled while waiting for
+    it (``RpcConnection.call(keep=)``): the xid stays expected on the connection, and
+    whoever takes this waits for the same reply instead of sending the call again.
+
+    NFSv4 forbids sending a request twice on one connection (RFC 8881 section
+    2.9.2: a retry only on a new connection); a session slot's request therefore
+    waits here for its reply, or for the connection to be lost, or for the call's
+    deadline.
+
+    Attributes:
+        transport: the connection the call went out on.
+    """
+
+    __slots__ = ("_pending", "_sealed", "_xid", "transport")
+
+    def __init__(
+        self, transport: RpcConnection, xid: int, pending: _Pending, sealed: SealedCall
+    ) -> None:
+        self.transport = transport
+        self._xid = xid
+        self._pending = pending
+        self._sealed = sealed
+
+    async def wait(self) -> bytes | memoryview:
+        """The call's results, as ``RpcConnection.call`` would have returned them.
+
+        Raises what ``call`` raises once the call was sent (``TransportError``,
+        ``ReplyOverdue`` at the call's deadline, the RPC rejections), except that an
+        AUTH_ERROR is not answered by sending the call again with a renewed credential.
+        If the waiter is cancelled, the reply is forgotten (dropped when it comes).
+        """
+        pending = self._pending
+        try:
+            try:
+                await pending.done.wait()
+            finally:
+                self.transport._forget(self._xid, pending)
+            if pending.error is not None:
+                raise pending.error from None
+            assert pending.body is not None
+            reply = decode_reply(pending.body)
+            return self._sealed.unwrap(reply.verf, reply.results)
+        finally:
+            self._sealed.release()
+
+    def abandon(self) -> None:
+        """Nobody will wait: forget the call (a late reply is dropped)."""
+        self.transport._forget(self._xid, self._pending)
+        self._sealed.release()
 
 
 _R = TypeVar("_R")
@@ -522,6 +576,7 @@ class RpcConnection:
         args: CallArgs,
         cred: Credential,
         deadline: float | None = None,
+        keep: Callable[[KeptReply], None] | None = None,
     ) -> bytes | memoryview:
         """Send one call and wait for its reply (RFC 5531 section 9).
 
@@ -548,6 +603,10 @@ class RpcConnection:
                 ``ReplyOverdue`` is raised (the connection stays up).  Cheaper than a
                 cancel scope around the call, but it bounds only the wait for the
                 reply: not ``cred.ready`` (an RPCSEC_GSS context being created).
+            keep: if the caller is cancelled after the call was sent and before its
+                reply came, the call is not forgotten: ``keep`` gets a ``KeptReply``
+                to wait for the reply with (in another task), and ``Cancelled``
+                propagates.  Without it the xid is forgotten.
 
         Returns:
             the accepted SUCCESS reply's results (XDR-encoded: a view of the record),
@@ -577,7 +636,9 @@ class RpcConnection:
             xid = self._next_xid()
             sealed = cred.seal(xid, prog, vers, proc, args)
             try:
-                body = await self._round_trip(xid, _frame(sealed.header, *sealed.body), deadline)
+                body = await self._round_trip(
+                    xid, _frame(sealed.header, *sealed.body), deadline, keep, sealed
+                )
                 try:
                     reply = decode_reply(body)
                 except AuthError as exc:
@@ -593,17 +654,26 @@ class RpcConnection:
                     raise
                 return sealed.unwrap(reply.verf, reply.results)
             finally:
-                sealed.release()
+                if xid not in self._pending:
+                    sealed.release()
+                # else: kept (``keep``), the KeptReply releases it.
 
     async def _round_trip(
-        self, xid: int, frame: Frame, deadline: float | None = None
+        self,
+        xid: int,
+        frame: Frame,
+        deadline: float | None = None,
+        keep: Callable[[KeptReply], None] | None = None,
+        sealed: SealedCall | None = None,
     ) -> bytes | memoryview:
         """Hand ``frame`` to the sender and wait for the record answering ``xid``, until
-        ``deadline`` (``_watchdog``) if there is one."""
+        ``deadline`` (``_watchdog``) if there is one; if cancelled meanwhile, hand the
+        wait to ``keep`` (see ``call``)."""
         slot = _Pending(trio.Event())
         self._pending[xid] = slot
         if deadline is not None:
             self._add_deadline(deadline, xid, slot)
+        kept = False
         try:
             try:
                 self._send_now(frame)
@@ -612,14 +682,25 @@ class RpcConnection:
             else:
                 self._calls_sent += 1
             await slot.done.wait()
+        except trio.Cancelled:
+            if keep is not None and sealed is not None and self._pending.get(xid) is slot:
+                keep(KeptReply(self, xid, slot, sealed))
+                kept = True
+            raise
         finally:
-            if self._pending.get(xid) is slot:
-                del self._pending[xid]
-                slot.done.set()  # cancelled: ended too (its deadline entry can go)
+            if not kept:
+                self._forget(xid, slot)
         if slot.error is not None:
             raise slot.error from None
         assert slot.body is not None
         return slot.body
+
+    def _forget(self, xid: int, slot: _Pending) -> None:
+        """Stop expecting a reply to ``xid`` (still ``slot``'s): a reply that comes later
+        is dropped, and ``slot`` ends (its deadline entry can go)."""
+        if self._pending.get(xid) is slot:
+            del self._pending[xid]
+            slot.done.set()
 
     def _add_deadline(self, deadline: float, xid: int, slot: _Pending) -> None:
         heap = self._deadlines

@@ -25,7 +25,7 @@ from fusenfs.fileio import WriteBehind
 from recovery.manager import StateManager
 from session.client import NFSClient, dir_type
 from session.rpc import Credential, arg_bytes
-from session.session import ServerSession, SessionOptions, host_co_ownerid
+from session.session import ServerSession, SessionOptions, _Exchange, host_co_ownerid
 from session.status import NFS4Error
 from session.xdr import nfs4
 from session.xdr.codec import Buffer, Decoder, Gathered
@@ -50,8 +50,14 @@ class RecordingSession(ServerSession):
 
     exchanges: list[tuple[nfs4.COMPOUND4args, nfs4.COMPOUND4res]] = field(default_factory=list)
 
-    async def _send(self, body: bytes | Gathered, cred: Credential) -> bytes | memoryview:
-        reply = await super()._send(body, cred)
+    async def _send(
+        self,
+        body: bytes | Gathered,
+        cred: Credential,
+        exchange: _Exchange | None = None,
+        handoff: bool = False,
+    ) -> bytes | memoryview:
+        reply = await super()._send(body, cred, exchange, handoff)
         args = nfs4.COMPOUND4args.unpack(Decoder(arg_bytes(body)))
         self.exchanges.append((args, nfs4.COMPOUND4res.unpack(Decoder(reply))))
         return reply

@@ -35,7 +35,7 @@ from session.rpc import (
     msg_type,
     peek_xid_and_type,
 )
-from session.session import ServerSession, SessionOptions, host_co_ownerid
+from session.session import ServerSession, SessionOptions, _Exchange, host_co_ownerid
 from session.slots import SlotOutcome
 from session.status import NFS4Error
 from session.xdr import nfs4
@@ -63,8 +63,14 @@ class RecordingSession(ServerSession):
 
     exchanges: list[tuple[nfs4.COMPOUND4args, nfs4.COMPOUND4res]] = field(default_factory=list)
 
-    async def _send(self, body: bytes | Gathered, cred: Credential) -> bytes | memoryview:
-        reply = await super()._send(body, cred)
+    async def _send(
+        self,
+        body: bytes | Gathered,
+        cred: Credential,
+        exchange: _Exchange | None = None,
+        handoff: bool = False,
+    ) -> bytes | memoryview:
+        reply = await super()._send(body, cred, exchange, handoff)
         args = nfs4.COMPOUND4args.unpack(Decoder(arg_bytes(body)))
         self.exchanges.append((args, nfs4.COMPOUND4res.unpack(Decoder(reply))))
         return reply

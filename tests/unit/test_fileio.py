@@ -169,9 +169,9 @@ async def test_prefetch_reads_are_marked_uninterrupted_and_random_reads_are_not(
     nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     """Blocks are fetched in tasks of the mount's nursery, which no FUSE interrupt
-    cancels: their READs run ``UNINTERRUPTED`` (the session carries them without a
-    keeper task).  A random read runs in the FUSE request's own task, which an
-    interrupt may cancel: it is not marked."""
+    cancels: their READs run ``UNINTERRUPTED`` (cancelled at shutdown, a READ frees its
+    slot instead of going to a keeper task).  A random read runs in the FUSE request's
+    own task, which an interrupt may cancel: it is not marked."""
     block = 128 * KiB
     data = os.urandom(32 * block)
     fake = FakeReader(data)

@@ -662,17 +662,21 @@ def keeper_tasks(session: ServerSession) -> int:
     return sum(task.name.endswith("._carry") for task in session._nursery.child_tasks)
 
 
-async def test_uninterrupted_caller_carries_its_own_request(
+async def test_callers_carry_their_own_requests_until_cancelled(
     monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """A task that no interrupt cancels (``UNINTERRUPTED``: read-ahead, write-behind)
-    sends its COMPOUND itself; any other caller's request travels in a keeper task.
-    Setting the variable in one task leaves the others' requests in keepers."""
-    server = FakeServer()
+    """Every AUTH_SYS caller sends its COMPOUND and waits for the reply in its own task,
+    interruptible or not: no keeper task.  Only when an interruptible caller is
+    cancelled with its request on the wire does a keeper take the request and its slot
+    over; it waits for the reply to the record already sent, and sends it again only
+    on a new connection, after the minor timeout (RFC 8881 section 2.9.2)."""
+    server = FakeServer(max_slots=1)
     keepers: list[int] = []
 
     with trio.fail_after(TIMEOUT):
-        async with fake_session(monkeypatch, server) as session:
+        async with fake_session(
+            monkeypatch, server, options=SessionOptions(timeo=10, retrans=2)
+        ) as session:
 
             async def count_keepers(srv: FakeServer, args: nfs4.COMPOUND4args) -> str | None:
                 if any(isinstance(op, nfs4.GETATTR4args) for op in args.argarray):
@@ -687,8 +691,83 @@ async def test_uninterrupted_caller_carries_its_own_request(
             await session.compound(GETATTR_OPS)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(uninterrupted)
+            assert keepers == [0, 0]
+
+            server.action = drop_first(nfs4.REMOVE4args)
+            start = trio.current_time()
+            with trio.move_on_after(1.0) as scope:
+                await session.compound([nfs4.PUTFH4args(FH), nfs4.REMOVE4args(b"f")])
+            assert scope.cancelled_caught
+            assert keeper_tasks(session) == 1
+            assert session.slots.slots[0].in_use
+            await trio.sleep(5)
+            removes = [s for s in server.seen if "REMOVE" in s.names]
+            assert len(removes) == 1  # waited for, not sent again on its connection
+            await session.compound(GETATTR_OPS)  # the slot, once the orphan is answered
+            assert keeper_tasks(session) == 0
+    removes = [s for s in server.seen if "REMOVE" in s.names]
+    assert len(removes) == 2
+    assert removes[0].conn != removes[1].conn
+    assert removes[1].at - start >= 10
+    assert server.executed["REMOVE"] == 1
+
+
+async def test_request_interrupted_on_an_extra_connection_is_not_sent_twice_on_it(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """With nconnect the caller picks a connection before sending (no ready one): a
+    caller cancelled while waiting there leaves the same wait to its keeper too, so
+    the request goes again only after the minor timeout, on another connection."""
+    server = FakeServer(max_slots=1)
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(
+            monkeypatch, server, options=SessionOptions(nconnect=2, timeo=10, retrans=2)
+        ) as session:
+            server.action = drop_first(nfs4.REMOVE4args)
+            start = trio.current_time()
+            with trio.move_on_after(1.0) as scope:
+                await session.compound([nfs4.PUTFH4args(FH), nfs4.REMOVE4args(b"f")])
+            assert scope.cancelled_caught
             await session.compound(GETATTR_OPS)
-    assert keepers == [1, 0, 1]
+    removes = [s for s in server.seen if "REMOVE" in s.names]
+    assert len(removes) == 2
+    assert removes[0].conn != removes[1].conn
+    assert removes[1].at - start >= 10
+    assert server.executed["REMOVE"] == 1
+
+
+async def test_request_interrupted_while_connecting_is_sent_by_its_keeper(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A caller cancelled before its request could be sent (the connection was being
+    made again) returns at once; its keeper connects, sends it once, and the caller's
+    ``on_orphan`` gets the result."""
+    server = FakeServer(max_slots=1)
+    undone: list[CompoundResult] = []
+
+    async def undo(result: CompoundResult) -> None:
+        undone.append(result)
+
+    with trio.fail_after(TIMEOUT):
+        async with fake_session(monkeypatch, server) as session:
+            fast_connect = Transport.connect
+
+            async def slow_connect(cls: type[Transport], *args: Any, **kwargs: Any) -> Transport:
+                await trio.sleep(2)
+                return await fast_connect(*args, **kwargs)
+
+            monkeypatch.setattr(Transport, "connect", classmethod(slow_connect))
+            await session.drop_transport()
+            with trio.move_on_after(1.0) as scope:
+                await session.compound(
+                    [nfs4.PUTFH4args(FH), nfs4.REMOVE4args(b"f")], on_orphan=undo
+                )
+            assert scope.cancelled_caught
+            assert not [s for s in server.seen if "REMOVE" in s.names]
+            assert session.stats.orphaned == 1
+            await session.compound(GETATTR_OPS)
+    assert server.executed["REMOVE"] == 1
+    assert [type(r.resarray[1]).__name__ for r in undone] == ["REMOVE4res"]
 
 
 async def test_cancelled_uninterrupted_request_frees_its_slot_with_its_fate_unknown(

@@ -44,6 +44,7 @@ from session.transport import (
     NEGOTIATED_MAXIMUM,
     PRE_SESSION_MAX_RECORD,
     PRE_SESSION_MAXIMUM,
+    KeptReply,
     RpcConnection,
     ServerConnection,
     Transport,
@@ -263,6 +264,37 @@ async def test_cancelled_call_does_not_affect_others(
     assert got == [word(22)]
     stats = conn.statistics()
     assert (stats.replies_dropped, stats.replies_received, stats.in_flight) == (1, 1, 0)
+    assert not conn.closed
+
+
+async def test_cancelled_call_can_leave_its_reply_to_be_waited_for_elsewhere(
+    pair: tuple[RpcConnection, ScriptedPeer], autojump_clock: trio.testing.MockClock
+) -> None:
+    """``call(keep=)``: a caller cancelled with its call sent hands the wait over; the
+    reply still comes to the same xid (no second transmission), and the taker gets
+    the results, or ReplyOverdue at the call's own deadline."""
+    conn, peer = pair
+    kept: list[KeptReply] = []
+    with trio.fail_after(TIMEOUT):
+        with trio.move_on_after(1) as scope:
+            await conn.call(PROG, VERS, 1, word(1), CRED, keep=kept.append)
+        assert scope.cancelled_caught
+        assert len(kept) == 1 and kept[0].transport is conn
+        assert conn.statistics().in_flight == 1  # still expected
+        first = await peer.receive_call()
+        await peer.reply(first, word(11))
+        assert bytes(await kept[0].wait()) == word(11)
+
+        deadline = trio.current_time() + 5
+        with trio.move_on_after(1) as scope:
+            await conn.call(PROG, VERS, 1, word(2), CRED, deadline, keep=kept.append)
+        assert scope.cancelled_caught
+        await peer.receive_call()  # never answered
+        with pytest.raises(ReplyOverdue):
+            await kept[1].wait()
+        assert trio.current_time() == pytest.approx(deadline)
+    stats = conn.statistics()
+    assert (stats.calls_sent, stats.replies_received, stats.in_flight) == (2, 1, 0)
     assert not conn.closed
 
 
