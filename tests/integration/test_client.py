@@ -14,18 +14,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import pytest
 import trio
 
 from contrib.ganesha import GaneshaServer
 from session.client import NFSClient, dir_type, symlink_type
-from session.rpc import Credential, arg_bytes
-from session.session import ServerSession, SessionOptions, _Exchange, host_co_ownerid
+from session.session import SessionOptions, host_co_ownerid
 from session.status import NFS4Error, NFS4ErrStateLost
 from session.xdr import nfs4
-from session.xdr.codec import Decoder, Gathered
 from session.xdr.const import (
     ACCESS4_LOOKUP,
     ACCESS4_MODIFY,
@@ -45,6 +42,8 @@ from session.xdr.const import (
 )
 from session.xdr.fattr import NFSAttrs
 
+from .recording import RecordingSession
+
 pytestmark = pytest.mark.ganesha
 
 KiB = 1024
@@ -52,26 +51,6 @@ TO_EOF = 0xFFFFFFFFFFFFFFFF
 
 
 # ====================================================================== helpers
-@dataclass
-class RecordingSession(ServerSession):
-    """A ``ServerSession`` that keeps every COMPOUND it sent and the reply it got."""
-
-    exchanges: list[tuple[nfs4.COMPOUND4args, nfs4.COMPOUND4res]] = field(default_factory=list)
-
-    async def _send(
-        self,
-        body: bytes | Gathered,
-        cred: Credential,
-        exchange: _Exchange | None = None,
-        handoff: bool = False,
-    ) -> bytes | memoryview:
-        reply = await super()._send(body, cred, exchange, handoff)
-        args = nfs4.COMPOUND4args.unpack(Decoder(arg_bytes(body)))
-        self.exchanges.append((args, nfs4.COMPOUND4res.unpack(Decoder(reply))))
-        return reply
-
-    def ops_sent(self, op_type: type) -> list[nfs4.ArgOp]:
-        return [op for a, _ in self.exchanges for op in a.argarray if isinstance(op, op_type)]
 
 
 @asynccontextmanager

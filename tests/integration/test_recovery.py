@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import pytest
 import trio
@@ -24,11 +23,10 @@ from contrib.ganesha import GaneshaServer
 from fusenfs.fileio import WriteBehind
 from recovery.manager import StateManager
 from session.client import NFSClient, dir_type
-from session.rpc import Credential, arg_bytes
-from session.session import ServerSession, SessionOptions, _Exchange, host_co_ownerid
+from session.session import ServerSession, SessionOptions, host_co_ownerid
 from session.status import NFS4Error
 from session.xdr import nfs4
-from session.xdr.codec import Buffer, Decoder, Gathered
+from session.xdr.codec import Buffer
 from session.xdr.const import (
     OPEN4_SHARE_ACCESS_BOTH,
     nfs_lock_type4,
@@ -38,39 +36,12 @@ from session.xdr.const import (
 )
 from session.xdr.fattr import NFSAttrs
 
+from .recording import RecordingSession
+
 pytestmark = pytest.mark.ganesha
 
 GRACE = 30  # seconds: long enough that reclaim always happens inside it
 LEASE = 10  # the renewer (every LEASE / 2) rarely meets the restart first
-
-
-@dataclass
-class RecordingSession(ServerSession):
-    """A ``ServerSession`` that keeps every COMPOUND it sent and the reply it got."""
-
-    exchanges: list[tuple[nfs4.COMPOUND4args, nfs4.COMPOUND4res]] = field(default_factory=list)
-
-    async def _send(
-        self,
-        body: bytes | Gathered,
-        cred: Credential,
-        exchange: _Exchange | None = None,
-        handoff: bool = False,
-    ) -> bytes | memoryview:
-        reply = await super()._send(body, cred, exchange, handoff)
-        args = nfs4.COMPOUND4args.unpack(Decoder(arg_bytes(body)))
-        self.exchanges.append((args, nfs4.COMPOUND4res.unpack(Decoder(reply))))
-        return reply
-
-    def steps(self, since: int = 0) -> list[tuple[str, str]]:
-        """(operations after SEQUENCE, status) of each COMPOUND from ``since`` on."""
-        out = []
-        for args, res in self.exchanges[since:]:
-            names = [op.OPNUM.name.removeprefix("OP_") for op in args.argarray]
-            if names[:1] == ["SEQUENCE"]:
-                names = names[1:]
-            out.append((" ".join(names), res.status.name))
-        return out
 
 
 @asynccontextmanager

@@ -17,7 +17,6 @@ import struct
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -27,19 +26,17 @@ from contrib.ganesha import GaneshaServer
 from contrib.tcpproxy import ProxyProcess
 from session.client import NFSClient, dir_type
 from session.rpc import (
-    Credential,
     RecordReader,
-    arg_bytes,
     decode_reply,
     frame_record,
     msg_type,
     peek_xid_and_type,
 )
-from session.session import ServerSession, SessionOptions, _Exchange, host_co_ownerid
+from session.session import SessionOptions, host_co_ownerid
 from session.slots import SlotOutcome
 from session.status import NFS4Error
 from session.xdr import nfs4
-from session.xdr.codec import Decoder, Gathered, encode
+from session.xdr.codec import Decoder, encode
 from session.xdr.const import (
     CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
     EXCHGID4_FLAG_SUPP_MOVED_MIGR,
@@ -50,6 +47,8 @@ from session.xdr.const import (
 )
 from session.xdr.fattr import NFSAttrs, encode_fattr4
 
+from .recording import RecordingSession
+
 pytestmark = pytest.mark.ganesha
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,28 +56,6 @@ KiB = 1024
 
 
 # ====================================================================== helpers
-@dataclass
-class RecordingSession(ServerSession):
-    """A ``ServerSession`` that keeps every COMPOUND it sent and the reply it got."""
-
-    exchanges: list[tuple[nfs4.COMPOUND4args, nfs4.COMPOUND4res]] = field(default_factory=list)
-
-    async def _send(
-        self,
-        body: bytes | Gathered,
-        cred: Credential,
-        exchange: _Exchange | None = None,
-        handoff: bool = False,
-    ) -> bytes | memoryview:
-        reply = await super()._send(body, cred, exchange, handoff)
-        args = nfs4.COMPOUND4args.unpack(Decoder(arg_bytes(body)))
-        self.exchanges.append((args, nfs4.COMPOUND4res.unpack(Decoder(reply))))
-        return reply
-
-    def sent_with(self, op_type: type) -> list[tuple[nfs4.COMPOUND4args, nfs4.COMPOUND4res]]:
-        return [
-            (a, r) for a, r in self.exchanges if any(isinstance(op, op_type) for op in a.argarray)
-        ]
 
 
 @asynccontextmanager

@@ -1,0 +1,1 @@
+"""Integration tests: the session layer and NFSClient against a real NFS-Ganesha."""
