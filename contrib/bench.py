@@ -26,44 +26,51 @@ with timeouts, and a watchdog kills the mount processes (by PID) when one step r
 Steps (``--only`` takes step names, or a figure name that selects every step ending in
 ``-NAME``: ``--only read`` runs fusenfs-read, libnfs-read and null-read):
 
-==================  =====================================================================
-fusenfs-write       ``dd if=SOURCE of=MNT/NEW bs=1M conv=fsync`` (``--size-mib`` random)
-libnfs-write        ``nfs-cp SOURCE nfs://.../EXPORT_PATH/NEW?version=3`` (libnfs's NFSv4
-                    write does not work against Ganesha)
-null-write          the same dd into the null FS
-session-write       the source copied to a new export file by fusenfs's session layer
-                    alone (``contrib.session_copy``: NFSClient, no FUSE, 4 WRITEs in
-                    flight): what the FUSE hop costs; timed and CPU-metered by the copy
-                    itself, from the first WRITE to COMMIT's reply
-fusenfs-read        after dropping the page cache, ``dd bs=1M`` of a file written directly
-                    into the export (a name the kernel never saw) into a local file
-libnfs-read         ``nfs-cp nfs://.../export/FILE?version=4 LOCAL`` (NFSv4.0)
-null-read           the same dd out of the null FS
-session-read        an export file copied to a local file by the session layer alone
-                    (4 READs in flight), as session-write
-fusenfs-reread      a new file read twice through the mount; the second ``dd bs=1M
-                    of=/dev/null`` is timed; on the debug mount the READs on the wire
-                    during the second read are counted (goal: none), beside what
-                    mincore(2) shows the kernel evicted from its page cache in between
-                    (a VM host's DAMON pageout does, see ``proactive_reclaim``): each
-                    evicted 1 MiB block needs a READ, any READ beyond those is the
-                    client's (goal: none)
-local-reread        the same two reads of a local file (tmpfs: the page cache speed)
-fusenfs-create      ``--files`` times create + write 100 B + close, then stat each twice
-                    (the second, timed, stat is within the attribute timeout), then
-                    remove; on the debug mount the COMPOUNDs per file and per stat
-local-create        the same in a local directory
-fusenfs-randread    ``fio`` 4 KiB random reads (psync, buffered) of a 64 MiB file for
-                    ``FIO_RUNTIME`` s; on the debug mount ``FIO_COUNT_IOS`` of them with
-                    the READs on the wire per application read
-local-randread      the same fio job on the file in the export directory
-fusenfs-randwrite   as randread, random writes, with ``end_fsync``; WRITEs per write
-local-randwrite     the same on the export directory
-fusenfs-inodes      ``find`` over a tree of ``--inodes`` files made directly in the
-                    export, then VmRSS of the mount process (goal <= 150 MB), then
-                    ``ls -lR``; both timed
-local-inodes        the same find and ls -lR on the export directory itself
-==================  =====================================================================
+======================  =====================================================================
+fusenfs-write           ``dd if=SOURCE of=MNT/NEW bs=1M conv=fsync`` (``--size-mib`` random)
+libnfs-write            ``nfs-cp SOURCE nfs://.../EXPORT_PATH/NEW?version=3`` (libnfs's NFSv4
+                        write does not work against Ganesha)
+null-write              the same dd into the null FS
+session-write           the source copied to a new export file by fusenfs's session layer
+                        alone (``contrib.session_copy``: NFSClient, no FUSE, 4 WRITEs in
+                        flight): what the FUSE hop costs; timed and CPU-metered by the copy
+                        itself, from the first WRITE to COMMIT's reply
+fusenfs-read            after dropping the page cache, ``dd bs=1M`` of a file written directly
+                        into the export (a name the kernel never saw) into a local file
+libnfs-read             ``nfs-cp nfs://.../export/FILE?version=4 LOCAL`` (NFSv4.0)
+null-read               the same dd out of the null FS
+session-read            an export file copied to a local file by the session layer alone
+                        (4 READs in flight), as session-write
+fusenfs-reread          a new file read twice through the mount; the second ``dd bs=1M
+                        of=/dev/null`` is timed; on the debug mount the READs on the wire
+                        during the second read are counted (goal: none), beside what
+                        mincore(2) shows the kernel evicted from its page cache in between
+                        (a VM host's DAMON pageout does, see ``proactive_reclaim``): each
+                        evicted 1 MiB block needs a READ, any READ beyond those is the
+                        client's (goal: none)
+local-reread            the same two reads of a local file (tmpfs: the page cache speed)
+fusenfs-create          ``--files`` times create + write 100 B + close, then stat each twice
+                        (the second, timed, stat is within the attribute timeout), then
+                        remove; on the debug mount the COMPOUNDs per file and per stat
+local-create            the same in a local directory
+fusenfs-randread        ``fio`` 4 KiB random reads (psync, buffered) of a 64 MiB file for
+                        ``FIO_RUNTIME`` s; on the debug mount ``FIO_COUNT_IOS`` of them with
+                        the READs on the wire per application read
+local-randread          the same fio job on the file in the export directory
+fusenfs-randwrite       as randread, random writes, with ``end_fsync``; WRITEs per write
+local-randwrite         the same on the export directory
+fusenfs-randread-jobs   ``FIO_JOBS`` fio jobs at once, each on a file of its own
+                        (``FIO_SIZE / FIO_JOBS`` bytes, made directly in the export), one
+                        IOPS figure for all; shown against the local directory and against
+                        fusenfs's one job (requests of several processes in flight at once)
+local-randread-jobs     the same jobs on the export directory
+fusenfs-randwrite-jobs  as randread-jobs, random writes
+local-randwrite-jobs    the same on the export directory
+fusenfs-inodes          ``find`` over a tree of ``--inodes`` files made directly in the
+                        export, then VmRSS of the mount process (goal <= 150 MB), then
+                        ``ls -lR``; both timed
+local-inodes            the same find and ls -lR on the export directory itself
+======================  =====================================================================
 
 All reads of large files go to a local file on tmpfs (nfs-cp cannot write to
 /dev/null), and the data is checked byte for byte where the benchmark copies it: the
@@ -153,6 +160,9 @@ FIO_SIZE: Final = 64 * MIB
 FIO_BLOCK: Final = 4 * KIB
 FIO_RUNTIME: Final = 10
 FIO_COUNT_IOS: Final = 2000
+#: fio jobs of the concurrent runs, each on a file of its own (FIO_SIZE / FIO_JOBS
+#: bytes): requests of several processes at once, as the slot table allows.
+FIO_JOBS: Final = 4
 #: Seconds a fio run may take beyond its own runtime (layout, fsync, start-up).
 FIO_SLACK: Final = 120.0
 #: Files per directory of the inode tree.
@@ -781,6 +791,34 @@ def comparisons(files: int, inodes: int) -> list[Comparison]:
         ),
         Comparison("WRITEs on the wire per random write", "randwrite-wire-writes", unit="/write"),
         Comparison(
+            f"4 KiB random read, {FIO_JOBS} jobs (fio)",
+            "fusenfs-randread-jobs",
+            "local-randread-jobs",
+            local,
+            unit="IOPS",
+        ),
+        Comparison(
+            "  the same against 1 job",
+            "fusenfs-randread-jobs",
+            "fusenfs-randread",
+            "fusenfs, 1 job",
+            unit="IOPS",
+        ),
+        Comparison(
+            f"4 KiB random write, {FIO_JOBS} jobs (fio)",
+            "fusenfs-randwrite-jobs",
+            "local-randwrite-jobs",
+            local,
+            unit="IOPS",
+        ),
+        Comparison(
+            "  the same against 1 job",
+            "fusenfs-randwrite-jobs",
+            "fusenfs-randwrite",
+            "fusenfs, 1 job",
+            unit="IOPS",
+        ),
+        Comparison(
             f"mount RSS, {inodes:,} cached inodes",
             "fusenfs-rss",
             peer_label=target,
@@ -1046,27 +1084,42 @@ def rss_bytes(pid: int) -> int:
 
 
 def fio_argv(
-    path: Path, rw: Literal["randread", "randwrite"], runtime: int | None, ios: int | None
+    path: Path,
+    rw: Literal["randread", "randwrite"],
+    runtime: int | None,
+    ios: int | None,
+    jobs: int = 1,
 ) -> list[str]:
     """The fio command line of the benchmark's 4 KiB random I/O job on ``path``.
 
-    Buffered (``psync``, no O_DIRECT) one job, ``FIO_SIZE`` bytes, the same random
-    sequence every run; either ``runtime`` seconds (time-based) or ``ios`` I/Os.
-    Writes end with an fsync, so what was written reaches the server.
+    Buffered (``psync``, no O_DIRECT), ``FIO_SIZE`` bytes, the same random sequence
+    every run; either ``runtime`` seconds (time-based) or ``ios`` I/Os.  Writes end
+    with an fsync, so what was written reaches the server.  One job on the file
+    ``path``; or ``jobs`` of them at once, ``path`` a directory holding each job's own
+    file ``fio.N`` (N from 0, ``FIO_SIZE / jobs`` bytes), reported together
+    (``--group_reporting``: one IOPS figure for all).
     """
+    if jobs == 1:
+        where = [f"--filename={path}", f"--size={FIO_SIZE}"]
+    else:
+        where = [
+            f"--directory={path}",
+            "--filename_format=fio.$jobnum",
+            f"--size={FIO_SIZE // jobs}",
+            "--group_reporting",
+        ]
     argv = [
         "fio",
         f"--name={rw}",
-        f"--filename={path}",
+        *where,
         f"--rw={rw}",
         f"--bs={FIO_BLOCK}",
-        f"--size={FIO_SIZE}",
         "--ioengine=psync",
         "--direct=0",
         "--invalidate=1",
         "--randrepeat=1",
         "--fallocate=none",
-        "--numjobs=1",
+        f"--numjobs={jobs}",
         "--output-format=json",
     ]
     if runtime is not None:
@@ -1333,6 +1386,7 @@ class Bench:
         self._zero_sha: str | None = None
         self._tree: Path | None = None
         self._fio_file: Path | None = None
+        self._fio_dir: Path | None = None
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -1343,6 +1397,7 @@ class Bench:
             "inodes": f"{self.inodes:,}",
             "fio_runtime": FIO_RUNTIME,
             "fio_ios": FIO_COUNT_IOS,
+            "fio_jobs": FIO_JOBS,
         }
 
     def fresh(self, stem: str, suffix: str = ".bin") -> str:
@@ -1466,6 +1521,17 @@ class Bench:
             write_random(path, FIO_SIZE)
             self._fio_file = path
         return self._fio_file
+
+    def fio_dir(self) -> Path:
+        """The directory in the export of the concurrent fio jobs: ``FIO_JOBS`` files
+        ``fio.N`` of random bytes (``fio_argv``), made once per run."""
+        if self._fio_dir is None or not self._fio_dir.exists():
+            path = self.export / self.fresh("fio-jobs", "")
+            path.mkdir()
+            for job in range(FIO_JOBS):
+                write_random(path / f"fio.{job}", FIO_SIZE // FIO_JOBS)
+            self._fio_dir = path
+        return self._fio_dir
 
     def inode_tree(self) -> Path:
         """A tree of ``inodes`` empty files (TREE_FANOUT per directory) made directly in
@@ -1758,8 +1824,8 @@ class Bench:
 
     # -- random I/O ---------------------------------------------------------------------------
 
-    def _fio(self, path: Path, rw: Literal["randread", "randwrite"]) -> float:
-        argv = fio_argv(path, rw, FIO_RUNTIME, None)
+    def _fio(self, path: Path, rw: Literal["randread", "randwrite"], jobs: int = 1) -> float:
+        argv = fio_argv(path, rw, FIO_RUNTIME, None, jobs)
         _, out = run_output(argv, timeout=FIO_RUNTIME + FIO_SLACK)
         return parse_fio_json(out, "read" if rw == "randread" else "write")[0]
 
@@ -1798,6 +1864,24 @@ class Bench:
     def step_local_randwrite(self) -> None:
         iops = self._fio(self.fio_file(), "randwrite")
         self.record("local-randwrite", "IOPS", iops, "local export dir")
+
+    def step_fusenfs_randread_jobs(self) -> None:
+        path = self.timing().path / self.fio_dir().name
+        iops = self._fio(path, "randread", FIO_JOBS)
+        self.record("fusenfs-randread-jobs", "IOPS", iops, "fusenfs")
+
+    def step_local_randread_jobs(self) -> None:
+        iops = self._fio(self.fio_dir(), "randread", FIO_JOBS)
+        self.record("local-randread-jobs", "IOPS", iops, "local export dir")
+
+    def step_fusenfs_randwrite_jobs(self) -> None:
+        path = self.timing().path / self.fio_dir().name
+        iops = self._fio(path, "randwrite", FIO_JOBS)
+        self.record("fusenfs-randwrite-jobs", "IOPS", iops, "fusenfs")
+
+    def step_local_randwrite_jobs(self) -> None:
+        iops = self._fio(self.fio_dir(), "randwrite", FIO_JOBS)
+        self.record("local-randwrite-jobs", "IOPS", iops, "local export dir")
 
     # -- many inodes --------------------------------------------------------------------------
 
@@ -2003,6 +2087,7 @@ class Bench:
                     "block_bytes": FIO_BLOCK,
                     "runtime_s": FIO_RUNTIME,
                     "counted_ios": FIO_COUNT_IOS,
+                    "jobs_of_concurrent_runs": FIO_JOBS,
                 },
             },
             "figures": [r.to_json() for r in rows],
@@ -2185,6 +2270,34 @@ STEPS: Final[tuple[Step, ...]] = (
         _needs("fio"),
         ("local-randwrite",),
         Bench.step_local_randwrite,
+    ),
+    Step(
+        "fusenfs-randread-jobs",
+        "fusenfs fio 4 KiB random read, {fio_jobs} jobs ({fio_runtime} s)",
+        _needs("ganesha", "fusenfs", "fio"),
+        ("fusenfs-randread-jobs",),
+        Bench.step_fusenfs_randread_jobs,
+    ),
+    Step(
+        "local-randread-jobs",
+        "local fio 4 KiB random read, {fio_jobs} jobs ({fio_runtime} s)",
+        _needs("fio"),
+        ("local-randread-jobs",),
+        Bench.step_local_randread_jobs,
+    ),
+    Step(
+        "fusenfs-randwrite-jobs",
+        "fusenfs fio 4 KiB random write, {fio_jobs} jobs ({fio_runtime} s)",
+        _needs("ganesha", "fusenfs", "fio"),
+        ("fusenfs-randwrite-jobs",),
+        Bench.step_fusenfs_randwrite_jobs,
+    ),
+    Step(
+        "local-randwrite-jobs",
+        "local fio 4 KiB random write, {fio_jobs} jobs ({fio_runtime} s)",
+        _needs("fio"),
+        ("local-randwrite-jobs",),
+        Bench.step_local_randwrite_jobs,
     ),
     Step(
         "fusenfs-inodes",

@@ -395,6 +395,16 @@ def test_fio_argv() -> None:
     counted = bench.fio_argv(Path("/m/f"), "randwrite", None, 2000)
     assert {"--rw=randwrite", "--number_ios=2000", "--end_fsync=1"} <= set(counted)
     assert "--time_based" not in counted
+    assert "--numjobs=1" in timed and "--size=67108864" in timed
+
+
+def test_fio_argv_of_concurrent_jobs_gives_each_its_own_file() -> None:
+    """Several jobs: a directory with one file per job (fio.0, fio.1, ... as
+    Bench.fio_dir makes them), the size split between them, one report for all."""
+    argv = bench.fio_argv(Path("/m/d"), "randread", 10, None, jobs=4)
+    assert {"--directory=/m/d", "--filename_format=fio.$jobnum", "--numjobs=4"} <= set(argv)
+    assert f"--size={bench.FIO_SIZE // 4}" in argv and "--group_reporting" in argv
+    assert not any(a.startswith("--filename=") for a in argv)
 
 
 def test_parse_vmrss() -> None:
