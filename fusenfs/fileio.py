@@ -20,6 +20,7 @@ Both are bounded: read-ahead keeps at most ``window`` blocks; write-behind at mo
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,12 @@ log = logging.getLogger("fusenfs.io")
 
 ReadFn = Callable[[int, int], Awaitable[tuple[Buffer, bool]]]
 WriteFn = Callable[[int, Buffer, stable_how4], Awaitable[tuple[int, stable_how4, bytes]]]
+#: Several WRITEs in one COMPOUND: pieces [(offset, data)] -> (a (count, committed,
+#: writeverf) for each piece written, in order, and the error that stopped the rest).
+WriteManyFn = Callable[
+    [list[tuple[int, bytes]], stable_how4],
+    Awaitable[tuple[list[tuple[int, stable_how4, bytes]], NFSClientError | None]],
+]
 CommitFn = Callable[[], Awaitable[bytes]]
 
 
@@ -189,8 +196,13 @@ class WriteBehind:
     Small writes are gathered (contiguous ones joined, up to ``gather_limit`` bytes)
     instead of sent one by one: a file written in a few small pieces and closed costs
     one WRITE, which the caller can send FILE_SYNC together with CLOSE
-    (``take_final``).  Anything that needs the data on the server (``drain``,
-    ``commit``, a write that does not join the gathered piece) sends it first.
+    (``take_final``).  With ``write_many_fn``, a small write that does not join the
+    gathered piece puts that piece aside, and the pieces put aside go together, one
+    WRITE each in one COMPOUND, once there are ``max_batch`` of them or
+    ``gather_limit`` bytes: small random writes cost a fraction of a COMPOUND each
+    (the operations run in order, so a later piece overwrites an earlier one as it
+    would have on its own).  Anything that needs the data on the server (``drain``,
+    ``commit``, a large write that does not join the gathered piece) sends it first.
 
     Args:
         write_fn: one WRITE: (offset, data, stable) -> (count, committed, writeverf).
@@ -200,6 +212,9 @@ class WriteBehind:
         max_inflight: WRITEs in flight at once (a count).
         max_uncommitted: bytes held for a possible re-send before a COMMIT is forced.
         gather_limit: writes smaller than this many bytes are gathered (0: never).
+        write_many_fn: several WRITEs in one COMPOUND (None: one COMPOUND each).
+        max_batch: pieces put aside at most before they are sent (a count: the WRITEs
+            one COMPOUND may hold).
     """
 
     def __init__(
@@ -211,8 +226,17 @@ class WriteBehind:
         max_inflight: int = 16,
         max_uncommitted: int = 64 * 1024 * 1024,
         gather_limit: int = 64 * 1024,
+        write_many_fn: WriteManyFn | None = None,
+        max_batch: int = 14,
     ) -> None:
         self._write = write_fn
+        self._write_many = write_many_fn
+        self.max_batch = max(1, max_batch)
+        self._batch: list[tuple[int, bytes]] = []  # pieces put aside, in write order
+        self._batch_bytes = 0
+        # The byte ranges [start, end) of each WRITE task in flight, and its end.
+        self._ranges: dict[int, tuple[list[tuple[int, int]], trio.Event]] = {}
+        self._range_ids = itertools.count()
         self._commit = commit_fn
         self.block = block
         self._nursery = nursery
@@ -236,7 +260,7 @@ class WriteBehind:
     @property
     def busy(self) -> bool:
         """Data written here is not yet known to have reached the server."""
-        return self._inflight > 0 or bool(self._gathered)
+        return self._inflight > 0 or bool(self._gathered) or bool(self._batch)
 
     @property
     def written_end(self) -> int:
@@ -270,6 +294,8 @@ class WriteBehind:
         """
         if not self._gathered or self._inflight or self._uncommitted or self._error:
             return None
+        if self._batch:
+            return None
         data, self._gathered = bytes(self._gathered), bytearray()
         return self._gather_offset, data
 
@@ -281,9 +307,29 @@ class WriteBehind:
         self._gather_offset, self._gathered = offset, bytearray(data)
 
     async def _send_gathered(self) -> None:
-        if self._gathered:
+        """Send the gathered piece and the pieces put aside (one COMPOUND for all)."""
+        if self._batch:
+            self._put_aside()
+            await self._send_batch()
+        elif self._gathered:
             data, self._gathered = bytes(self._gathered), bytearray()
             await self._queue(self._gather_offset, data)
+
+    def _put_aside(self) -> None:
+        """Move the gathered piece to the pieces sent together."""
+        if self._gathered:
+            self._batch.append((self._gather_offset, bytes(self._gathered)))
+            self._batch_bytes += len(self._gathered)
+            self._gathered = bytearray()
+
+    async def _send_batch(self) -> None:
+        """Start one COMPOUND with a WRITE for each piece put aside."""
+        pieces, self._batch, self._batch_bytes = self._batch, [], 0
+        if len(pieces) == 1:
+            await self._queue(*pieces[0])
+            return
+        rid = await self._claim([(off, off + len(data)) for off, data in pieces])
+        self._nursery.start_soon(self._send_many, pieces, rid)
 
     def _raise_latched(self) -> None:
         if self._error is not None:
@@ -303,12 +349,20 @@ class WriteBehind:
         self._written_end = max(self._written_end, offset + len(data))
         if self._uncommitted_bytes >= self.max_uncommitted:
             await self.commit()
+        small = len(data) < self.gather_limit
         if self._gathered and (
             offset != self._gather_offset + len(self._gathered)
             or len(self._gathered) + len(data) > self.gather_limit
         ):
+            if small and self._write_many is not None:
+                self._put_aside()
+                if len(self._batch) >= self.max_batch or self._batch_bytes >= self.gather_limit:
+                    await self._send_batch()
+            else:
+                await self._send_gathered()
+        elif self._batch and not small:
             await self._send_gathered()
-        if len(data) < self.gather_limit:
+        if small:
             if not self._gathered:
                 self._gather_offset = offset
             self._gathered += data
@@ -322,10 +376,42 @@ class WriteBehind:
         for start in range(0, len(data), self.block):
             # One FUSE write usually fits one WRITE: then no copy at all.
             chunk = data if len(data) <= self.block else bytes(view[start : start + self.block])
-            await self._slots.acquire()
-            self._inflight += 1
-            self._idle = trio.Event() if self._idle.is_set() else self._idle
-            self._nursery.start_soon(self._send, offset + start, chunk)
+            at = offset + start
+            rid = await self._claim([(at, at + len(chunk))])
+            self._nursery.start_soon(self._send, at, chunk, rid)
+
+    async def _claim(self, ranges: list[tuple[int, int]]) -> int:
+        """A WRITE slot (``max_inflight``) for a task that writes ``ranges``, once no WRITE
+        in flight overlaps them: WRITEs in flight at once may run on the server in any
+        order, so a later write of the same bytes must not overtake an earlier one.
+        Returns the id under which the ranges stay known until ``_release``."""
+        while True:
+            earlier = next(
+                (
+                    done
+                    for held, done in self._ranges.values()
+                    if any(s < end and start < e for s, e in held for start, end in ranges)
+                ),
+                None,
+            )
+            if earlier is None:
+                break
+            await earlier.wait()
+        await self._slots.acquire()
+        rid = next(self._range_ids)
+        self._ranges[rid] = (ranges, trio.Event())
+        self._inflight += 1
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        return rid
+
+    def _release(self, rid: int) -> None:
+        """A WRITE task is over: its slot and its ranges are free."""
+        _, done = self._ranges.pop(rid)
+        done.set()
+        self._inflight -= 1
+        self._slots.release()
+        if self._inflight == 0:
+            self._idle.set()
 
     async def _write_fully(self, offset: int, data: Buffer, stable: stable_how4) -> None:
         """WRITE ``data`` at ``offset``, continuing after short writes (section 18.32.3).
@@ -343,7 +429,29 @@ class WriteBehind:
             sent += count
             self.writes += 1
 
-    async def _send(self, offset: int, data: Buffer) -> None:
+    async def _send_many(self, pieces: list[tuple[int, bytes]], rid: int) -> None:
+        # A write-behind task, as _send: several UNSTABLE WRITEs in one COMPOUND.
+        UNINTERRUPTED.set(True)
+        assert self._write_many is not None
+        try:
+            written, error = await self._write_many(pieces, stable_how4.UNSTABLE4)
+            for (offset, data), (count, committed, verf) in zip(pieces, written, strict=False):
+                self.writes += 1
+                if committed == stable_how4.UNSTABLE4:
+                    self._uncommitted.append((offset, data[:count], verf))
+                    self._uncommitted_bytes += count
+                if count < len(data):
+                    # A short WRITE (section 18.32.3): the rest on its own.
+                    await self._write_fully(offset + count, data[count:], stable_how4.UNSTABLE4)
+            if error is not None:
+                raise error
+        except NFSClientError as e:
+            if self._error is None:
+                self._error = e
+        finally:
+            self._release(rid)
+
+    async def _send(self, offset: int, data: Buffer, rid: int) -> None:
         # A write-behind task: only the mount's shutdown cancels it.
         UNINTERRUPTED.set(True)
         try:
@@ -352,10 +460,7 @@ class WriteBehind:
             if self._error is None:
                 self._error = e
         finally:
-            self._inflight -= 1
-            self._slots.release()
-            if self._inflight == 0:
-                self._idle.set()
+            self._release(rid)
 
     async def drain(self) -> None:
         """Send what is gathered, then wait until no WRITE is in flight (the data has

@@ -926,6 +926,12 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             r = await client.write(fh_bytes, of.state, offset, data, stable, cred)
             return r.count, r.committed, r.writeverf
 
+        async def write_many_fn(
+            pieces: list[tuple[int, bytes]], stable: stable_how4
+        ) -> tuple[list[tuple[int, stable_how4, bytes]], NFSClientError | None]:
+            r = await client.write_many(fh_bytes, of.state, pieces, stable, cred)
+            return [(w.count, w.committed, w.writeverf) for w in r.written], r.error
+
         async def commit_fn() -> bytes:
             return await client.commit(fh_bytes, 0, 0, cred)
 
@@ -936,7 +942,12 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         writer = None
         if access & OPEN4_SHARE_ACCESS_WRITE:
             writer = WriteBehind(
-                write_fn, commit_fn, min(client.maxwrite, 1024 * 1024), self.nursery
+                write_fn,
+                commit_fn,
+                min(client.maxwrite, 1024 * 1024),
+                self.nursery,
+                write_many_fn=write_many_fn,
+                max_batch=client.max_writes_per_compound(),
             )
         number = self._new_fh()
         of = OpenFile(inode, state, access, cred, read_fn, writer)

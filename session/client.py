@@ -143,6 +143,15 @@ class WriteResult:
     writeverf: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class WriteManyResult:
+    """What ``NFSClient.write_many`` did: the results of the WRITEs that succeeded, in
+    the order of the pieces, and the error that stopped the rest (None: all done)."""
+
+    written: list[WriteResult]
+    error: NFS4Error | None
+
+
 def _res(result: CompoundResult, index: int, cls: type[_R]) -> _R:
     res = result.resarray[index]
     if not isinstance(res, cls):
@@ -2082,6 +2091,65 @@ class NFSClient:
         wr = _res(res, 1, nfs4.WRITE4res)
         assert wr.resok is not None
         return WriteResult(wr.resok.count, wr.resok.committed, wr.resok.writeverf)
+
+    def max_writes_per_compound(self) -> int:
+        """How many WRITEs ``write_many`` may put in one COMPOUND (a count, >= 1): the
+        session's ``ca_maxoperations`` less SEQUENCE and PUTFH (RFC 8881 section
+        18.36.3)."""
+        created = self.session.create_session
+        ops = created.csr_fore_chan_attrs.ca_maxoperations if created is not None else 0
+        return max(1, (ops or 16) - 2)
+
+    async def write_many(
+        self,
+        fh: bytes,
+        stateid: StateRef,
+        pieces: Sequence[tuple[int, Buffer]],
+        stable: stable_how4 = stable_how4.UNSTABLE4,
+        cred: Credential | None = None,
+    ) -> WriteManyResult:
+        """Several WRITEs to one file in one COMPOUND: PUTFH, then a WRITE per
+        ``(offset, data)`` piece, executed in order (RFC 8881 sections 16.2.3, 18.32).
+
+        A COMPOUND stops at the first operation that fails, so when one WRITE fails the
+        result holds those before it that succeeded, and the error.  At most
+        ``max_writes_per_compound()`` pieces, each at most ``maxwrite`` bytes.
+
+        Raises:
+            NFSClientError: nothing was written (PUTFH failed, the server unreachable).
+            ValueError: no pieces, or more than one COMPOUND may hold.
+        """
+        if not pieces or len(pieces) > self.max_writes_per_compound():
+            raise ValueError(f"{len(pieces)} WRITEs do not fit one COMPOUND")
+        try:
+            res = await self.compound(
+                lambda s: [
+                    nfs4.PUTFH4args(object=fh),
+                    *(
+                        nfs4.WRITE4args(
+                            stateid=stateid_of(stateid), offset=off, stable=stable, data=data
+                        )
+                        for off, data in pieces
+                    ),
+                ],
+                cred,
+                via=fh,
+            )
+        except NFS4Error as e:
+            done = [
+                WriteResult(r.resok.count, r.resok.committed, r.resok.writeverf)
+                for r in e.results
+                if isinstance(r, nfs4.WRITE4res) and r.resok is not None
+            ]
+            if not done and not any(isinstance(r, nfs4.WRITE4res) for r in e.results):
+                raise  # PUTFH (or the session) failed: nothing was written
+            return WriteManyResult(done, e)
+        results = []
+        for index in range(1, len(pieces) + 1):
+            wr = _res(res, index, nfs4.WRITE4res)
+            assert wr.resok is not None
+            results.append(WriteResult(wr.resok.count, wr.resok.committed, wr.resok.writeverf))
+        return WriteManyResult(results, None)
 
     async def commit(
         self, fh: bytes, offset: int = 0, count: int = 0, cred: Credential | None = None

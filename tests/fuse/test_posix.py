@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import random
 import stat
 import subprocess
 from pathlib import Path
@@ -224,3 +225,29 @@ def test_a_truncation_under_an_open_writer_is_not_undone_by_a_listing(ws: Worksp
     finally:
         os.close(fd)
     assert (ws.server / "cut").stat().st_size == 0
+
+
+def test_random_writes_and_rewrites_land_as_written(ws: Workspace) -> None:
+    """Writes of 1 B to 96 KiB all over a file, many over bytes written just before:
+    small ones go several to a COMPOUND, large ones each in its own WRITE, and a write
+    of bytes that a WRITE still in flight covers must not overtake it (WRITEs in flight
+    at once may run in any order on the server).  After fsync the server's file is
+    what the same writes give locally, and so is what the mount reads back."""
+    rng = random.Random(8881)
+    size = 512 * 1024
+    expect = bytearray(size)
+    path = ws.dir / "random"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.ftruncate(fd, size)
+        for i in range(2000):
+            n = rng.choice([1, 100, 512, 4096, 8000, 65536, 98304])
+            off = rng.randrange(0, size - n + 1)
+            data = bytes([i % 251 + 1]) * n
+            assert os.pwrite(fd, data, off) == n
+            expect[off : off + n] = data
+        os.fsync(fd)
+        assert (ws.server / "random").read_bytes() == expect
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == expect

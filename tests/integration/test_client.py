@@ -166,6 +166,35 @@ async def test_open_write_commit_read_close_round_trip(
         assert stat.S_IMODE(on_server.stat().st_mode) == 0o640
 
 
+async def test_several_writes_in_one_compound_land_in_order(
+    ganesha: GaneshaServer, fresh_dir: str
+) -> None:
+    """``write_many``: one COMPOUND of a PUTFH and a WRITE per piece (RFC 8881 section
+    18.32), executed in order: a piece written twice keeps its second data.  A WRITE
+    the server refuses (an offset past any file size) stops the COMPOUND; the result
+    has the WRITEs before it, and the error."""
+    with trio.fail_after(60):
+        async with mounted(ganesha) as (session, client):
+            dir_fh = await make_dir(client, client.root_fh, fresh_dir)
+            opened = await client.open(dir_fh, b"file", OPEN4_SHARE_ACCESS_BOTH, create=True)
+            pieces = [(8192, b"c" * 100), (0, b"a" * 100), (4096, b"b" * 50), (0, b"A" * 10)]
+            before = len(session.exchanges)
+            done = await client.write_many(opened.fh, opened.state, pieces)
+            assert done.error is None and [w.count for w in done.written] == [100, 100, 50, 10]
+            assert len(session.exchanges) == before + 1
+            assert client.max_writes_per_compound() >= len(pieces)
+
+            beyond = 2**63  # past any file size the server allows
+            bad = await client.write_many(opened.fh, opened.state, [(20000, b"x"), (beyond, b"y")])
+            assert [w.count for w in bad.written] == [1] and bad.error is not None
+            await client.commit(opened.fh)
+            await client.release(opened.state, OPEN4_SHARE_ACCESS_BOTH)
+        data = (ganesha.export_path / fresh_dir / "file").read_bytes()
+    assert data[:100] == b"A" * 10 + b"a" * 90
+    assert data[4096:4146] == b"b" * 50 and data[8192:8292] == b"c" * 100
+    assert len(data) == 20001 and data[20000:] == b"x"
+
+
 async def test_statfs_and_access(ganesha: GaneshaServer) -> None:
     with trio.fail_after(30):
         async with mounted(ganesha) as (_, client):

@@ -279,6 +279,8 @@ class FakeWriter:
         self.fail_commits = 0
         self.fail_file_sync = 0
         self.kinds: set[str] = set()  # the types of the data WRITEs were given
+        self.latency_at: dict[int, float] = {}  # offset -> latency of WRITEs there
+        self.compounds = 0  # write_many calls
 
     @staticmethod
     def _put(buf: bytearray, offset: int, data: Buffer) -> None:
@@ -293,7 +295,7 @@ class FakeWriter:
         self.inflight += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
         try:
-            await trio.sleep(self.latency)
+            await trio.sleep(self.latency_at.get(offset, self.latency))
             if offset in self.fail_offsets:
                 raise nfs4_error(nfsstat4.NFS4ERR_NOSPC, 1, "WRITE")
             if stable == stable_how4.FILE_SYNC4 and self.fail_file_sync:
@@ -308,6 +310,19 @@ class FakeWriter:
             return len(data), stable, self.verf
         finally:
             self.inflight -= 1
+
+    async def write_many(
+        self, pieces: list[tuple[int, bytes]], stable: stable_how4
+    ) -> tuple[list[tuple[int, stable_how4, bytes]], NFSClientError | None]:
+        """One COMPOUND of WRITEs: executed in order, stopping at the first that fails."""
+        self.compounds += 1
+        done: list[tuple[int, stable_how4, bytes]] = []
+        for offset, data in pieces:
+            try:
+                done.append(await self.write(offset, data, stable))
+            except NFSClientError as e:
+                return done, e
+        return done, None
 
     async def commit(self) -> bytes:
         await trio.sleep(self.latency)
@@ -326,8 +341,20 @@ class FakeWriter:
         self.verf = b"verf-002"
 
 
-def make_wb(fake: FakeWriter, nursery: trio.Nursery, block: int, inflight: int = 4) -> WriteBehind:
-    return WriteBehind(fake.write, fake.commit, block=block, nursery=nursery, max_inflight=inflight)
+def make_wb(
+    fake: FakeWriter, nursery: trio.Nursery, block: int, inflight: int = 4, batch: int = 0
+) -> WriteBehind:
+    """A WriteBehind on ``fake``; with ``batch``, small writes elsewhere go up to that
+    many in one COMPOUND (``write_many``)."""
+    return WriteBehind(
+        fake.write,
+        fake.commit,
+        block=block,
+        nursery=nursery,
+        max_inflight=inflight,
+        write_many_fn=fake.write_many if batch else None,
+        max_batch=batch or 1,
+    )
 
 
 async def test_written_data_reaches_the_file(
@@ -374,7 +401,7 @@ async def test_written_end_outlasts_the_writes_until_a_truncation(
         assert wb.written_end == 0
         await wb.write(0, b"x" * (128 * KiB))
         await wb.write(256 * KiB, b"y" * (64 * KiB))
-        await wb.write(64 * KiB, b"z" * (64 * KiB))  # an earlier range: the end stays
+        await wb.write(128 * KiB, b"z" * (64 * KiB))  # an earlier range: the end stays
         assert wb.written_end == 320 * KiB and len(fake.file) < 320 * KiB
         await wb.drain()
         # On the server now, but a size it sent before the WRITEs may still arrive.
@@ -651,6 +678,75 @@ async def test_a_write_elsewhere_sends_the_gathered_piece_first(
         await wb.drain()  # and drain sends the second (a reader must see it)
     assert sorted((off, n) for off, n, _ in fake.writes) == [(0, 100), (1000, 100)]
     assert not wb.busy
+
+
+async def test_a_write_of_bytes_in_flight_waits_for_the_earlier_write(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """WRITEs in flight at once may be executed in any order: a write of bytes that an
+    earlier WRITE still in flight covers waits for it, so the later data is what the
+    file keeps (POSIX: the last write wins).  Writes elsewhere do not wait."""
+    fake = FakeWriter()
+    fake.latency_at[0] = 2.0  # the first WRITE is slow: the second would overtake it
+    wb = make_wb(fake, nursery_, block=64 * KiB)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, b"a" * (64 * KiB))
+        start = trio.current_time()
+        await wb.write(128 * KiB, b"c" * (64 * KiB))
+        assert trio.current_time() == start  # elsewhere: no wait
+        fake.latency_at[0] = 0.01
+        await wb.write(0, b"b" * (64 * KiB))
+        assert trio.current_time() - start == pytest.approx(2.0)
+        await wb.commit()
+    assert bytes(fake.file[: 64 * KiB]) == b"b" * (64 * KiB)
+    assert [off for off, _, _ in fake.writes] == [128 * KiB, 0, 0]
+
+
+async def test_small_writes_elsewhere_go_together_in_one_compound(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Small random writes: each piece is put aside and they go as one COMPOUND of
+    WRITEs once ``max_batch`` are waiting (or at drain): one WRITE per piece, in write
+    order, so a piece written twice ends with its second data."""
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=64 * KiB, batch=4)
+    offsets = [7 * KiB, 1 * KiB, 9 * KiB, 3 * KiB, 1 * KiB, 5 * KiB]
+    with trio.fail_after(TIMEOUT):
+        for i, off in enumerate(offsets):
+            await wb.write(off, bytes([65 + i]) * 100)
+        await trio.testing.wait_all_tasks_blocked()
+        assert fake.compounds == 1  # the first four pieces
+        await wb.drain()
+        assert fake.compounds == 2 and not wb.busy
+        await wb.commit()
+    assert [off for off, _, _ in fake.writes] == offsets
+    assert fake.file[1 * KiB : 1 * KiB + 100] == b"E" * 100  # written twice: the second
+    for i, off in enumerate(offsets):
+        if i != 1:
+            assert fake.file[off : off + 100] == bytes([65 + i]) * 100
+    assert bytes(fake.stable_store) == bytes(fake.file) and wb.clean
+
+
+async def test_a_failed_write_in_a_compound_latches_and_keeps_the_others(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A WRITE that fails stops the COMPOUND: the error is latched, and the pieces
+    written before it are kept for COMMIT like any other (re-sent if the verifier
+    changes); a short WRITE's rest goes on its own."""
+    fake = FakeWriter(max_count=60)
+    fake.fail_offsets.add(3000)
+    wb = make_wb(fake, nursery_, block=64 * KiB, batch=8)
+    with trio.fail_after(TIMEOUT):
+        for off in (1000, 2000, 3000, 4000):
+            await wb.write(off, b"w" * 100)
+        await wb.drain()
+        with pytest.raises(NFSClientError, match="NOSPC"):
+            await wb.write(5000, b"x")
+        fake.restart_at_commit = True
+        await wb.commit()
+    assert bytes(fake.stable_store[1000:1100]) == b"w" * 100  # short: 60, then 40
+    assert bytes(fake.stable_store[2000:2100]) == b"w" * 100
+    assert fake.stable_store[4000:4100] != b"w" * 100  # after the failure: not sent
 
 
 async def test_take_final_gives_the_gathered_data_once_and_restore_puts_it_back(
