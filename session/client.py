@@ -149,7 +149,7 @@ class WriteManyResult:
     the order of the pieces, and the error that stopped the rest (None: all done)."""
 
     written: list[WriteResult]
-    error: NFS4Error | None
+    error: NFSClientError | None
 
 
 def _res(result: CompoundResult, index: int, cls: type[_R]) -> _R:
@@ -2108,19 +2108,43 @@ class NFSClient:
         stable: stable_how4 = stable_how4.UNSTABLE4,
         cred: Credential | None = None,
     ) -> WriteManyResult:
-        """Several WRITEs to one file in one COMPOUND: PUTFH, then a WRITE per
-        ``(offset, data)`` piece, executed in order (RFC 8881 sections 16.2.3, 18.32).
+        """Several WRITEs to one file, as few COMPOUNDs as the session allows: PUTFH,
+        then a WRITE per ``(offset, data)`` piece, executed in order (RFC 8881 sections
+        16.2.3, 18.32), ``max_writes_per_compound()`` to a COMPOUND, one COMPOUND after
+        the other.  Each piece at most ``maxwrite`` bytes.
 
         A COMPOUND stops at the first operation that fails, so when one WRITE fails the
-        result holds those before it that succeeded, and the error.  At most
-        ``max_writes_per_compound()`` pieces, each at most ``maxwrite`` bytes.
+        result holds those before it that succeeded, and the error; nothing after it is
+        sent.
 
         Raises:
             NFSClientError: nothing was written (PUTFH failed, the server unreachable).
-            ValueError: no pieces, or more than one COMPOUND may hold.
         """
-        if not pieces or len(pieces) > self.max_writes_per_compound():
-            raise ValueError(f"{len(pieces)} WRITEs do not fit one COMPOUND")
+        limit = self.max_writes_per_compound()
+        written: list[WriteResult] = []
+        for first in range(0, len(pieces), limit):
+            try:
+                done, error = await self._write_compound(
+                    fh, stateid, pieces[first : first + limit], stable, cred
+                )
+            except NFSClientError as e:
+                if not written:
+                    raise
+                return WriteManyResult(written, e)
+            written += done
+            if error is not None:
+                return WriteManyResult(written, error)
+        return WriteManyResult(written, None)
+
+    async def _write_compound(
+        self,
+        fh: bytes,
+        stateid: StateRef,
+        pieces: Sequence[tuple[int, Buffer]],
+        stable: stable_how4,
+        cred: Credential | None,
+    ) -> tuple[list[WriteResult], NFS4Error | None]:
+        """One COMPOUND of ``write_many``: the WRITEs done, and the error that stopped it."""
         try:
             res = await self.compound(
                 lambda s: [
@@ -2136,20 +2160,20 @@ class NFSClient:
                 via=fh,
             )
         except NFS4Error as e:
+            if not any(isinstance(r, nfs4.WRITE4res) for r in e.results):
+                raise  # PUTFH (or the session) failed: nothing was written
             done = [
                 WriteResult(r.resok.count, r.resok.committed, r.resok.writeverf)
                 for r in e.results
                 if isinstance(r, nfs4.WRITE4res) and r.resok is not None
             ]
-            if not done and not any(isinstance(r, nfs4.WRITE4res) for r in e.results):
-                raise  # PUTFH (or the session) failed: nothing was written
-            return WriteManyResult(done, e)
+            return done, e
         results = []
         for index in range(1, len(pieces) + 1):
             wr = _res(res, index, nfs4.WRITE4res)
             assert wr.resok is not None
             results.append(WriteResult(wr.resok.count, wr.resok.committed, wr.resok.writeverf))
-        return WriteManyResult(results, None)
+        return results, None
 
     async def commit(
         self, fh: bytes, offset: int = 0, count: int = 0, cred: Credential | None = None

@@ -182,7 +182,15 @@ async def test_several_writes_in_one_compound_land_in_order(
             done = await client.write_many(opened.fh, opened.state, pieces)
             assert done.error is None and [w.count for w in done.written] == [100, 100, 50, 10]
             assert len(session.exchanges) == before + 1
-            assert client.max_writes_per_compound() >= len(pieces)
+            limit = client.max_writes_per_compound()
+            assert limit >= len(pieces)
+
+            # More than one COMPOUND holds: one after the other.
+            many = [(10000 + 10 * i, b"%010d" % i) for i in range(limit + 3)]
+            before = len(session.exchanges)
+            done = await client.write_many(opened.fh, opened.state, many)
+            assert done.error is None and len(done.written) == len(many)
+            assert len(session.exchanges) == before + 2
 
             beyond = 2**63  # past any file size the server allows
             bad = await client.write_many(opened.fh, opened.state, [(20000, b"x"), (beyond, b"y")])
@@ -193,6 +201,7 @@ async def test_several_writes_in_one_compound_land_in_order(
     assert data[:100] == b"A" * 10 + b"a" * 90
     assert data[4096:4146] == b"b" * 50 and data[8192:8292] == b"c" * 100
     assert len(data) == 20001 and data[20000:] == b"x"
+    assert data[10000 : 10000 + 10 * len(many)] == b"".join(p for _, p in many)
 
 
 async def test_statfs_and_access(ganesha: GaneshaServer) -> None:
