@@ -279,7 +279,7 @@ class FakeWriter:
         self.fail_commits = 0
         self.fail_file_sync = 0
         self.kinds: set[str] = set()  # the types of the data WRITEs were given
-        self.latency_at: dict[int, float] = {}  # offset -> latency of WRITEs there
+        self.latency_at: dict[int, float] = {}  # offset -> latency of the next WRITE there
         self.compounds = 0  # write_many calls
 
     @staticmethod
@@ -295,7 +295,7 @@ class FakeWriter:
         self.inflight += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
         try:
-            await trio.sleep(self.latency_at.get(offset, self.latency))
+            await trio.sleep(self.latency_at.pop(offset, self.latency))
             if offset in self.fail_offsets:
                 raise nfs4_error(nfsstat4.NFS4ERR_NOSPC, 1, "WRITE")
             if stable == stable_how4.FILE_SYNC4 and self.fail_file_sync:
@@ -694,7 +694,6 @@ async def test_a_write_of_bytes_in_flight_waits_for_the_earlier_write(
         start = trio.current_time()
         await wb.write(128 * KiB, b"c" * (64 * KiB))
         assert trio.current_time() == start  # elsewhere: no wait
-        fake.latency_at[0] = 0.01
         await wb.write(0, b"b" * (64 * KiB))
         assert trio.current_time() - start == pytest.approx(2.0)
         await wb.commit()
