@@ -236,6 +236,9 @@ class WriteBehind:
         self._batch_bytes = 0
         # The byte ranges [start, end) of each WRITE task in flight, and its end.
         self._ranges: dict[int, tuple[list[tuple[int, int]], trio.Event]] = {}
+        # WRITE tasks start in the order they are asked for (trio's Lock is FIFO): one
+        # that waits for an overlapping WRITE is not overtaken by a later one.
+        self._order = trio.Lock()
         self._range_ids = itertools.count()
         self._commit = commit_fn
         self.block = block
@@ -308,12 +311,8 @@ class WriteBehind:
 
     async def _send_gathered(self) -> None:
         """Send the gathered piece and the pieces put aside (one COMPOUND for all)."""
-        if self._batch:
-            self._put_aside()
-            await self._send_batch()
-        elif self._gathered:
-            data, self._gathered = bytes(self._gathered), bytearray()
-            await self._queue(self._gather_offset, data)
+        self._put_aside()
+        await self._send_batch()
 
     def _put_aside(self) -> None:
         """Move the gathered piece to the pieces sent together."""
@@ -323,13 +322,24 @@ class WriteBehind:
             self._gathered = bytearray()
 
     async def _send_batch(self) -> None:
-        """Start one COMPOUND with a WRITE for each piece put aside."""
+        """Start the WRITEs of the pieces put aside: one COMPOUND with a WRITE for each
+        (a plain WRITE for one).  Their writes were acknowledged: if the caller is
+        cancelled (a FUSE interrupt) before the WRITE task starts, the pieces stay put
+        aside for the next drain instead of being lost."""
         pieces, self._batch, self._batch_bytes = self._batch, [], 0
-        if len(pieces) == 1:
-            await self._queue(*pieces[0])
+        if not pieces:
             return
-        rid = await self._claim([(off, off + len(data)) for off, data in pieces])
-        self._nursery.start_soon(self._send_many, pieces, rid)
+        try:
+            if len(pieces) == 1:
+                await self._queue(*pieces[0])
+            else:
+                async with self._order:
+                    rid = await self._claim([(off, off + len(data)) for off, data in pieces])
+                    self._nursery.start_soon(self._send_many, pieces, rid)
+        except BaseException:
+            self._batch[:0] = pieces
+            self._batch_bytes += sum(len(data) for _, data in pieces)
+            raise
 
     def _raise_latched(self) -> None:
         if self._error is not None:
@@ -377,8 +387,9 @@ class WriteBehind:
             # One FUSE write usually fits one WRITE: then no copy at all.
             chunk = data if len(data) <= self.block else bytes(view[start : start + self.block])
             at = offset + start
-            rid = await self._claim([(at, at + len(chunk))])
-            self._nursery.start_soon(self._send, at, chunk, rid)
+            async with self._order:
+                rid = await self._claim([(at, at + len(chunk))])
+                self._nursery.start_soon(self._send, at, chunk, rid)
 
     async def _claim(self, ranges: list[tuple[int, int]]) -> int:
         """A WRITE slot (``max_inflight``) for a task that writes ``ranges``, once no WRITE

@@ -726,6 +726,28 @@ async def test_small_writes_elsewhere_go_together_in_one_compound(
     assert bytes(fake.stable_store) == bytes(fake.file) and wb.clean
 
 
+async def test_an_interrupted_write_keeps_the_pieces_already_acknowledged(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A write cancelled (a FUSE interrupt) while the pieces put aside wait to go (here
+    for a WRITE in flight over their bytes) fails itself, but the pieces of the writes
+    before it, which were acknowledged, stay and reach the file at the next drain."""
+    fake = FakeWriter()
+    fake.latency_at[0] = 5.0
+    wb = make_wb(fake, nursery_, block=64 * KiB, batch=2)
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, b"a" * (64 * KiB))  # in flight for 5 s
+        await wb.write(100, b"b" * 10)
+        await wb.write(300, b"c" * 10)
+        with trio.move_on_after(1) as scope:
+            await wb.write(70000, b"d" * 10)  # two pieces aside: they must wait
+        assert scope.cancelled_caught and wb.busy
+        await wb.commit()
+    assert bytes(fake.stable_store[100:110]) == b"b" * 10
+    assert bytes(fake.stable_store[300:310]) == b"c" * 10
+    assert len(fake.stable_store) == 64 * KiB  # the interrupted write: not done
+
+
 async def test_a_failed_write_in_a_compound_latches_and_keeps_the_others(
     nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
