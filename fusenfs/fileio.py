@@ -295,9 +295,7 @@ class WriteBehind:
         None otherwise (then ``commit``).  If the caller's compound fails it must
         ``restore`` the data.
         """
-        if not self._gathered or self._inflight or self._uncommitted or self._error:
-            return None
-        if self._batch:
+        if not self._gathered or self._inflight or self._uncommitted or self._error or self._batch:
             return None
         data, self._gathered = bytes(self._gathered), bytearray()
         return self._gather_offset, data
