@@ -2110,8 +2110,9 @@ class NFSClient:
     ) -> WriteManyResult:
         """Several WRITEs to one file, as few COMPOUNDs as the session allows: PUTFH,
         then a WRITE per ``(offset, data)`` piece, executed in order (RFC 8881 sections
-        16.2.3, 18.32), ``max_writes_per_compound()`` to a COMPOUND, one COMPOUND after
-        the other.  Each piece at most ``maxwrite`` bytes.
+        16.2.3, 18.32); at most ``max_writes_per_compound()`` WRITEs and ``maxwrite``
+        bytes of data to a COMPOUND, one COMPOUND after the other.  Each piece at most
+        ``maxwrite`` bytes.
 
         A COMPOUND stops at the first operation that fails, so when one WRITE fails the
         result holds those before it that succeeded, and the error; nothing after it is
@@ -2121,12 +2122,18 @@ class NFSClient:
             NFSClientError: nothing was written (PUTFH failed, the server unreachable).
         """
         limit = self.max_writes_per_compound()
+        groups: list[list[tuple[int, Buffer]]] = []
+        size = 0
+        for piece in pieces:
+            if not groups or len(groups[-1]) >= limit or size + len(piece[1]) > self.maxwrite:
+                groups.append([])
+                size = 0
+            groups[-1].append(piece)
+            size += len(piece[1])
         written: list[WriteResult] = []
-        for first in range(0, len(pieces), limit):
+        for group in groups:
             try:
-                done, error = await self._write_compound(
-                    fh, stateid, pieces[first : first + limit], stable, cred
-                )
+                done, error = await self._write_compound(fh, stateid, group, stable, cred)
             except NFSClientError as e:
                 if not written:
                     raise

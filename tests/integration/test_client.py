@@ -192,6 +192,17 @@ async def test_several_writes_in_one_compound_land_in_order(
             assert done.error is None and len(done.written) == len(many)
             assert len(session.exchanges) == before + 2
 
+            # And more bytes than one WRITE may carry: a COMPOUND for each piece here.
+            half = client.maxwrite // 2 + 1
+            big = await client.open(dir_fh, b"big", OPEN4_SHARE_ACCESS_BOTH, create=True)
+            before = len(session.exchanges)
+            large = [(i * half, bytes([i + 1]) * half) for i in range(3)]
+            done = await client.write_many(big.fh, big.state, large)
+            assert done.error is None and [w.count for w in done.written] == [half] * 3
+            assert len(session.exchanges) == before + 3
+            await client.commit(big.fh)
+            await client.release(big.state, OPEN4_SHARE_ACCESS_BOTH)
+
             beyond = 2**63  # past any file size the server allows
             bad = await client.write_many(opened.fh, opened.state, [(20000, b"x"), (beyond, b"y")])
             assert [w.count for w in bad.written] == [1] and bad.error is not None
@@ -202,6 +213,7 @@ async def test_several_writes_in_one_compound_land_in_order(
     assert data[4096:4146] == b"b" * 50 and data[8192:8292] == b"c" * 100
     assert len(data) == 20001 and data[20000:] == b"x"
     assert data[10000 : 10000 + 10 * len(many)] == b"".join(p for _, p in many)
+    assert (ganesha.export_path / fresh_dir / "big").read_bytes() == b"".join(d for _, d in large)
 
 
 async def test_statfs_and_access(ganesha: GaneshaServer) -> None:
