@@ -39,7 +39,7 @@ WriteFn = Callable[[int, Buffer, stable_how4], Awaitable[tuple[int, stable_how4,
 #: Several WRITEs in one COMPOUND: pieces [(offset, data)] -> (a (count, committed,
 #: writeverf) for each piece written, in order, and the error that stopped the rest).
 WriteManyFn = Callable[
-    [list[tuple[int, bytes]], stable_how4],
+    [list[tuple[int, Buffer]], stable_how4],
     Awaitable[tuple[list[tuple[int, stable_how4, bytes]], NFSClientError | None]],
 ]
 CommitFn = Callable[[], Awaitable[bytes]]
@@ -232,7 +232,7 @@ class WriteBehind:
         self._write = write_fn
         self._write_many = write_many_fn
         self.max_batch = max(1, max_batch)
-        self._batch: list[tuple[int, bytes]] = []  # pieces put aside, in write order
+        self._batch: list[tuple[int, Buffer]] = []  # pieces put aside, in write order
         self._batch_bytes = 0
         # The byte ranges [start, end) of each WRITE task in flight, and its end.
         self._ranges: dict[int, tuple[list[tuple[int, int]], trio.Event]] = {}
@@ -331,9 +331,8 @@ class WriteBehind:
             if len(pieces) == 1:
                 await self._queue(*pieces[0])
             else:
-                async with self._order:
-                    rid = await self._claim([(off, off + len(data)) for off, data in pieces])
-                    self._nursery.start_soon(self._send_many, pieces, rid)
+                rid = await self._claim([(off, off + len(data)) for off, data in pieces])
+                self._nursery.start_soon(self._send, pieces, rid)
         except BaseException:
             self._batch[:0] = pieces
             self._batch_bytes += sum(len(data) for _, data in pieces)
@@ -385,28 +384,30 @@ class WriteBehind:
             # One FUSE write usually fits one WRITE: then no copy at all.
             chunk = data if len(data) <= self.block else bytes(view[start : start + self.block])
             at = offset + start
-            async with self._order:
-                rid = await self._claim([(at, at + len(chunk))])
-                self._nursery.start_soon(self._send, at, chunk, rid)
+            rid = await self._claim([(at, at + len(chunk))])
+            self._nursery.start_soon(self._send, [(at, chunk)], rid)
 
     async def _claim(self, ranges: list[tuple[int, int]]) -> int:
         """A WRITE slot (``max_inflight``) for a task that writes ``ranges``, once no WRITE
         in flight overlaps them: WRITEs in flight at once may run on the server in any
         order, so a later write of the same bytes must not overtake an earlier one.
-        Returns the id under which the ranges stay known until ``_release``."""
-        while True:
-            earlier = next(
-                (
-                    done
-                    for held, done in self._ranges.values()
-                    if any(s < end and start < e for s, e in held for start, end in ranges)
-                ),
-                None,
-            )
-            if earlier is None:
-                break
-            await earlier.wait()
-        await self._slots.acquire()
+        Claims are granted in the order asked (``_order``); the caller starts its task
+        at once, with no checkpoint in between.  Returns the id under which the ranges
+        stay known until ``_release``."""
+        async with self._order:
+            while True:
+                earlier = next(
+                    (
+                        done
+                        for held, done in self._ranges.values()
+                        if any(s < end and start < e for s, e in held for start, end in ranges)
+                    ),
+                    None,
+                )
+                if earlier is None:
+                    break
+                await earlier.wait()
+            await self._slots.acquire()
         rid = next(self._range_ids)
         self._ranges[rid] = (ranges, trio.Event())
         self._inflight += 1
@@ -432,39 +433,34 @@ class WriteBehind:
             count, committed, verf = await self._write(offset + sent, data[sent:], stable)
             if count <= 0:
                 raise NFSClientError(f"server wrote 0 bytes at offset {offset + sent}")
-            if committed == stable_how4.UNSTABLE4:
-                self._uncommitted.append((offset + sent, data[sent : sent + count], verf))
-                self._uncommitted_bytes += count
+            self._written(offset + sent, data[sent : sent + count], committed, verf)
             sent += count
-            self.writes += 1
 
-    async def _send_many(self, pieces: list[tuple[int, bytes]], rid: int) -> None:
-        # A write-behind task, as _send: several UNSTABLE WRITEs in one COMPOUND.
-        UNINTERRUPTED.set(True)
-        assert self._write_many is not None
-        try:
-            written, error = await self._write_many(pieces, stable_how4.UNSTABLE4)
-            for (offset, data), (count, committed, verf) in zip(pieces, written, strict=False):
-                self.writes += 1
-                if committed == stable_how4.UNSTABLE4:
-                    self._uncommitted.append((offset, data[:count], verf))
-                    self._uncommitted_bytes += count
-                if count < len(data):
-                    # A short WRITE (section 18.32.3): the rest on its own.
-                    await self._write_fully(offset + count, data[count:], stable_how4.UNSTABLE4)
-            if error is not None:
-                raise error
-        except NFSClientError as e:
-            if self._error is None:
-                self._error = e
-        finally:
-            self._release(rid)
+    def _written(self, offset: int, data: Buffer, committed: stable_how4, verf: bytes) -> None:
+        """One WRITE wrote ``data`` at ``offset``: held, with its verifier, for COMMIT
+        if the server left it UNSTABLE."""
+        self.writes += 1
+        if committed == stable_how4.UNSTABLE4:
+            self._uncommitted.append((offset, data, verf))
+            self._uncommitted_bytes += len(data)
 
-    async def _send(self, offset: int, data: Buffer, rid: int) -> None:
-        # A write-behind task: only the mount's shutdown cancels it.
+    async def _send(self, pieces: list[tuple[int, Buffer]], rid: int) -> None:
+        # A write-behind task: only the mount's shutdown cancels it.  UNSTABLE WRITEs of
+        # ``pieces``: one, or several in one COMPOUND (a short one's rest on its own).
         UNINTERRUPTED.set(True)
         try:
-            await self._write_fully(offset, data, stable_how4.UNSTABLE4)
+            if len(pieces) == 1 or self._write_many is None:
+                for offset, data in pieces:
+                    await self._write_fully(offset, data, stable_how4.UNSTABLE4)
+            else:
+                written, error = await self._write_many(pieces, stable_how4.UNSTABLE4)
+                for (offset, data), (count, committed, verf) in zip(pieces, written, strict=False):
+                    self._written(offset, data[:count], committed, verf)
+                    if count < len(data):
+                        # A short WRITE (section 18.32.3): the rest on its own.
+                        await self._write_fully(offset + count, data[count:], stable_how4.UNSTABLE4)
+                if error is not None:
+                    raise error
         except NFSClientError as e:
             if self._error is None:
                 self._error = e

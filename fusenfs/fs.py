@@ -927,7 +927,7 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
             return r.count, r.committed, r.writeverf
 
         async def write_many_fn(
-            pieces: list[tuple[int, bytes]], stable: stable_how4
+            pieces: list[tuple[int, Buffer]], stable: stable_how4
         ) -> tuple[list[tuple[int, stable_how4, bytes]], NFSClientError | None]:
             r = await client.write_many(fh_bytes, of.state, pieces, stable, cred)
             return [(w.count, w.committed, w.writeverf) for w in r.written], r.error

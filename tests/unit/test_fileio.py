@@ -312,7 +312,7 @@ class FakeWriter:
             self.inflight -= 1
 
     async def write_many(
-        self, pieces: list[tuple[int, bytes]], stable: stable_how4
+        self, pieces: list[tuple[int, Buffer]], stable: stable_how4
     ) -> tuple[list[tuple[int, stable_how4, bytes]], NFSClientError | None]:
         """One COMPOUND of WRITEs: executed in order, stopping at the first that fails."""
         self.compounds += 1
