@@ -999,19 +999,21 @@ class ServerSession:
             timed_out = False
             try:
                 kept = exchange.take_kept() if exchange is not None else None
-                ready = None if isinstance(cred, GssCredential) else self._ready_transport()
                 if kept is not None:
                     # Taking over from a cancelled caller: the record is on the wire.
                     if isinstance(kept.transport, Transport):
                         transport = kept.transport
                     sent_at = trio.current_time()
                     reply = await kept.wait()
-                elif keep is not None and ready is None:
-                    # As below once connected: the transport's deadline, not a cancel
-                    # scope, bounds the wait for the reply, so that only the caller's
-                    # cancellation hands that wait over.
-                    with trio.CancelScope(deadline=try_deadline):
-                        transport = await self._transport_for_call()
+                elif not isinstance(cred, GssCredential):
+                    # Nothing to wait for before sending once connected: the transport
+                    # times the reply itself (a cancel scope costs more than the rest
+                    # of this function), so that only the caller's cancellation hands
+                    # that wait over (``keep``).
+                    transport = self._ready_transport()
+                    if transport is None:
+                        with trio.CancelScope(deadline=try_deadline):
+                            transport = await self._transport_for_call()
                     if transport is None:
                         timed_out = True
                     else:
@@ -1019,16 +1021,8 @@ class ServerSession:
                         reply = await transport.call(
                             NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, cred, try_deadline, keep
                         )
-                elif ready is not None:
-                    # Connected, and nothing to wait for before sending: the transport
-                    # times the reply itself (a cancel scope costs more than the rest
-                    # of this function).
-                    transport = ready
-                    sent_at = _transmission(counter, body)
-                    reply = await transport.call(
-                        NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, body, cred, try_deadline, keep
-                    )
                 else:
+                    # RPCSEC_GSS: creating or renewing the context is bounded too.
                     with trio.CancelScope(deadline=try_deadline):
                         transport = await self._transport_for_call()
                         sent_at = _transmission(counter, body)
@@ -1326,10 +1320,8 @@ class ServerSession:
             await exchange.done.wait()
             answered = True
         finally:
-            if not answered and not exchange.done.is_set():
-                exchange.orphan_hook = on_orphan
-                exchange.orphaned = True
-                self.stats.orphaned += 1
+            if not answered:
+                self._orphan(exchange, on_orphan)
 
     async def _carry_interruptible(self, exchange: _Exchange, on_orphan: OrphanHook | None) -> None:
         """``_carry`` in the caller's task; if the caller is cancelled before the request
@@ -1338,11 +1330,16 @@ class ServerSession:
         try:
             await self._carry(exchange, handoff=True)
         except trio.Cancelled:
-            if not exchange.done.is_set():
-                exchange.orphan_hook = on_orphan
-                exchange.orphaned = True
-                self.stats.orphaned += 1
+            self._orphan(exchange, on_orphan)
             raise
+
+    def _orphan(self, exchange: _Exchange, on_orphan: OrphanHook | None) -> None:
+        """The caller of ``exchange`` was cancelled: unless the request is done, it
+        becomes an orphan, whose successful result goes to ``on_orphan``."""
+        if not exchange.done.is_set():
+            exchange.orphan_hook = on_orphan
+            exchange.orphaned = True
+            self.stats.orphaned += 1
 
     async def _carry(self, exchange: _Exchange, handoff: bool = False) -> None:
         """Send ``exchange``'s request, read SEQUENCE's result, free the slot: in the

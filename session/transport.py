@@ -177,6 +177,13 @@ class _Pending:
     body: bytes | memoryview | None = None
     error: TransportError | None = None
 
+    def result(self) -> bytes | memoryview:
+        """The reply record once ``done``; raises ``error`` if the call failed."""
+        if self.error is not None:
+            raise self.error from None
+        assert self.body is not None
+        return self.body
+
 
 class KeptReply:
     """The reply still to come to a call whose caller was cancelled while waiting for
@@ -216,10 +223,7 @@ class KeptReply:
                 await pending.done.wait()
             finally:
                 self.transport._forget(self._xid, pending)
-            if pending.error is not None:
-                raise pending.error from None
-            assert pending.body is not None
-            reply = decode_reply(pending.body)
+            reply = decode_reply(pending.result())
             return self._sealed.unwrap(reply.verf, reply.results)
         finally:
             self._sealed.release()
@@ -690,10 +694,7 @@ class RpcConnection:
         finally:
             if not kept:
                 self._forget(xid, slot)
-        if slot.error is not None:
-            raise slot.error from None
-        assert slot.body is not None
-        return slot.body
+        return slot.result()
 
     def _forget(self, xid: int, slot: _Pending) -> None:
         """Stop expecting a reply to ``xid`` (still ``slot``'s): a reply that comes later
