@@ -393,35 +393,47 @@ class WriteBehind:
         order, so a later write of the same bytes must not overtake an earlier one.
         Claims are granted in the order asked (``_order``); the caller starts its task
         at once, with no checkpoint in between.  Returns the id under which the ranges
-        stay known until ``_release``."""
-        async with self._order:
-            while True:
-                earlier = next(
-                    (
-                        done
-                        for held, done in self._ranges.values()
-                        if any(s < end and start < e for s, e in held for start, end in ranges)
-                    ),
-                    None,
-                )
-                if earlier is None:
-                    break
-                await earlier.wait()
-            await self._slots.acquire()
-        rid = next(self._range_ids)
-        self._ranges[rid] = (ranges, trio.Event())
+        stay known until ``_release``.
+
+        The data counts as in flight from the start of the claim: it has left the
+        gathered piece and the pieces put aside, and a drain of another task (a
+        GETATTR's) must wait for it as for a WRITE already sent."""
         self._inflight += 1
         self._idle = trio.Event() if self._idle.is_set() else self._idle
+        try:
+            async with self._order:
+                while True:
+                    earlier = next(
+                        (
+                            done
+                            for held, done in self._ranges.values()
+                            if any(s < end and start < e for s, e in held for start, end in ranges)
+                        ),
+                        None,
+                    )
+                    if earlier is None:
+                        break
+                    await earlier.wait()
+                await self._slots.acquire()
+        except BaseException:
+            self._done_in_flight()
+            raise
+        rid = next(self._range_ids)
+        self._ranges[rid] = (ranges, trio.Event())
         return rid
+
+    def _done_in_flight(self) -> None:
+        """One claimed WRITE is over (or its claim failed); the last wakes drains."""
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
 
     def _release(self, rid: int) -> None:
         """A WRITE task is over: its slot and its ranges are free."""
         _, done = self._ranges.pop(rid)
         done.set()
-        self._inflight -= 1
         self._slots.release()
-        if self._inflight == 0:
-            self._idle.set()
+        self._done_in_flight()
 
     async def _write_fully(self, offset: int, data: Buffer, stable: stable_how4) -> None:
         """WRITE ``data`` at ``offset``, continuing after short writes (section 18.32.3).

@@ -701,6 +701,38 @@ async def test_a_write_of_bytes_in_flight_waits_for_the_earlier_write(
     assert [off for off, _, _ in fake.writes] == [128 * KiB, 0, 0]
 
 
+async def test_drain_waits_for_a_write_another_task_is_still_starting(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A piece on its way to a WRITE slot is in flight for everyone: a second drain (a
+    GETATTR's, while the release's COMMIT starts the last WRITE) returns only once the
+    piece reached the server, and ``busy`` holds all along.  Otherwise the GETATTR
+    reads the size from before the write, and the file looks short (a stat right after
+    close(2) under a write delegation)."""
+    fake = FakeWriter()
+    fake.latency_at[0] = 1.0
+    wb = make_wb(fake, nursery_, block=64 * KiB, inflight=1)
+    drained: list[bytes] = []
+
+    async def second_drain() -> None:
+        await wb.drain()
+        drained.append(bytes(fake.file[128 * KiB :]))
+
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, b"a" * (64 * KiB))  # the only slot, for 1 s
+        await wb.write(128 * KiB, b"tail")  # gathered
+        async with trio.open_nursery() as n:
+            n.start_soon(wb.drain)  # waits for the slot
+            await trio.testing.wait_all_tasks_blocked()
+            n.start_soon(second_drain)
+            await trio.testing.wait_all_tasks_blocked()
+            while not drained:
+                assert wb.busy
+                await trio.sleep(0.001)
+    assert drained == [b"tail"]
+    assert not wb.busy
+
+
 async def test_small_writes_elsewhere_go_together_in_one_compound(
     nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
