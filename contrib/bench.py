@@ -1840,48 +1840,50 @@ class Bench:
             raise BenchError(f"fio {rw} on the debug mount did no I/O")
         return count, ios
 
+    def _fio_fusenfs(self, rw: Literal["randread", "randwrite"], jobs: int = 1) -> None:
+        """fio ``rw`` through the timing mount (one job on the fio file, or ``jobs`` on
+        the fio directory's files); with one job, also the NFS operations per I/O on the
+        debug mount."""
+        suffix = "-jobs" if jobs > 1 else ""
+        where = self.fio_dir() if jobs > 1 else self.fio_file()
+        iops = self._fio(self.timing().path / where.name, rw, jobs)
+        self.record(f"fusenfs-{rw}{suffix}", "IOPS", iops, "fusenfs")
+        if jobs == 1:
+            op, per = ("READ", "read") if rw == "randread" else ("WRITE", "write")
+            count, ios = self._fio_wire(self.debugging().path / where.name, rw)
+            self.record(f"{rw}-wire-{per}s", f"/{per}", count.op(op) / ios)
+            self.record_wire(rw, count, ios)
+
+    def _fio_local(self, rw: Literal["randread", "randwrite"], jobs: int = 1) -> None:
+        """fio ``rw`` on the export directory itself, as ``_fio_fusenfs`` does on the mount."""
+        suffix = "-jobs" if jobs > 1 else ""
+        where = self.fio_dir() if jobs > 1 else self.fio_file()
+        iops = self._fio(where, rw, jobs)
+        self.record(f"local-{rw}{suffix}", "IOPS", iops, "local export dir")
+
     def step_fusenfs_randread(self) -> None:
-        mnt, debug = self.timing(), self.debugging()
-        name = self.fio_file().name
-        self.record("fusenfs-randread", "IOPS", self._fio(mnt.path / name, "randread"), "fusenfs")
-        count, ios = self._fio_wire(debug.path / name, "randread")
-        self.record("randread-wire-reads", "/read", count.op("READ") / ios)
-        self.record_wire("randread", count, ios)
+        self._fio_fusenfs("randread")
 
     def step_local_randread(self) -> None:
-        iops = self._fio(self.fio_file(), "randread")
-        self.record("local-randread", "IOPS", iops, "local export dir")
+        self._fio_local("randread")
 
     def step_fusenfs_randwrite(self) -> None:
-        mnt, debug = self.timing(), self.debugging()
-        name = self.fio_file().name
-        iops = self._fio(mnt.path / name, "randwrite")
-        self.record("fusenfs-randwrite", "IOPS", iops, "fusenfs")
-        count, ios = self._fio_wire(debug.path / name, "randwrite")
-        self.record("randwrite-wire-writes", "/write", count.op("WRITE") / ios)
-        self.record_wire("randwrite", count, ios)
+        self._fio_fusenfs("randwrite")
 
     def step_local_randwrite(self) -> None:
-        iops = self._fio(self.fio_file(), "randwrite")
-        self.record("local-randwrite", "IOPS", iops, "local export dir")
+        self._fio_local("randwrite")
 
     def step_fusenfs_randread_jobs(self) -> None:
-        path = self.timing().path / self.fio_dir().name
-        iops = self._fio(path, "randread", FIO_JOBS)
-        self.record("fusenfs-randread-jobs", "IOPS", iops, "fusenfs")
+        self._fio_fusenfs("randread", FIO_JOBS)
 
     def step_local_randread_jobs(self) -> None:
-        iops = self._fio(self.fio_dir(), "randread", FIO_JOBS)
-        self.record("local-randread-jobs", "IOPS", iops, "local export dir")
+        self._fio_local("randread", FIO_JOBS)
 
     def step_fusenfs_randwrite_jobs(self) -> None:
-        path = self.timing().path / self.fio_dir().name
-        iops = self._fio(path, "randwrite", FIO_JOBS)
-        self.record("fusenfs-randwrite-jobs", "IOPS", iops, "fusenfs")
+        self._fio_fusenfs("randwrite", FIO_JOBS)
 
     def step_local_randwrite_jobs(self) -> None:
-        iops = self._fio(self.fio_dir(), "randwrite", FIO_JOBS)
-        self.record("local-randwrite-jobs", "IOPS", iops, "local export dir")
+        self._fio_local("randwrite", FIO_JOBS)
 
     # -- many inodes --------------------------------------------------------------------------
 
