@@ -256,6 +256,7 @@ class WriteBehind:
         self._gathered = bytearray()
         self._gather_offset = 0
         self._written_end = 0  # see written_end
+        self._final_rid: int | None = None  # the range of take_final's data, while out
         self.writes = 0
         self.commits = 0
         self.resends = 0
@@ -292,20 +293,45 @@ class WriteBehind:
 
         For the last compound of a file (WRITE FILE_SYNC4, then CLOSE): when nothing is
         in flight or waiting for COMMIT, that one WRITE makes everything durable.
-        None otherwise (then ``commit``).  If the caller's compound fails it must
-        ``restore`` the data.
+        None otherwise (then ``commit``).  The data counts as in flight until the
+        caller says how its compound ended: ``final_sent`` once the WRITE was
+        answered, ``restore`` (the data back, to be sent the usual way) if it failed
+        or wrote less.  Meanwhile drains wait for it, and a later write of its bytes
+        waits too (see ``_claim``).
         """
-        if not self._gathered or self._inflight or self._uncommitted or self._error or self._batch:
+        if (
+            not self._gathered
+            or self._inflight
+            or self._uncommitted
+            or self._error
+            or self._batch
+            or self._final_rid is not None
+        ):
             return None
         data, self._gathered = bytes(self._gathered), bytearray()
-        return self._gather_offset, data
+        offset = self._gather_offset
+        self._inflight += 1
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        self._final_rid = next(self._range_ids)
+        self._ranges[self._final_rid] = ([(offset, offset + len(data))], trio.Event())
+        return offset, data
+
+    def final_sent(self) -> None:
+        """The caller's compound with the data of ``take_final`` was answered: the
+        data is on the server (FILE_SYNC4), and no longer in flight here."""
+        rid, self._final_rid = self._final_rid, None
+        if rid is not None:
+            self._ranges.pop(rid)[1].set()
+            self._done_in_flight()
 
     def restore(self, final: tuple[int, bytes]) -> None:
-        """Put back what ``take_final`` gave, after the caller's compound failed."""
+        """Put back (the unwritten rest of) what ``take_final`` gave, after the
+        caller's compound failed or its WRITE was short; it goes the usual way."""
         offset, data = final
         if self._gathered:
             raise ValueError("restore after new writes were gathered")
         self._gather_offset, self._gathered = offset, bytearray(data)
+        self.final_sent()  # no longer out: gathered again
 
     async def _send_gathered(self) -> None:
         """Send the gathered piece and the pieces put aside (one COMPOUND for all)."""

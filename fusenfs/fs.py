@@ -1099,13 +1099,17 @@ class NFSOperations(LockHandlers, pyfuse3.Operations):
         except BaseException:
             of.writer.restore(final)
             raise
+        short = written < len(final[1])
+        if short:
+            # A short FILE_SYNC WRITE (RFC 8881 section 18.32.3): the rest goes the usual way.
+            of.writer.restore((final[0] + written, final[1][written:]))
+        else:
+            of.writer.final_sent()
         of.inode.set_attrs(attrs)
         of.inode.dirty = self._writes_pending(of.inode)
         self._trust(of.inode)
-        if written < len(final[1]):
-            # A short FILE_SYNC WRITE (RFC 8881 section 18.32.3): the rest goes the usual way.
+        if short:
             await self._ensure_open(of)
-            of.writer.restore((final[0] + written, final[1][written:]))
             await of.writer.commit()
 
     @fuse_errors

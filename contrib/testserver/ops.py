@@ -1594,7 +1594,8 @@ def op_write(c: Compound, args: nfs4.WRITE4args) -> ResOp:
         check_write_stateid(c, record)
     fs, inode = ref.fs, ref.inode
     check_writable(c, fs)
-    end = args.offset + len(args.data)
+    data = args.data[: c.instance.config.max_write_count]  # all of it when None
+    end = args.offset + len(data)
     if end > MAXFILESIZE:
         raise FsError(S.NFS4ERR_FBIG)
     growth = max(0, end - len(inode.data))
@@ -1603,14 +1604,14 @@ def op_write(c: Compound, args: nfs4.WRITE4args) -> ResOp:
     recall_conflicting(c, ref.key)
     if args.offset > len(inode.data):
         inode.data.extend(bytes(args.offset - len(inode.data)))
-    inode.data[args.offset : end] = args.data
+    inode.data[args.offset : end] = data
     fs.touch(inode, data=True)
     committed = (
         stable_how4.UNSTABLE4 if args.stable == stable_how4.UNSTABLE4 else stable_how4.FILE_SYNC4
     )
     return nfs4.WRITE4res(
         S.NFS4_OK,
-        nfs4.WRITE4resok(len(args.data), committed, c.instance.write_verifier),
+        nfs4.WRITE4resok(len(data), committed, c.instance.write_verifier),
     )
 
 

@@ -160,6 +160,9 @@ class InstanceConfig:
             None: AUTH_SYS and AUTH_NONE only.
         cb_timeout: seconds a CB_GETATTR or CB_RECALL_ANY may take (at most half a
             lease); a CB_GETATTR not answered in time makes the server recall.
+        max_write_count: a WRITE writes at most this many bytes and says so in its
+            count (a short WRITE, RFC 8881 section 18.32.3: the client must send the
+            rest); None: all of it.
     """
 
     name: str
@@ -175,6 +178,7 @@ class InstanceConfig:
     write_delegations: bool = True
     cb_timeout: float = 2.0
     gss: GssConfig | None = None
+    max_write_count: int | None = None
 
 
 class Node:

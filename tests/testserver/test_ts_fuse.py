@@ -16,6 +16,8 @@ import pytest
 import trio
 
 from contrib.testserver import Cluster, open_cluster
+from contrib.testserver.cluster import ClusterConfig, FsSpec
+from contrib.testserver.server import EndpointConfig, InstanceConfig
 
 from .conftest import two_instance_config
 
@@ -125,3 +127,49 @@ async def test_mount_with_fusenfs_and_migrate(fuse_cluster: Cluster) -> None:
             else:
                 assert outcome == b"before after"
                 assert ("B", "exchange-id") in kinds
+
+
+async def test_short_writes_through_the_mount_land_whole() -> None:
+    """A server whose WRITEs write at most 40 bytes (RFC 8881 section 18.32.3: the
+    client sends the rest).  A small file written and closed (its data goes as WRITE
+    FILE_SYNC4 with the CLOSE, and the rest after) and a larger one both land whole,
+    and their size through the mount is the size written."""
+    reason = _skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    config = ClusterConfig(
+        instances=[
+            InstanceConfig(
+                "A", [EndpointConfig("127.0.0.1")], write_delegations=False, max_write_count=40
+            )
+        ],
+        filesystems=[FsSpec("a")],
+    )
+    small, large = bytes(range(100)), os.urandom(4096 + 7)
+    with trio.fail_after(60):
+        async with open_cluster(config) as cluster:
+            port = cluster.instance("A").endpoints[0].port
+            with tempfile.TemporaryDirectory(prefix="ts-fuse-") as tmp:
+                mnt = Path(tmp) / "mnt"
+                mnt.mkdir()
+                mount = await _fusenfs(
+                    "mount", "127.0.0.1:/export/a", str(mnt), "-o", f"port={port}"
+                )
+                assert mount.returncode == 0, mount.stderr.decode()
+                try:
+
+                    def write_and_stat() -> list[tuple[int, bytes]]:
+                        (mnt / "small").write_bytes(small)
+                        (mnt / "large").write_bytes(large)
+                        return [
+                            (os.stat(mnt / n).st_size, (mnt / n).read_bytes())
+                            for n in ("small", "large")
+                        ]
+
+                    seen = await trio.to_thread.run_sync(write_and_stat)
+                finally:
+                    umount = await _fusenfs("umount", str(mnt))
+                    assert umount.returncode == 0, umount.stderr.decode()
+            on_server = sorted(bytes(i.data) for i in cluster.filesystem("a").inodes.values())
+    assert seen == [(len(small), small), (len(large), large)]
+    assert small in on_server and large in on_server

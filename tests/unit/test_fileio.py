@@ -813,11 +813,40 @@ async def test_take_final_gives_the_gathered_data_once_and_restore_puts_it_back(
         await wb.write(6, b"world")
         final = wb.take_final()
         assert final == (0, b"hello world")
-        assert wb.take_final() is None and wb.clean
+        assert wb.take_final() is None and wb.busy  # on its way, in the caller's hands
         wb.restore(final)  # the caller's compound failed
         assert not wb.clean
         await wb.commit()
+        assert wb.clean
     assert bytes(fake.stable_store) == b"hello world" and fake.commits == 1
+
+
+async def test_a_drain_waits_for_the_final_piece_the_caller_is_writing(
+    nursery_: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """While close(2)'s COMPOUND (WRITE FILE_SYNC4, CLOSE) carries the data
+    ``take_final`` gave, the writer is busy, and a drain (a stat's GETATTR from another
+    process) returns only once the caller says the COMPOUND is over: a GETATTR
+    answered before that WRITE would show the size from before it."""
+    fake = FakeWriter()
+    wb = make_wb(fake, nursery_, block=64 * KiB)
+    drained_at: list[float] = []
+
+    async def drain() -> None:
+        await wb.drain()
+        drained_at.append(trio.current_time())
+
+    with trio.fail_after(TIMEOUT):
+        await wb.write(0, b"tail")
+        final = wb.take_final()
+        assert final == (0, b"tail")
+        async with trio.open_nursery() as n:
+            n.start_soon(drain)
+            await trio.sleep(1.0)  # the caller's COMPOUND
+            assert wb.busy and not drained_at
+            wb.final_sent()
+        assert drained_at == [pytest.approx(1.0)]
+        assert wb.clean and not fake.writes  # the caller wrote it, not the writer
 
 
 async def test_take_final_refuses_when_other_data_waits_for_commit(
