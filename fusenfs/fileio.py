@@ -310,10 +310,8 @@ class WriteBehind:
             return None
         data, self._gathered = bytes(self._gathered), bytearray()
         offset = self._gather_offset
-        self._inflight += 1
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
-        self._final_rid = next(self._range_ids)
-        self._ranges[self._final_rid] = ([(offset, offset + len(data))], trio.Event())
+        self._begin_in_flight()
+        self._final_rid = self._hold([(offset, offset + len(data))])
         return offset, data
 
     def final_sent(self) -> None:
@@ -321,7 +319,7 @@ class WriteBehind:
         data is on the server (FILE_SYNC4), and no longer in flight here."""
         rid, self._final_rid = self._final_rid, None
         if rid is not None:
-            self._ranges.pop(rid)[1].set()
+            self._unhold(rid)
             self._done_in_flight()
 
     def restore(self, final: tuple[int, bytes]) -> None:
@@ -424,8 +422,7 @@ class WriteBehind:
         The data counts as in flight from the start of the claim: it has left the
         gathered piece and the pieces put aside, and a drain of another task (a
         GETATTR's) must wait for it as for a WRITE already sent."""
-        self._inflight += 1
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        self._begin_in_flight()
         try:
             async with self._order:
                 while True:
@@ -444,20 +441,34 @@ class WriteBehind:
         except BaseException:
             self._done_in_flight()
             raise
+        return self._hold(ranges)
+
+    def _hold(self, ranges: list[tuple[int, int]]) -> int:
+        """Make ``ranges`` known as being written (``_claim`` waits for them); the id."""
         rid = next(self._range_ids)
         self._ranges[rid] = (ranges, trio.Event())
         return rid
 
+    def _unhold(self, rid: int) -> None:
+        """The ranges held under ``rid`` are written (or given up): wake who waits."""
+        _, done = self._ranges.pop(rid)
+        done.set()
+
+    def _begin_in_flight(self) -> None:
+        """One more WRITE in flight: drains wait until it is over."""
+        self._inflight += 1
+        if self._idle.is_set():
+            self._idle = trio.Event()
+
     def _done_in_flight(self) -> None:
-        """One claimed WRITE is over (or its claim failed); the last wakes drains."""
+        """One WRITE in flight is over, or its claim failed; the last wakes drains."""
         self._inflight -= 1
         if self._inflight == 0:
             self._idle.set()
 
     def _release(self, rid: int) -> None:
         """A WRITE task is over: its slot and its ranges are free."""
-        _, done = self._ranges.pop(rid)
-        done.set()
+        self._unhold(rid)
         self._slots.release()
         self._done_in_flight()
 
