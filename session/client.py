@@ -143,6 +143,11 @@ class WriteResult:
     writeverf: bytes
 
 
+def _write_result(resok: nfs4.WRITE4resok) -> WriteResult:
+    """What one WRITE reported (section 18.32.2)."""
+    return WriteResult(resok.count, resok.committed, resok.writeverf)
+
+
 @dataclass(frozen=True, slots=True)
 class WriteManyResult:
     """What ``NFSClient.write_many`` did: the results of the WRITEs that succeeded, in
@@ -2090,7 +2095,7 @@ class NFSClient:
         )
         wr = _res(res, 1, nfs4.WRITE4res)
         assert wr.resok is not None
-        return WriteResult(wr.resok.count, wr.resok.committed, wr.resok.writeverf)
+        return _write_result(wr.resok)
 
     def max_writes_per_compound(self) -> int:
         """How many WRITEs ``write_many`` may put in one COMPOUND (a count, >= 1): the
@@ -2170,7 +2175,7 @@ class NFSClient:
             if not any(isinstance(r, nfs4.WRITE4res) for r in e.results):
                 raise  # PUTFH (or the session) failed: nothing was written
             done = [
-                WriteResult(r.resok.count, r.resok.committed, r.resok.writeverf)
+                _write_result(r.resok)
                 for r in e.results
                 if isinstance(r, nfs4.WRITE4res) and r.resok is not None
             ]
@@ -2179,7 +2184,7 @@ class NFSClient:
         for index in range(1, len(pieces) + 1):
             wr = _res(res, index, nfs4.WRITE4res)
             assert wr.resok is not None
-            results.append(WriteResult(wr.resok.count, wr.resok.committed, wr.resok.writeverf))
+            results.append(_write_result(wr.resok))
         return results, None
 
     async def commit(
