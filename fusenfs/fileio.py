@@ -299,14 +299,8 @@ class WriteBehind:
         or wrote less.  Meanwhile drains wait for it, and a later write of its bytes
         waits too (see ``_claim``).
         """
-        if (
-            not self._gathered
-            or self._inflight
-            or self._uncommitted
-            or self._error
-            or self._batch
-            or self._final_rid is not None
-        ):
+        # Data already taken and not yet back counts in ``_inflight``.
+        if not self._gathered or self._inflight or self._uncommitted or self._error or self._batch:
             return None
         data, self._gathered = bytes(self._gathered), bytearray()
         offset = self._gather_offset
