@@ -1840,12 +1840,15 @@ class Bench:
             raise BenchError(f"fio {rw} on the debug mount did no I/O")
         return count, ios
 
+    def _fio_where(self, jobs: int) -> tuple[str, Path]:
+        """The figure-name suffix and the export path of a fio run of ``jobs`` jobs: the
+        fio file for one, the fio directory's files for more."""
+        return ("-jobs", self.fio_dir()) if jobs > 1 else ("", self.fio_file())
+
     def _fio_fusenfs(self, rw: Literal["randread", "randwrite"], jobs: int = 1) -> None:
-        """fio ``rw`` through the timing mount (one job on the fio file, or ``jobs`` on
-        the fio directory's files); with one job, also the NFS operations per I/O on the
-        debug mount."""
-        suffix = "-jobs" if jobs > 1 else ""
-        where = self.fio_dir() if jobs > 1 else self.fio_file()
+        """fio ``rw`` through the timing mount (``_fio_where``); with one job, also the
+        NFS operations per I/O on the debug mount."""
+        suffix, where = self._fio_where(jobs)
         iops = self._fio(self.timing().path / where.name, rw, jobs)
         self.record(f"fusenfs-{rw}{suffix}", "IOPS", iops, "fusenfs")
         if jobs == 1:
@@ -1856,8 +1859,7 @@ class Bench:
 
     def _fio_local(self, rw: Literal["randread", "randwrite"], jobs: int = 1) -> None:
         """fio ``rw`` on the export directory itself, as ``_fio_fusenfs`` does on the mount."""
-        suffix = "-jobs" if jobs > 1 else ""
-        where = self.fio_dir() if jobs > 1 else self.fio_file()
+        suffix, where = self._fio_where(jobs)
         iops = self._fio(where, rw, jobs)
         self.record(f"local-{rw}{suffix}", "IOPS", iops, "local export dir")
 
